@@ -1,6 +1,7 @@
 //! Wire-level behaviour of the protocol as a peer sees it: round trips, splits, hostile input.
 //!
 //! `cargo test` runs the proptests with at least 1,000 cases each (`PROPTEST_CASES` may raise it).
+#![allow(clippy::unwrap_used)]
 
 mod samples;
 
@@ -129,7 +130,8 @@ fn malformed_bodies_give_typed_errors() {
         "[".repeat(10_000),
         "]".repeat(10_000)
     );
-    let cases: Vec<(&str, Vec<u8>, fn(&MessageError) -> bool)> = vec![
+    type Check = fn(&MessageError) -> bool;
+    let cases: Vec<(&str, Vec<u8>, Check)> = vec![
         ("invalid utf-8", b"{\"name\":\"\xff\xfe\"}".to_vec(), |e| {
             matches!(e, MessageError::InvalidUtf8 { .. })
         }),
