@@ -154,7 +154,10 @@ fn replacement(c: char, next: Option<char>, mode: Mode) -> Replacement {
 }
 
 fn sanitize(input: &str, mode: Mode) -> Cow<'_, str> {
-    let replaced = replace_unsafe(input, mode);
+    let (replaced, may_need_capping) = replace_unsafe(input, mode);
+    if !may_need_capping {
+        return replaced;
+    }
     match cap_combining(&replaced) {
         Some(capped) => Cow::Owned(capped),
         None => replaced,
@@ -162,13 +165,23 @@ fn sanitize(input: &str, mode: Mode) -> Cow<'_, str> {
 }
 
 /// First stage: replaces or drops unsafe characters. Borrowed when there are none.
-fn replace_unsafe(input: &str, mode: Mode) -> Cow<'_, str> {
+///
+/// The same scan tells whether the second stage has anything to look at: with no joiner and
+/// at most [`MAX_COMBINING`] zero-width characters in the whole string, no cluster can break a
+/// rule, so common text is checked in one pass.
+fn replace_unsafe(input: &str, mode: Mode) -> (Cow<'_, str>, bool) {
     let mut chars = input.char_indices().peekable();
     let mut out: Option<String> = None;
+    let mut extenders = 0;
+    let mut has_joiner = false;
     while let Some((i, c)) = chars.next() {
         let next = chars.peek().map(|&(_, n)| n);
         let action = replacement(c, next, mode);
         if let Replacement::Keep = action {
+            if !c.is_ascii() {
+                has_joiner |= c == ZWJ;
+                extenders += usize::from(is_extender(c, false));
+            }
             if let Some(out) = out.as_mut() {
                 out.push(c);
             }
@@ -185,9 +198,10 @@ fn replace_unsafe(input: &str, mode: Mode) -> Cow<'_, str> {
             Replacement::Str(r) => out.push_str(r),
         }
     }
+    let may_need_capping = has_joiner || extenders > MAX_COMBINING;
     match out {
-        Some(out) => Cow::Owned(out),
-        None => Cow::Borrowed(input),
+        Some(out) => (Cow::Owned(out), may_need_capping),
+        None => (Cow::Borrowed(input), may_need_capping),
     }
 }
 
@@ -198,14 +212,12 @@ fn is_extender(c: char, first: bool) -> bool {
 
 /// Second stage: enforces [`MAX_COMBINING`] and drops joiners that join nothing.
 ///
-/// Returns `None` when nothing changes. Dropping a character can merge two clusters (a joiner
-/// that now follows an emoji directly), so the pass repeats until nothing changes: that makes
-/// the result a fixed point, which is what keeps sanitizing idempotent. Every repeat removes at
-/// least one character, so the loop ends.
+/// Returns `None` when nothing changes. Dropping a character can move a cluster boundary (a
+/// dropped virama no longer links two consonants, and the joiner before the second one is left
+/// joining nothing), so the pass repeats until nothing changes: the result is a fixed point,
+/// which is what keeps sanitizing idempotent. Every repeat removes at least one character, so
+/// the loop ends.
 fn cap_combining(s: &str) -> Option<String> {
-    if !may_need_capping(s) {
-        return None;
-    }
     let mut capped: Option<String> = None;
     loop {
         let current = capped.as_deref().unwrap_or(s);
@@ -214,24 +226,6 @@ fn cap_combining(s: &str) -> Option<String> {
             None => return capped,
         }
     }
-}
-
-/// Cheap over-approximation: no joiner and too few zero-width characters in the whole string
-/// to fill [`MAX_COMBINING`] means no cluster can break a rule.
-fn may_need_capping(s: &str) -> bool {
-    let mut extenders = 0;
-    for c in s.chars().filter(|c| !c.is_ascii()) {
-        if c == ZWJ {
-            return true;
-        }
-        if is_extender(c, false) {
-            extenders += 1;
-            if extenders > MAX_COMBINING {
-                return true;
-            }
-        }
-    }
-    false
 }
 
 /// One pass of [`cap_combining`] over the grapheme clusters of `s`.
