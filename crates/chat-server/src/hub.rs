@@ -1,0 +1,419 @@
+//! The hub: the one actor that owns nicks, presence, rooms and history.
+//!
+//! Sessions talk to it through a cloneable [`HubHandle`] over a bounded command channel; the hub
+//! answers and fans out by putting pre-encoded frames (`Bytes`) on each connection's bounded
+//! outbound queue. A broadcast is encoded once and the same bytes are cloned to every recipient.
+//! Because every reply goes through the same queue as the broadcasts, a client sees its `ack` at
+//! the point in its stream where the others see the `message`.
+//!
+//! **Architecture Invariant:** connections → hub is a bounded channel on which the sender
+//! *awaits* (backpressure lands on that one reader, nobody else); hub → connections uses
+//! `try_send` only and the hub never awaits a client. So there is no cycle of bounded channels,
+//! and one stalled client can never stall the hub or the other members of a room.
+//!
+//! When a client's queue is full the hub marks it lagged: it takes the last `seq` it queued to
+//! that client per room, drops it from every room and the nick table, announces its `quit` with
+//! reason `lagged`, and kicks its session (a oneshot, which never blocks) with those sequences.
+//! The session then writes `error lagged` and `notice lagged` after the queue drains, and closes.
+//!
+//! # Layout
+//! - this file: the handle, the commands, the actor loop, delivery and lag, register and leave.
+//! - [`request`]: the chat and room requests (`send`, `join`, `topic`, ...).
+
+mod request;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chat_proto::client::Hello;
+use chat_proto::server::{Ack, QuitEvent, Welcome};
+use chat_proto::{ClientMsg, ErrorCode, ServerMsg, WireMessage};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, info};
+
+use crate::config::Config;
+use crate::history::HistoryStore;
+use crate::nick::{fold_nick, validate_nick};
+use crate::room::Room;
+
+/// Server-assigned id of one connection, unique while the server runs.
+pub type SessionId = u64;
+
+/// The room every new session joins.
+pub const LOBBY: &str = "#lobby";
+
+/// Send ids remembered per connection for duplicate detection.
+const RECENT_SENDS: usize = 256;
+
+/// What a session hands the hub when it asks to register.
+#[derive(Debug)]
+pub struct ConnInfo {
+    /// The session's id.
+    pub id: SessionId,
+    /// The peer's address, for logs.
+    pub peer: SocketAddr,
+    /// The connection's outbound queue; the hub only ever `try_send`s on it.
+    pub out_tx: mpsc::Sender<Bytes>,
+    /// Fired once if the hub drops the connection as lagged; dropping it means nothing.
+    pub kick_tx: oneshot::Sender<Kick>,
+}
+
+/// Why the hub dropped a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kick {
+    /// The outbound queue overflowed; per room, the last `seq` that was queued to the client.
+    Lagged {
+        /// Room name → last queued `seq`.
+        seqs: BTreeMap<String, u64>,
+    },
+}
+
+/// A registration the hub refused; the client may try again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct Refused {
+    /// `nick_taken` or `nick_invalid`.
+    pub code: ErrorCode,
+    /// Why, for the client.
+    pub message: String,
+}
+
+/// The hub has stopped (the server is shutting down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the hub has stopped")]
+pub struct HubGone;
+
+/// Requests from sessions to the hub.
+#[derive(Debug)]
+enum Command {
+    /// Open a session with the `hello` nick; the answer frames go on the connection's queue.
+    Register {
+        conn: ConnInfo,
+        hello: Hello,
+        reply: oneshot::Sender<Result<String, Refused>>,
+    },
+    /// A request of a registered session.
+    Request { id: SessionId, msg: ClientMsg },
+    /// The session itself found its queue full.
+    Lagged { id: SessionId },
+    /// The session is gone; `reason` goes to its rooms in `quit`.
+    Leave { id: SessionId, reason: String },
+}
+
+/// A cloneable handle to the hub. Dropping every handle stops the hub.
+#[derive(Debug, Clone)]
+pub struct HubHandle {
+    /// Bounded: senders wait when the hub is busy (backpressure on the sending reader only).
+    tx: mpsc::Sender<Command>,
+}
+
+impl HubHandle {
+    /// Registers a connection under the nick of `hello`; `Ok(Err(..))` is a refusal to retry.
+    pub async fn register(
+        &self,
+        conn: ConnInfo,
+        hello: Hello,
+    ) -> Result<Result<String, Refused>, HubGone> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Register { conn, hello, reply }).await?;
+        answer.await.map_err(|_| HubGone)
+    }
+
+    /// Hands a request of a registered session to the hub.
+    pub async fn request(&self, id: SessionId, msg: ClientMsg) -> Result<(), HubGone> {
+        self.send(Command::Request { id, msg }).await
+    }
+
+    /// Tells the hub that the session found its own queue full.
+    pub async fn lagged(&self, id: SessionId) -> Result<(), HubGone> {
+        self.send(Command::Lagged { id }).await
+    }
+
+    /// Tells the hub that a session ended.
+    pub async fn leave(&self, id: SessionId, reason: String) -> Result<(), HubGone> {
+        self.send(Command::Leave { id, reason }).await
+    }
+
+    async fn send(&self, cmd: Command) -> Result<(), HubGone> {
+        self.tx.send(cmd).await.map_err(|_| HubGone)
+    }
+}
+
+/// Starts the hub on `tracker`; it runs until every [`HubHandle`] is dropped.
+pub fn spawn(
+    config: Arc<Config>,
+    history: Box<dyn HistoryStore>,
+    shutdown: CancellationToken,
+    tracker: &TaskTracker,
+) -> HubHandle {
+    let (tx, rx) = mpsc::channel(config.hub_queue.max(1));
+    let hub = Hub {
+        config,
+        history,
+        shutdown,
+        conns: HashMap::new(),
+        nicks: HashMap::new(),
+        rooms: HashMap::new(),
+        dm_seqs: HashMap::new(),
+        next_mid: 1,
+        lagged: Vec::new(),
+    };
+    tracker.spawn(hub.run(rx));
+    HubHandle { tx }
+}
+
+/// A registered connection as the hub sees it.
+struct Conn {
+    peer: SocketAddr,
+    nick: String,
+    /// Folded nick: the key in `Hub::nicks`.
+    fold: String,
+    out_tx: mpsc::Sender<Bytes>,
+    /// Taken when the connection is kicked.
+    kick_tx: Option<oneshot::Sender<Kick>>,
+    /// Folded names of the rooms it is in.
+    rooms: BTreeSet<String>,
+    /// Per folded room name, the last `seq` queued to it.
+    last_seq: HashMap<String, u64>,
+    /// Set when its queue overflowed; it gets nothing more.
+    lagging: bool,
+    /// Most frames seen waiting in its queue at once.
+    peak_queued: usize,
+    /// Recently accepted send ids and their acks, oldest first.
+    recent: VecDeque<(String, Ack)>,
+}
+
+/// The actor's state. Only its own task touches it.
+struct Hub {
+    config: Arc<Config>,
+    history: Box<dyn HistoryStore>,
+    /// Once cancelled, departures are not announced (everyone is leaving).
+    shutdown: CancellationToken,
+    conns: HashMap<SessionId, Conn>,
+    /// Folded nick → session.
+    nicks: HashMap<String, SessionId>,
+    /// Folded room name → room. A room is removed when its last member leaves.
+    rooms: HashMap<String, Room>,
+    /// Per pair of folded nicks (sorted), the last direct-message `seq`.
+    dm_seqs: HashMap<(String, String), u64>,
+    next_mid: u64,
+    /// Connections whose queue overflowed during the current command.
+    lagged: Vec<SessionId>,
+}
+
+impl Hub {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        while let Some(cmd) = rx.recv().await {
+            match cmd {
+                Command::Register { conn, hello, reply } => {
+                    let answer = self.register(conn, hello);
+                    // The session may have gone meanwhile; then it will send `Leave`.
+                    let _ = reply.send(answer);
+                }
+                Command::Request { id, msg } => self.request(id, msg),
+                Command::Lagged { id } => self.mark_lagged(id),
+                Command::Leave { id, reason } => {
+                    if let Some((conn, sharers)) = self.remove(id) {
+                        self.announce_quit(&conn.nick, &sharers, &reason);
+                    }
+                }
+            }
+            self.kick_lagged();
+        }
+        debug!("hub stopped");
+    }
+
+    fn register(&mut self, info: ConnInfo, hello: Hello) -> Result<String, Refused> {
+        let nick = hello.name;
+        validate_nick(&nick).map_err(|e| Refused {
+            code: ErrorCode::NickInvalid,
+            message: format!("nick {nick:?} is invalid: {e}"),
+        })?;
+        let fold = fold_nick(&nick);
+        if self.nicks.contains_key(&fold) {
+            return Err(Refused {
+                code: ErrorCode::NickTaken,
+                message: format!("nick {nick:?} is in use"),
+            });
+        }
+        let id = info.id;
+        self.nicks.insert(fold.clone(), id);
+        self.conns.insert(
+            id,
+            Conn {
+                peer: info.peer,
+                nick: nick.clone(),
+                fold,
+                out_tx: info.out_tx,
+                kick_tx: Some(info.kick_tx),
+                rooms: BTreeSet::new(),
+                last_seq: HashMap::new(),
+                lagging: false,
+                peak_queued: 0,
+                recent: VecDeque::new(),
+            },
+        );
+        let welcome = Welcome {
+            session: id,
+            nick: nick.clone(),
+            server: concat!("chat-server/", env!("CARGO_PKG_VERSION")).to_owned(),
+            limits: self.config.limits(),
+            rooms: vec![LOBBY.to_owned()],
+            motd: self.config.motd.clone(),
+        };
+        self.reply(id, welcome);
+        self.join(id, None, LOBBY);
+        debug!(session = id, nick, "registered");
+        Ok(nick)
+    }
+
+    /// Removes a session from the nick table and its rooms; returns it and who shared a room.
+    fn remove(&mut self, id: SessionId) -> Option<(Conn, BTreeSet<SessionId>)> {
+        let conn = self.conns.remove(&id)?;
+        if self.nicks.get(&conn.fold) == Some(&id) {
+            self.nicks.remove(&conn.fold);
+        }
+        let mut sharers = BTreeSet::new();
+        for key in &conn.rooms {
+            if let Some(room) = self.rooms.get_mut(key) {
+                room.members.remove(&id);
+                sharers.extend(room.members.iter().copied());
+                if room.members.is_empty() {
+                    self.rooms.remove(key);
+                }
+            }
+        }
+        Some((conn, sharers))
+    }
+
+    fn announce_quit(&mut self, nick: &str, sharers: &BTreeSet<SessionId>, reason: &str) {
+        if self.shutdown.is_cancelled() {
+            return;
+        }
+        let event = ServerMsg::Quit(QuitEvent {
+            nick: nick.to_owned(),
+            reason: Some(reason.to_owned()),
+            ts: now_ms(),
+        });
+        if let Some(frame) = encode(&event) {
+            for &to in sharers {
+                self.deliver(to, &frame, None);
+            }
+        }
+    }
+
+    fn mark_lagged(&mut self, id: SessionId) {
+        if let Some(conn) = self.conns.get_mut(&id) {
+            if !conn.lagging {
+                conn.lagging = true;
+                self.lagged.push(id);
+            }
+        }
+    }
+
+    /// Drops every connection that overflowed, kicks its session and tells its rooms. Telling
+    /// the rooms may overflow more queues; the loop runs until none is left.
+    fn kick_lagged(&mut self) {
+        while let Some(id) = self.lagged.pop() {
+            // Room names before removal: a room emptied by it disappears.
+            let seqs: BTreeMap<String, u64> = match self.conns.get(&id) {
+                Some(conn) => conn
+                    .last_seq
+                    .iter()
+                    .map(|(key, seq)| {
+                        let name = self
+                            .rooms
+                            .get(key)
+                            .map_or(key.as_str(), |r| r.name.as_str());
+                        (name.to_owned(), *seq)
+                    })
+                    .collect(),
+                None => continue,
+            };
+            let Some((mut conn, sharers)) = self.remove(id) else {
+                continue;
+            };
+            info!(
+                session = id,
+                peer = %conn.peer,
+                nick = conn.nick,
+                queued = conn.peak_queued,
+                bound = conn.out_tx.max_capacity(),
+                ?seqs,
+                "outbound queue full: dropping the connection as lagged"
+            );
+            if let Some(kick) = conn.kick_tx.take() {
+                // The session may already be gone; then there is nobody to tell.
+                let _ = kick.send(Kick::Lagged { seqs });
+            }
+            self.announce_quit(&conn.nick, &sharers, "lagged");
+        }
+    }
+
+    /// Queues a frame for one connection without waiting; a full queue marks it lagged.
+    /// `seq` records the room sequence this frame carries, for the lag notice.
+    fn deliver(&mut self, to: SessionId, frame: &Bytes, seq: Option<(&str, u64)>) {
+        let Some(conn) = self.conns.get_mut(&to) else {
+            return;
+        };
+        if conn.lagging {
+            return;
+        }
+        match conn.out_tx.try_send(frame.clone()) {
+            Ok(()) => {
+                if let Some((key, s)) = seq {
+                    if let Some(last) = conn.last_seq.get_mut(key) {
+                        *last = s;
+                    }
+                }
+                let queued = conn.out_tx.max_capacity() - conn.out_tx.capacity();
+                conn.peak_queued = conn.peak_queued.max(queued);
+            }
+            Err(TrySendError::Full(_)) => {
+                conn.lagging = true;
+                self.lagged.push(to);
+            }
+            // The session is closing and will send `Leave`.
+            Err(TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Encodes `msg` for one connection and queues it.
+    fn reply(&mut self, to: SessionId, msg: impl Into<ServerMsg>) {
+        if let Some(frame) = encode(&msg.into()) {
+            self.deliver(to, &frame, None);
+        }
+    }
+
+    /// Sends an error answering request `req_id`.
+    fn refuse(&mut self, to: SessionId, req_id: Option<String>, code: ErrorCode, text: String) {
+        debug!(session = to, %code, reason = text, "request refused");
+        self.reply(to, ServerMsg::error(req_id, code, text));
+    }
+}
+
+/// Encodes a message once; the bytes are then shared by every recipient.
+fn encode(msg: &ServerMsg) -> Option<Bytes> {
+    match msg.to_frame_bytes() {
+        Ok(frame) => Some(frame),
+        Err(e) => {
+            error!(error = %e, kind = msg.kind(), "cannot encode a server message");
+            None
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests;

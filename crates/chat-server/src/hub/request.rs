@@ -1,0 +1,502 @@
+//! The hub's answers to chat and room requests.
+//!
+//! Each handler validates, changes the hub's state, then queues frames: the event once-encoded
+//! for every recipient, and the answer (with the request's `id`) for the requester. Refusals
+//! are `error` frames carrying the request's `id`; nothing is dropped silently.
+
+use std::collections::BTreeSet;
+
+use chat_proto::client::{History, Join, Part, Send, Topic, Typing};
+use chat_proto::limits::MAX_TOPIC_LEN;
+use chat_proto::server::{
+    Ack, ChatMessage, HistoryPage, Joined, NameList, NickChanged, Parted, RoomList, RoomSummary,
+    TypingEvent,
+};
+use chat_proto::{ClientMsg, ErrorCode, ServerMsg};
+use tracing::{debug, warn};
+
+use super::{Hub, RECENT_SENDS, SessionId, encode, now_ms};
+use crate::history::Page;
+use crate::nick::{fold_nick, fold_room, validate_nick, validate_room};
+use crate::room::Room;
+
+impl Hub {
+    /// Carries out one request of a registered session.
+    pub(super) fn request(&mut self, id: SessionId, msg: ClientMsg) {
+        if self.conns.get(&id).is_none_or(|c| c.lagging) {
+            return;
+        }
+        match msg {
+            ClientMsg::Send(m) => self.send(id, m),
+            ClientMsg::Typing(m) => self.typing(id, m),
+            ClientMsg::Join(Join { id: req, room }) => self.join(id, req, &room),
+            ClientMsg::Part(m) => self.part(id, m),
+            ClientMsg::Nick(m) => self.change_nick(id, m.id, m.nick),
+            ClientMsg::Topic(m) => self.topic(id, m),
+            ClientMsg::ListRooms(m) => self.list_rooms(id, m.id),
+            ClientMsg::Names(m) => self.names(id, m.id, &m.room),
+            ClientMsg::History(m) => self.history(id, m),
+            other => debug!(session = id, ?other, "request the hub does not handle"),
+        }
+    }
+
+    /// The folded room key if the session is in that room, else a `not_in_room` refusal.
+    fn member_room(&mut self, id: SessionId, req: &Option<String>, room: &str) -> Option<String> {
+        let key = fold_room(room);
+        if self.conns.get(&id).is_some_and(|c| c.rooms.contains(&key)) {
+            Some(key)
+        } else {
+            let text = format!("you are not in {room}");
+            self.refuse(id, req.clone(), ErrorCode::NotInRoom, text);
+            None
+        }
+    }
+
+    /// Joins a room (creating it) and sends the join burst; re-joining resends the burst.
+    pub(super) fn join(&mut self, id: SessionId, req: Option<String>, name: &str) {
+        if let Err(e) = validate_room(name) {
+            let text = format!("room name {name:?} is invalid: {e}");
+            return self.refuse(id, req, ErrorCode::RoomInvalid, text);
+        }
+        let key = fold_room(name);
+        let Some(conn) = self.conns.get(&id) else {
+            return;
+        };
+        let nick = conn.nick.clone();
+        let already = conn.rooms.contains(&key);
+        if !already && conn.rooms.len() >= self.config.max_rooms_per_user {
+            let text = format!("you are in too many rooms (at most {})", conn.rooms.len());
+            return self.refuse(id, req, ErrorCode::BadRequest, text);
+        }
+        if !self.rooms.contains_key(&key) {
+            match self.history.last_seq(&key) {
+                Ok(last) => {
+                    self.rooms
+                        .insert(key.clone(), Room::new(name.to_owned(), last));
+                }
+                Err(e) => {
+                    warn!(error = %e, room = name, "history store failed");
+                    return self.refuse(id, req, ErrorCode::StoreUnavailable, e.to_string());
+                }
+            }
+        }
+        let Some(room) = self.rooms.get_mut(&key) else {
+            return;
+        };
+        let joined = ServerMsg::Joined(Joined {
+            room: room.name.clone(),
+            nick: nick.clone(),
+            ts: now_ms(),
+        });
+        let recipients: Vec<SessionId> = if already {
+            vec![id]
+        } else {
+            room.members.insert(id);
+            room.members.iter().copied().collect()
+        };
+        let last_seq = room.last_seq();
+        let topic = room.topic_info(None);
+        let room_name = room.name.clone();
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.rooms.insert(key.clone());
+            conn.last_seq.insert(key.clone(), last_seq);
+        }
+        if let Some(frame) = encode(&joined) {
+            for to in recipients {
+                self.deliver(to, &frame, None);
+            }
+        }
+        self.reply(id, topic);
+        let members = self.member_nicks(&key);
+        self.reply(
+            id,
+            NameList {
+                id: req,
+                room: room_name.clone(),
+                members,
+            },
+        );
+        let n = self.config.history_on_join as usize;
+        match self.history.latest(&key, n) {
+            Ok(Page { messages, more }) => self.reply(
+                id,
+                HistoryPage {
+                    id: None,
+                    room: room_name,
+                    messages,
+                    more,
+                },
+            ),
+            Err(e) => {
+                warn!(error = %e, room = room_name, "history store failed");
+                self.refuse(id, None, ErrorCode::StoreUnavailable, e.to_string());
+            }
+        }
+    }
+
+    fn part(&mut self, id: SessionId, m: Part) {
+        let Some(key) = self.member_room(id, &m.id, &m.room) else {
+            return;
+        };
+        let Some(nick) = self.conns.get(&id).map(|c| c.nick.clone()) else {
+            return;
+        };
+        let Some(room) = self.rooms.get_mut(&key) else {
+            return;
+        };
+        let event = ServerMsg::Parted(Parted {
+            room: room.name.clone(),
+            nick,
+            reason: m.reason,
+            ts: now_ms(),
+        });
+        let members: Vec<SessionId> = room.members.iter().copied().collect();
+        room.members.remove(&id);
+        if room.members.is_empty() {
+            self.rooms.remove(&key);
+        }
+        if let Some(frame) = encode(&event) {
+            for to in members {
+                self.deliver(to, &frame, None);
+            }
+        }
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.rooms.remove(&key);
+            conn.last_seq.remove(&key);
+        }
+    }
+
+    fn change_nick(&mut self, id: SessionId, req: Option<String>, new: String) {
+        if let Err(e) = validate_nick(&new) {
+            let text = format!("nick {new:?} is invalid: {e}");
+            return self.refuse(id, req, ErrorCode::NickInvalid, text);
+        }
+        let fold = fold_nick(&new);
+        if self.nicks.get(&fold).is_some_and(|&owner| owner != id) {
+            let text = format!("nick {new:?} is in use");
+            return self.refuse(id, req, ErrorCode::NickTaken, text);
+        }
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let old = std::mem::replace(&mut conn.nick, new.clone());
+        let old_fold = std::mem::replace(&mut conn.fold, fold.clone());
+        self.nicks.remove(&old_fold);
+        self.nicks.insert(fold, id);
+        let mut to = self.sharers(id);
+        to.insert(id);
+        let event = ServerMsg::NickChanged(NickChanged {
+            old,
+            new,
+            ts: now_ms(),
+        });
+        if let Some(frame) = encode(&event) {
+            for s in to {
+                self.deliver(s, &frame, None);
+            }
+        }
+    }
+
+    fn topic(&mut self, id: SessionId, m: Topic) {
+        let Some(key) = self.member_room(id, &m.id, &m.room) else {
+            return;
+        };
+        if m.lock.is_some() {
+            let text = "only operators may lock a topic".to_owned();
+            return self.refuse(id, m.id, ErrorCode::Forbidden, text);
+        }
+        let Some(text) = m.topic else {
+            if let Some(info) = self.rooms.get(&key).map(|r| r.topic_info(m.id)) {
+                self.reply(id, info);
+            }
+            return;
+        };
+        if text.len() > MAX_TOPIC_LEN {
+            let why = format!("topic is longer than {MAX_TOPIC_LEN} bytes");
+            return self.refuse(id, m.id, ErrorCode::BadRequest, why);
+        }
+        if text.chars().any(chat_proto::sanitize::is_unsafe_char) {
+            let why = "topic contains control or invisible characters".to_owned();
+            return self.refuse(id, m.id, ErrorCode::BadRequest, why);
+        }
+        let Some(setter) = self.conns.get(&id).map(|c| c.nick.clone()) else {
+            return;
+        };
+        let Some(room) = self.rooms.get_mut(&key) else {
+            return;
+        };
+        room.topic = text;
+        room.topic_by = Some(setter);
+        room.topic_ts = Some(now_ms());
+        let event = ServerMsg::Topic(room.topic_info(None));
+        let answer = room.topic_info(m.id);
+        let others: Vec<SessionId> = room.members.iter().copied().filter(|&s| s != id).collect();
+        if let Some(frame) = encode(&event) {
+            for to in others {
+                self.deliver(to, &frame, None);
+            }
+        }
+        self.reply(id, answer);
+    }
+
+    fn list_rooms(&mut self, id: SessionId, req: Option<String>) {
+        let mut rooms: Vec<RoomSummary> = self
+            .rooms
+            .values()
+            .map(|r| RoomSummary {
+                name: r.name.clone(),
+                members: u32::try_from(r.members.len()).unwrap_or(u32::MAX),
+                topic: r.topic.clone(),
+            })
+            .collect();
+        rooms.sort_by(|a, b| a.name.cmp(&b.name));
+        self.reply(id, RoomList { id: req, rooms });
+    }
+
+    fn names(&mut self, id: SessionId, req: Option<String>, room: &str) {
+        let key = fold_room(room);
+        let Some(name) = self.rooms.get(&key).map(|r| r.name.clone()) else {
+            let text = format!("there is no room {room}");
+            return self.refuse(id, req, ErrorCode::NotInRoom, text);
+        };
+        let members = self.member_nicks(&key);
+        self.reply(
+            id,
+            NameList {
+                id: req,
+                room: name,
+                members,
+            },
+        );
+    }
+
+    fn history(&mut self, id: SessionId, m: History) {
+        let Some(key) = self.member_room(id, &m.id, &m.room) else {
+            return;
+        };
+        if m.before.is_some() && m.after.is_some() {
+            let text = "give before or after, not both".to_owned();
+            return self.refuse(id, m.id, ErrorCode::BadRequest, text);
+        }
+        if m.limit == Some(0) {
+            let text = "limit must be at least 1".to_owned();
+            return self.refuse(id, m.id, ErrorCode::BadRequest, text);
+        }
+        let n = m
+            .limit
+            .unwrap_or(self.config.history_on_join)
+            .min(self.config.history_page) as usize;
+        let page = match (m.before, m.after) {
+            (Some(before), _) => self.history.before(&key, before, n),
+            (_, Some(after)) => self.history.after(&key, after, n),
+            _ => self.history.latest(&key, n),
+        };
+        let room = self.rooms.get(&key).map_or(m.room, |r| r.name.clone());
+        match page {
+            Ok(Page { messages, more }) => self.reply(
+                id,
+                HistoryPage {
+                    id: m.id,
+                    room,
+                    messages,
+                    more,
+                },
+            ),
+            Err(e) => {
+                warn!(error = %e, room, "history store failed");
+                self.refuse(id, m.id, ErrorCode::StoreUnavailable, e.to_string());
+            }
+        }
+    }
+
+    /// Accepts a chat message: stamp, store, ack the sender, then fan out to the others.
+    fn send(&mut self, id: SessionId, m: Send) {
+        let max_text = self.config.max_text as usize;
+        if m.text.is_empty() || m.text.len() > max_text {
+            let text = format!("text must be 1 to {max_text} bytes");
+            return self.refuse(id, m.id, ErrorCode::TextInvalid, text);
+        }
+        let Some(conn) = self.conns.get(&id) else {
+            return;
+        };
+        if let Some(req) = &m.id {
+            if let Some((_, ack)) = conn.recent.iter().find(|(r, _)| r == req) {
+                let ack = Ack {
+                    duplicate: true,
+                    ..ack.clone()
+                };
+                return self.reply(id, ack);
+            }
+        }
+        let from = conn.nick.clone();
+        let from_fold = conn.fold.clone();
+        if m.to.starts_with('#') {
+            self.send_to_room(id, from, m);
+        } else {
+            self.send_direct(id, from, from_fold, m);
+        }
+    }
+
+    fn send_to_room(&mut self, id: SessionId, from: String, m: Send) {
+        let Some(key) = self.member_room(id, &m.id, &m.to) else {
+            return;
+        };
+        let Some(room) = self.rooms.get_mut(&key) else {
+            return;
+        };
+        let seq = room.take_seq();
+        let msg = ChatMessage {
+            mid: self.next_mid,
+            room: Some(room.name.clone()),
+            to: None,
+            from,
+            seq,
+            ts: now_ms(),
+            text: m.text,
+            action: m.action,
+        };
+        if let Err(e) = self.history.append(&key, &msg) {
+            room.untake_seq(seq);
+            warn!(error = %e, room = room.name, "history store failed; message refused");
+            return self.refuse(id, m.id, ErrorCode::StoreUnavailable, e.to_string());
+        }
+        self.next_mid += 1;
+        let others: Vec<SessionId> = room.members.iter().copied().filter(|&s| s != id).collect();
+        let ack = Ack {
+            id: m.id,
+            mid: msg.mid,
+            room: msg.room.clone(),
+            to: None,
+            seq,
+            ts: msg.ts,
+            duplicate: false,
+        };
+        self.ack(id, ack, Some(&key));
+        if let Some(frame) = encode(&ServerMsg::Message(msg)) {
+            for to in others {
+                self.deliver(to, &frame, Some((&key, seq)));
+            }
+        }
+    }
+
+    fn send_direct(&mut self, id: SessionId, from: String, from_fold: String, m: Send) {
+        let to_fold = fold_nick(&m.to);
+        let Some(target) = self.nicks.get(&to_fold).copied() else {
+            let text = format!("nobody called {:?} is online", m.to);
+            return self.refuse(id, m.id, ErrorCode::NoSuchNick, text);
+        };
+        let Some(to_nick) = self.conns.get(&target).map(|c| c.nick.clone()) else {
+            return;
+        };
+        let pair = if from_fold <= to_fold {
+            (from_fold, to_fold)
+        } else {
+            (to_fold, from_fold)
+        };
+        let seq = self.dm_seqs.entry(pair).or_insert(0);
+        *seq += 1;
+        let msg = ChatMessage {
+            mid: self.next_mid,
+            room: None,
+            to: Some(to_nick),
+            from,
+            seq: *seq,
+            ts: now_ms(),
+            text: m.text,
+            action: m.action,
+        };
+        self.next_mid += 1;
+        let ack = Ack {
+            id: m.id,
+            mid: msg.mid,
+            room: None,
+            to: msg.to.clone(),
+            seq: msg.seq,
+            ts: msg.ts,
+            duplicate: false,
+        };
+        self.ack(id, ack, None);
+        if target != id {
+            self.reply(target, ServerMsg::Message(msg));
+        }
+    }
+
+    /// Queues the sender's ack (in its stream where the others get the message) and remembers
+    /// its id so a resend is not delivered twice.
+    fn ack(&mut self, id: SessionId, ack: Ack, room_key: Option<&str>) {
+        let seq = ack.seq;
+        if let Some(req) = &ack.id {
+            if let Some(conn) = self.conns.get_mut(&id) {
+                if conn.recent.len() == RECENT_SENDS {
+                    conn.recent.pop_front();
+                }
+                conn.recent.push_back((req.clone(), ack.clone()));
+            }
+        }
+        if let Some(frame) = encode(&ServerMsg::Ack(ack)) {
+            self.deliver(id, &frame, room_key.map(|k| (k, seq)));
+        }
+    }
+
+    fn typing(&mut self, id: SessionId, m: Typing) {
+        let Some(from) = self.conns.get(&id).map(|c| c.nick.clone()) else {
+            return;
+        };
+        let (room, to): (Option<String>, Vec<SessionId>) = if m.to.starts_with('#') {
+            let Some(key) = self.member_room(id, &None, &m.to) else {
+                return;
+            };
+            let Some(room) = self.rooms.get(&key) else {
+                return;
+            };
+            let others = room.members.iter().copied().filter(|&s| s != id);
+            (Some(room.name.clone()), others.collect())
+        } else {
+            match self.nicks.get(&fold_nick(&m.to)) {
+                Some(&target) => (None, vec![target]),
+                None => {
+                    let text = format!("nobody called {:?} is online", m.to);
+                    return self.refuse(id, None, ErrorCode::NoSuchNick, text);
+                }
+            }
+        };
+        let event = ServerMsg::Typing(TypingEvent {
+            room,
+            from,
+            active: m.active,
+        });
+        if let Some(frame) = encode(&event) {
+            for s in to {
+                self.deliver(s, &frame, None);
+            }
+        }
+    }
+
+    /// Everyone sharing at least one room with `id` (not `id` itself).
+    fn sharers(&self, id: SessionId) -> BTreeSet<SessionId> {
+        let mut out = BTreeSet::new();
+        if let Some(conn) = self.conns.get(&id) {
+            for key in &conn.rooms {
+                if let Some(room) = self.rooms.get(key) {
+                    out.extend(room.members.iter().copied().filter(|&s| s != id));
+                }
+            }
+        }
+        out
+    }
+
+    /// A room's member nicks, sorted case-insensitively.
+    fn member_nicks(&self, key: &str) -> Vec<String> {
+        let Some(room) = self.rooms.get(key) else {
+            return Vec::new();
+        };
+        let mut members: Vec<(&str, &str)> = room
+            .members
+            .iter()
+            .filter_map(|s| self.conns.get(s))
+            .map(|c| (c.fold.as_str(), c.nick.as_str()))
+            .collect();
+        members.sort_unstable();
+        members.into_iter().map(|(_, n)| n.to_owned()).collect()
+    }
+}

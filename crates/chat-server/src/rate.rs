@@ -1,0 +1,88 @@
+//! A token bucket: the per-connection request rate limit.
+//!
+//! The bucket holds up to `burst` tokens and refills at `per_sec` tokens a second; each request
+//! takes one. It reads tokio's clock, so tests drive it with `tokio::time::pause`.
+
+use tokio::time::Instant;
+
+/// Token bucket over requests.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    /// Most tokens the bucket holds.
+    capacity: f64,
+    /// Tokens added per second.
+    per_sec: f64,
+    /// Tokens now (as of `updated`).
+    tokens: f64,
+    /// When `tokens` was last brought up to date.
+    updated: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket of `burst` tokens refilling at `per_sec`.
+    pub fn new(burst: u32, per_sec: f64) -> Self {
+        let capacity = f64::from(burst.max(1));
+        TokenBucket {
+            capacity,
+            per_sec: per_sec.max(0.0),
+            tokens: capacity,
+            updated: Instant::now(),
+        }
+    }
+
+    /// Takes one token if there is one; `false` means the request must be refused.
+    pub fn try_take(&mut self) -> bool {
+        self.refill(Instant::now());
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.per_sec).min(self.capacity);
+        self.updated = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn burst_is_allowed_then_refused() {
+        let mut bucket = TokenBucket::new(10, 5.0);
+        for i in 0..10 {
+            assert!(bucket.try_take(), "request {i} of the burst");
+        }
+        assert!(!bucket.try_take(), "eleventh request refused");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tokens_refill_at_the_sustained_rate() {
+        let mut bucket = TokenBucket::new(10, 5.0);
+        while bucket.try_take() {}
+        tokio::time::advance(Duration::from_millis(199)).await;
+        assert!(!bucket.try_take(), "not yet a whole token after 199 ms");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(bucket.try_take(), "one token after 200 ms at 5/s");
+        assert!(!bucket.try_take());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let taken = std::iter::from_fn(|| bucket.try_take().then_some(())).count();
+        assert_eq!(taken, 5, "five tokens per second");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_pause_refills_only_up_to_the_burst() {
+        let mut bucket = TokenBucket::new(10, 5.0);
+        while bucket.try_take() {}
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        let taken = std::iter::from_fn(|| bucket.try_take().then_some(())).count();
+        assert_eq!(taken, 10);
+    }
+}

@@ -1,0 +1,492 @@
+//! One session per peer: handshake, the read loop, rate limit, pings and the slowloris guard.
+//!
+//! The session owns the read half and a [`writer`](crate::writer) task owns the write half.
+//! Everything for the client — the hub's broadcasts and answers, the session's own errors and
+//! pongs — goes through one bounded outbound queue, so the client sees one ordered stream.
+//! Requests about shared state go to the hub and the session waits if the hub is busy (that
+//! backpressure stops only this reader).
+//!
+//! A session ends for exactly one [`Close`] reason; it then tells the hub (so its rooms hear a
+//! `quit`), asks the writer to flush and write any final `error`/`notice`, reads and discards
+//! input until the peer closes or the close timeout passes (so unread input cannot turn our
+//! last frames into a reset), and logs one line with the reason.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chat_proto::client::Hello;
+use chat_proto::limits::{MAX_ID_LEN, PRE_HANDSHAKE_MAX_BODY};
+use chat_proto::message::{Ping, Pong};
+use chat_proto::server::{Notice, NoticeCode};
+use chat_proto::{ClientMsg, ErrorCode, FrameError, ServerMsg, WireMessage};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep_until, timeout};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use crate::config::Config;
+use crate::hub::{ConnInfo, HubHandle, Kick, SessionId, now_ms};
+use crate::rate::TokenBucket;
+use crate::reader::FrameReader;
+use crate::writer::{self, Finish, WriterExit};
+
+/// Why a session ended.
+#[derive(Debug)]
+pub enum Close {
+    /// The peer closed its side.
+    PeerClosed,
+    /// The peer sent `quit`.
+    Quit(String),
+    /// Reading failed.
+    Io(io::Error),
+    /// We end the session with a fatal error code (timeouts, broken framing).
+    Fatal {
+        /// The code sent to the peer.
+        code: ErrorCode,
+        /// The text sent to the peer and logged.
+        reason: String,
+    },
+    /// The outbound queue overflowed; per room, the last `seq` queued to the peer.
+    Lagged {
+        /// Room name → last queued `seq`.
+        seqs: BTreeMap<String, u64>,
+    },
+    /// The writer ended by itself (a stalled or failed write).
+    Writer(WriterExit),
+    /// The server is shutting down.
+    Shutdown,
+    /// The hub stopped before the session did.
+    HubGone,
+}
+
+impl Close {
+    fn fatal(code: ErrorCode, reason: impl Into<String>) -> Self {
+        Close::Fatal {
+            code,
+            reason: reason.into(),
+        }
+    }
+
+    /// What the session's rooms are told in `quit`.
+    fn quit_reason(&self) -> String {
+        match self {
+            Close::PeerClosed => "connection closed".into(),
+            Close::Quit(reason) => reason.clone(),
+            Close::Io(_) => "connection error".into(),
+            Close::Fatal { code, .. } => code.as_str().into(),
+            Close::Lagged { .. } | Close::Writer(WriterExit::Stalled) => "lagged".into(),
+            Close::Writer(_) => "connection error".into(),
+            Close::Shutdown | Close::HubGone => "server shutting down".into(),
+        }
+    }
+
+    /// The frames written after the queue is flushed.
+    fn final_frames(&self) -> Vec<ServerMsg> {
+        match self {
+            Close::Fatal { code, reason } => vec![ServerMsg::error(None, *code, reason.clone())],
+            Close::Lagged { seqs } => vec![
+                ServerMsg::error(
+                    None,
+                    ErrorCode::Lagged,
+                    "you fell behind and were disconnected",
+                ),
+                ServerMsg::Notice(Notice {
+                    code: NoticeCode::Lagged,
+                    text: "you fell behind; reconnect and resume".into(),
+                    seqs: seqs.clone(),
+                    id: None,
+                }),
+            ],
+            Close::Shutdown | Close::HubGone => vec![
+                ServerMsg::Notice(Notice {
+                    code: NoticeCode::ShuttingDown,
+                    text: "the server is shutting down".into(),
+                    seqs: BTreeMap::new(),
+                    id: None,
+                }),
+                ServerMsg::error(None, ErrorCode::ShuttingDown, "the server is shutting down"),
+            ],
+            Close::PeerClosed | Close::Quit(_) | Close::Io(_) | Close::Writer(_) => Vec::new(),
+        }
+    }
+}
+
+impl fmt::Display for Close {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Close::PeerClosed => f.write_str("peer closed"),
+            Close::Quit(reason) => write!(f, "quit: {reason}"),
+            Close::Io(e) => write!(f, "read error: {e}"),
+            Close::Fatal { code, reason } => write!(f, "{code}: {reason}"),
+            Close::Lagged { .. } => f.write_str("lagged: outbound queue full"),
+            Close::Writer(WriterExit::Stalled) => f.write_str("lagged: write stalled"),
+            Close::Writer(exit) => write!(f, "writer ended: {exit:?}"),
+            Close::Shutdown => f.write_str("server shutting down"),
+            Close::HubGone => f.write_str("hub stopped"),
+        }
+    }
+}
+
+/// A session's state besides its writer.
+struct Session<R> {
+    id: SessionId,
+    peer: SocketAddr,
+    config: Arc<Config>,
+    hub: HubHandle,
+    reader: FrameReader<R>,
+    /// Our end of the outbound queue (the hub holds a clone once registered).
+    out_tx: mpsc::Sender<Bytes>,
+    /// The nick, once `welcome` was sent.
+    nick: Option<String>,
+    /// Fires if the hub drops us as lagged; `None` before registration.
+    kick_rx: Option<oneshot::Receiver<Kick>>,
+    bucket: TokenBucket,
+    handshake_deadline: Instant,
+    next_ping: Instant,
+    pings_unanswered: u32,
+    /// Requests refused by the rate limit.
+    rate_refused: u64,
+    /// Frames refused as malformed or of unknown kind.
+    bad_frames: u64,
+}
+
+/// Serves one connection until it closes. `id` is unique while the server runs.
+pub async fn run<R, W>(
+    id: SessionId,
+    peer: SocketAddr,
+    (rd, wr): (R, W),
+    hub: HubHandle,
+    config: Arc<Config>,
+    shutdown: CancellationToken,
+) where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (out_tx, out_rx) = mpsc::channel(config.outbound_queue.max(1));
+    let (finish_tx, finish_rx) = oneshot::channel();
+    let mut writer = tokio::spawn(writer::run(wr, out_rx, finish_rx, config.write_timeout));
+    let now = Instant::now();
+    let mut session = Session {
+        id,
+        peer,
+        reader: FrameReader::new(rd, PRE_HANDSHAKE_MAX_BODY),
+        out_tx,
+        nick: None,
+        kick_rx: None,
+        bucket: TokenBucket::new(config.rate_burst, config.rate_per_sec),
+        handshake_deadline: now + config.handshake_timeout,
+        next_ping: now + config.ping_interval,
+        pings_unanswered: 0,
+        rate_refused: 0,
+        bad_frames: 0,
+        hub,
+        config,
+    };
+    let close = session.serve(&mut writer, &shutdown).await;
+    session.close(close, finish_tx, writer).await;
+}
+
+impl<R: AsyncRead + Unpin> Session<R> {
+    /// The read loop: one `select!` over everything that can happen to a connection.
+    async fn serve(
+        &mut self,
+        writer: &mut JoinHandle<WriterExit>,
+        shutdown: &CancellationToken,
+    ) -> Close {
+        loop {
+            let frame_deadline = self
+                .reader
+                .partial_since()
+                .map(|t| t + self.config.frame_timeout);
+            let registered = self.nick.is_some();
+            tokio::select! {
+                // The server is stopping: tell the client, flush, close.
+                () = shutdown.cancelled() => return Close::Shutdown,
+                // The hub dropped us from fan-out because our queue overflowed.
+                kick = async {
+                    match self.kick_rx.as_mut() {
+                        Some(rx) => rx.await,
+                        None => std::future::pending().await,
+                    }
+                }, if self.kick_rx.is_some() => match kick {
+                    Ok(Kick::Lagged { seqs }) => return Close::Lagged { seqs },
+                    // The hub let go of us without a kick: it is stopping; shutdown follows.
+                    Err(_) => self.kick_rx = None,
+                },
+                // The writer ended on its own: a write stalled or failed.
+                exit = &mut *writer => {
+                    return Close::Writer(exit.unwrap_or_else(|e| WriterExit::Failed(io::Error::other(e))));
+                }
+                // Bytes from the peer: handle every complete frame they finish.
+                read = self.reader.read_more() => match read {
+                    Ok(0) => return Close::PeerClosed,
+                    Ok(_) => {
+                        if let Err(close) = self.handle_frames().await {
+                            return close;
+                        }
+                    }
+                    Err(e) => return Close::Io(e),
+                },
+                // No `hello` in time.
+                () = sleep_until(self.handshake_deadline), if !registered => {
+                    let t = self.config.handshake_timeout;
+                    return Close::fatal(ErrorCode::HandshakeTimeout, format!("no hello within {t:?}"));
+                }
+                // A frame began but did not complete in time (slowloris).
+                () = sleep_until(frame_deadline.unwrap_or(self.handshake_deadline)), if frame_deadline.is_some() => {
+                    let t = self.config.frame_timeout;
+                    return Close::fatal(ErrorCode::SlowFrame, format!("a frame took longer than {t:?} to arrive"));
+                }
+                // Silence: ping, or give up once enough pings went unanswered.
+                () = sleep_until(self.next_ping) => {
+                    if self.pings_unanswered >= self.config.max_missed_pongs {
+                        let n = self.pings_unanswered;
+                        return Close::fatal(ErrorCode::IdleTimeout, format!("no answer to {n} pings"));
+                    }
+                    self.pings_unanswered += 1;
+                    self.next_ping = Instant::now() + self.config.ping_interval;
+                    let ping = Ping { token: Some(now_ms().to_string()) };
+                    if let Err(close) = self.push(ServerMsg::Ping(ping)).await {
+                        return close;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles every complete frame in the read buffer.
+    async fn handle_frames(&mut self) -> Result<(), Close> {
+        loop {
+            let item = match self.reader.next_message() {
+                Ok(Some(item)) => item,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(frame_error(&e)),
+            };
+            // Any whole frame shows the peer is alive.
+            self.pings_unanswered = 0;
+            self.next_ping = Instant::now() + self.config.ping_interval;
+            match item {
+                Ok(msg) => self.handle(msg).await?,
+                Err(e) => {
+                    self.bad_frames += 1;
+                    debug!(session = self.id, peer = %self.peer, error = %e, "bad frame refused");
+                    if !self.take_token() {
+                        continue;
+                    }
+                    self.push(ServerMsg::error(None, e.code(), e.to_string()))
+                        .await?;
+                }
+            }
+        }
+    }
+
+    /// Takes a rate token; on refusal counts it (and logs the first refusal).
+    fn take_token(&mut self) -> bool {
+        if self.bucket.try_take() {
+            return true;
+        }
+        self.rate_refused += 1;
+        if self.rate_refused == 1 {
+            info!(session = self.id, peer = %self.peer, nick = ?self.nick, "rate limit reached; refusing requests");
+        }
+        false
+    }
+
+    async fn handle(&mut self, msg: ClientMsg) -> Result<(), Close> {
+        match msg {
+            ClientMsg::Ping(Ping { token }) => {
+                return self.push(ServerMsg::Pong(Pong { token })).await;
+            }
+            // Its arrival already reset the idle clock.
+            ClientMsg::Pong(_) => return Ok(()),
+            _ => {}
+        }
+        let req_id = msg.request_id().map(str::to_owned);
+        if !self.take_token() {
+            let c = &self.config;
+            let text = format!(
+                "too many requests (burst {}, then {}/s); not carried out",
+                c.rate_burst, c.rate_per_sec
+            );
+            debug!(session = self.id, "request refused: rate limited");
+            return self
+                .push(ServerMsg::error(req_id, ErrorCode::RateLimited, text))
+                .await;
+        }
+        if req_id.as_ref().is_some_and(|r| r.len() > MAX_ID_LEN) {
+            let text = format!("request id is longer than {MAX_ID_LEN} bytes");
+            return self
+                .push(ServerMsg::error(None, ErrorCode::BadRequest, text))
+                .await;
+        }
+        let unavailable = |code, what: &str| {
+            ServerMsg::error(
+                req_id.clone(),
+                code,
+                format!("{what} not available on this server yet"),
+            )
+        };
+        match msg {
+            ClientMsg::Hello(hello) => self.hello(hello).await,
+            ClientMsg::Quit(q) => Err(Close::Quit(q.reason.unwrap_or_else(|| "quit".into()))),
+            _ if self.nick.is_none() => {
+                let text = "send hello first";
+                self.push(ServerMsg::error(req_id, ErrorCode::HandshakeRequired, text))
+                    .await
+            }
+            ClientMsg::Send(_)
+            | ClientMsg::Typing(_)
+            | ClientMsg::Join(_)
+            | ClientMsg::Part(_)
+            | ClientMsg::Nick(_)
+            | ClientMsg::Topic(_)
+            | ClientMsg::ListRooms(_)
+            | ClientMsg::Names(_)
+            | ClientMsg::History(_) => self
+                .hub
+                .request(self.id, msg)
+                .await
+                .map_err(|_| Close::HubGone),
+            ClientMsg::Search(_) => {
+                self.push(unavailable(ErrorCode::BadRequest, "search is"))
+                    .await
+            }
+            ClientMsg::Register(_)
+            | ClientMsg::Kick(_)
+            | ClientMsg::Ban(_)
+            | ClientMsg::Unban(_)
+            | ClientMsg::Mute(_) => {
+                let msg = unavailable(ErrorCode::Forbidden, "accounts and operator commands are");
+                self.push(msg).await
+            }
+            ClientMsg::FileOffer(_)
+            | ClientMsg::FileAccept(_)
+            | ClientMsg::FileDecline(_)
+            | ClientMsg::FileChunk(_)
+            | ClientMsg::FileDone(_)
+            | ClientMsg::FileCancel(_)
+            | ClientMsg::FileAck(_) => {
+                self.push(unavailable(ErrorCode::FileRefused, "file transfer is"))
+                    .await
+            }
+            ClientMsg::Ping(_) | ClientMsg::Pong(_) => Ok(()),
+        }
+    }
+
+    /// Asks the hub for the nick; on success the hub has queued `welcome` and the join burst.
+    async fn hello(&mut self, hello: Hello) -> Result<(), Close> {
+        if self.nick.is_some() {
+            let text = "hello was already accepted on this connection";
+            return self
+                .push(ServerMsg::error(None, ErrorCode::HandshakeRequired, text))
+                .await;
+        }
+        let (kick_tx, kick_rx) = oneshot::channel();
+        let conn = ConnInfo {
+            id: self.id,
+            peer: self.peer,
+            out_tx: self.out_tx.clone(),
+            kick_tx,
+        };
+        match self.hub.register(conn, hello).await {
+            Ok(Ok(nick)) => {
+                self.reader.set_max_body(self.config.max_body);
+                self.nick = Some(nick);
+                self.kick_rx = Some(kick_rx);
+                Ok(())
+            }
+            Ok(Err(refused)) => {
+                debug!(session = self.id, peer = %self.peer, reason = %refused, "hello refused");
+                self.push(ServerMsg::error(None, refused.code, refused.message))
+                    .await
+            }
+            Err(_) => Err(Close::HubGone),
+        }
+    }
+
+    /// Queues a frame of our own. Never waits: a full queue means the client is not reading.
+    async fn push(&mut self, msg: ServerMsg) -> Result<(), Close> {
+        let frame = match msg.to_frame_bytes() {
+            Ok(frame) => frame,
+            Err(e) => {
+                tracing::error!(error = %e, kind = msg.kind(), "cannot encode a server message");
+                return Ok(());
+            }
+        };
+        match self.out_tx.try_send(frame) {
+            Ok(()) => Ok(()),
+            // Registered: the hub knows what was queued, so it does the lag disconnect and
+            // kicks us with the sequence numbers. Not yet registered: nothing to report.
+            Err(TrySendError::Full(_)) if self.nick.is_some() => {
+                self.hub.lagged(self.id).await.map_err(|_| Close::HubGone)
+            }
+            Err(TrySendError::Full(_)) => Err(Close::Lagged {
+                seqs: BTreeMap::new(),
+            }),
+            // The writer is gone; its own exit is reported by the select loop.
+            Err(TrySendError::Closed(_)) => Ok(()),
+        }
+    }
+
+    /// Ends the session: hub, final frames, writer, input drain, one log line.
+    async fn close(
+        mut self,
+        close: Close,
+        finish_tx: oneshot::Sender<Finish>,
+        writer: JoinHandle<WriterExit>,
+    ) {
+        // The hub already dropped a lagged session; everyone else leaves here.
+        if self.nick.is_some() && !matches!(close, Close::Lagged { .. } | Close::HubGone) {
+            let _ = self.hub.leave(self.id, close.quit_reason()).await;
+        }
+        let frames: Vec<Bytes> = close
+            .final_frames()
+            .iter()
+            .filter_map(|m| m.to_frame_bytes().ok())
+            .collect();
+        let grace = self.config.close_timeout;
+        let exit = if let Close::Writer(_) = close {
+            None
+        } else {
+            let _ = finish_tx.send(Finish {
+                frames,
+                timeout: grace,
+            });
+            let exit = timeout(grace + grace / 2, writer).await;
+            Some(match exit {
+                Ok(Ok(exit)) => exit,
+                Ok(Err(e)) => WriterExit::Failed(io::Error::other(e)),
+                Err(_) => WriterExit::FinishTimedOut,
+            })
+        };
+        if matches!(exit, Some(WriterExit::Finished)) && !matches!(close, Close::PeerClosed) {
+            // Our side is shut down; wait (briefly) for the peer to close its side.
+            let _ = timeout(grace, self.reader.discard_to_end()).await;
+        }
+        info!(
+            session = self.id,
+            peer = %self.peer,
+            nick = self.nick.as_deref().unwrap_or("-"),
+            reason = %close,
+            writer = ?exit,
+            rate_refused = self.rate_refused,
+            bad_frames = self.bad_frames,
+            "connection closed"
+        );
+    }
+}
+
+/// A broken stream: tell the peer why, then close.
+fn frame_error(e: &FrameError) -> Close {
+    Close::fatal(e.code(), e.to_string())
+}
+
+#[cfg(test)]
+mod tests;
