@@ -1,2 +1,138 @@
-//! placeholder
-fn main() {}
+//! `chat-tui --name alice host:6666`: parse flags, read the config, set up logging and the
+//! terminal, and hand over to [`chat_tui::run::run`].
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use anyhow::Context;
+use chat_tui::app::App;
+use chat_tui::config::{self, Config};
+use chat_tui::net::{self, NetConfig};
+use chat_tui::terminal::{self, TerminalGuard};
+use clap::Parser;
+use crossterm::event::EventStream;
+use rand::Rng;
+use rand::distr::Alphanumeric;
+
+/// A terminal chat client.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Server address, `host:port` (default: `server` from the config file).
+    server: Option<String>,
+    /// Nick to use (default: `name` from the config file, then $USER).
+    #[arg(long, short)]
+    name: Option<String>,
+    /// Capture the mouse for wheel scrolling (hold Shift to select text).
+    #[arg(long)]
+    mouse: bool,
+    /// Never ring the terminal bell.
+    #[arg(long)]
+    no_bell: bool,
+    /// Config file (default: chat/config.toml in the XDG config directory).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Log file (default: chat/chat-tui.log in the XDG state directory).
+    #[arg(long)]
+    log_file: Option<PathBuf>,
+}
+
+/// Logs go to a file, never to the screen.
+fn init_logging(path: Option<PathBuf>) -> anyhow::Result<()> {
+    let Some(path) = path.or_else(config::default_log_path) else {
+        return Ok(());
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("cannot open log file {}", path.display()))?;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CHAT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(Mutex::new(file))
+        .init();
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGHUP.
+async fn terminate_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = hup.recv() => {}
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let config_path = args.config.clone().or_else(config::default_config_path);
+    let config = match &config_path {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let name = args
+        .name
+        .or(config.name.clone())
+        .or_else(|| std::env::var("USER").ok())
+        .context("no nick: pass --name NICK")?;
+    let server = args
+        .server
+        .or(config.server.clone())
+        .context("no server: pass host:port")?;
+    init_logging(args.log_file)?;
+
+    let id_prefix: String = rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(8)
+        .map(char::from)
+        .collect();
+    let mut app = App::new(name.clone(), server.clone(), id_prefix);
+    app.tz = jiff::tz::TimeZone::system();
+    app.bell = !args.no_bell && config.bell.unwrap_or(true);
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    app.theme.colors = config.colors.unwrap_or(true) && !no_color;
+    if let Some(palette) = config.palette()? {
+        app.theme.nick_palette = palette;
+    }
+    let mouse = args.mouse || config.mouse.unwrap_or(false);
+
+    terminal::install_panic_hook();
+    let (guard, mut term) = TerminalGuard::enter(mouse).context("cannot set up the terminal")?;
+    let (handle, net_rx) = net::spawn(NetConfig {
+        addr: server,
+        name,
+        client: format!("chat-tui/{}", env!("CARGO_PKG_VERSION")),
+    });
+    let mut bell = || {
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        let _ = out.write_all(b"\x07");
+        let _ = out.flush();
+    };
+    let result = chat_tui::run::run(
+        &mut term,
+        &mut app,
+        EventStream::new(),
+        handle,
+        net_rx,
+        terminate_signal(),
+        &mut bell,
+    )
+    .await;
+    drop(guard);
+    tracing::info!("bye");
+    result
+}

@@ -1,0 +1,104 @@
+//! The optional config file, `chat/config.toml` in the XDG config directory.
+//!
+//! ```toml
+//! name = "alice"
+//! server = "chat.example.org:6666"
+//! bell = true
+//! mouse = false
+//! colors = true                      # false: bold/reverse/underline only
+//! nick_colors = ["red", "green", "#ff8800"]
+//! ```
+//! Command-line flags override the file.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use ratatui::style::Color;
+use serde::Deserialize;
+
+/// What the config file may set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Nick.
+    pub name: Option<String>,
+    /// `host:port`.
+    pub server: Option<String>,
+    /// Ring the bell on mentions and direct messages.
+    pub bell: Option<bool>,
+    /// Capture the mouse (wheel scrolling; disables the terminal's own selection).
+    pub mouse: Option<bool>,
+    /// Use colours.
+    pub colors: Option<bool>,
+    /// Palette for nick colours (names like `red`, or `#rrggbb`).
+    pub nick_colors: Option<Vec<String>>,
+}
+
+impl Config {
+    /// Parses config text.
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        toml::from_str(text).context("invalid config")
+    }
+
+    /// Reads `path`; a missing file is an empty config.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text).with_context(|| format!("in {}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    /// The nick palette, if one is configured; unknown colour names are an error.
+    pub fn palette(&self) -> anyhow::Result<Option<Vec<Color>>> {
+        let Some(names) = &self.nick_colors else {
+            return Ok(None);
+        };
+        names
+            .iter()
+            .map(|n| {
+                n.parse::<Color>()
+                    .map_err(|_| anyhow::anyhow!("unknown colour {n:?}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
+            .map(Some)
+    }
+}
+
+/// The project directories (`chat`), if a home directory is known.
+fn dirs() -> Option<directories::ProjectDirs> {
+    directories::ProjectDirs::from("", "", "chat")
+}
+
+/// `~/.config/chat/config.toml` (or the platform's equivalent).
+pub fn default_config_path() -> Option<PathBuf> {
+    dirs().map(|d| d.config_dir().join("config.toml"))
+}
+
+/// `~/.local/state/chat/chat-tui.log` (or the platform's equivalent).
+pub fn default_log_path() -> Option<PathBuf> {
+    let d = dirs()?;
+    let dir = d.state_dir().unwrap_or_else(|| d.data_local_dir());
+    Some(dir.join("chat-tui.log"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_reads_every_field() {
+        let c = Config::parse(
+            "name = \"alice\"\nserver = \"h:1\"\nbell = false\nmouse = true\ncolors = false\nnick_colors = [\"red\", \"#00ff00\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.name.as_deref(), Some("alice"));
+        assert_eq!(c.bell, Some(false));
+        assert_eq!(c.palette().unwrap().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(Config::parse("nmae = \"x\"").is_err());
+    }
+}

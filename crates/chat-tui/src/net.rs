@@ -1,0 +1,533 @@
+//! The network client: a handle to send [`ClientMsg`]s plus a receiver of [`NetEvent`]s.
+//!
+//! One task owns the connection and everything about keeping it: connecting, the `hello`,
+//! answering pings, noticing a dead server, and reconnecting with exponential backoff (1 s
+//! doubling to 30 s, with jitter). [`Session`] remembers what a new connection needs (nick,
+//! rooms, last sequence number seen per room) by watching the traffic go by: the `hello` asks
+//! the server to `resume` from there, rooms the server did not restore are joined again, and a
+//! `history {after}` per room fills the gap.
+//!
+//! **Architecture Invariant:** events flow through a bounded channel (the socket waits when
+//! the UI falls behind); commands flow through an unbounded one, because they are made at
+//! human speed, and that keeps the two channels from forming a cycle of bounded waits.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chat_proto::client::{self, Hello};
+use chat_proto::limits::DEFAULT_MAX_BODY;
+use chat_proto::message::{Ping, Pong};
+use chat_proto::server::Welcome;
+use chat_proto::{ClientCodec, ClientMsg, ErrorCode, ServerMsg};
+use futures::{SinkExt, StreamExt};
+use rand::Rng;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until, timeout};
+use tokio_util::codec::Framed;
+use tracing::{debug, info, warn};
+
+/// Something the network client reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetEvent {
+    /// A connection attempt started (attempt counts from 1 since the last session).
+    Connecting {
+        /// Attempt number.
+        attempt: u32,
+    },
+    /// The session is open.
+    Connected(Welcome),
+    /// A message from the server (pings are answered here and not reported).
+    Message(ServerMsg),
+    /// The connection ended; the next attempt starts after `retry_in` (none: we are quitting).
+    Disconnected {
+        /// Why.
+        reason: String,
+        /// Delay before the next attempt.
+        retry_in: Option<Duration>,
+    },
+}
+
+/// What the UI asks of the network task.
+#[derive(Debug)]
+enum NetCommand {
+    /// Send this on the open session (dropped while offline: the UI keeps its outbox).
+    Send(ClientMsg),
+    /// Say goodbye and stop.
+    Quit(Option<String>),
+}
+
+/// The handle to the network task. Dropping every handle stops the task.
+#[derive(Debug, Clone)]
+pub struct NetHandle {
+    /// To the network task; unbounded (see the module's invariant).
+    cmd_tx: mpsc::UnboundedSender<NetCommand>,
+}
+
+impl NetHandle {
+    /// Sends `msg` if a session is open; dropped otherwise.
+    pub fn send(&self, msg: ClientMsg) {
+        let _ = self.cmd_tx.send(NetCommand::Send(msg));
+    }
+
+    /// Sends `quit` (when connected) and stops the task.
+    pub fn quit(&self, reason: Option<String>) {
+        let _ = self.cmd_tx.send(NetCommand::Quit(reason));
+    }
+
+    /// A handle connected to nothing, plus the receiver its commands go to (for tests).
+    pub fn detached() -> (NetHandle, DetachedCommands) {
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        (NetHandle { cmd_tx }, DetachedCommands { cmd_rx })
+    }
+}
+
+/// The receiving end of a [`NetHandle::detached`] handle.
+#[derive(Debug)]
+pub struct DetachedCommands {
+    cmd_rx: mpsc::UnboundedReceiver<NetCommand>,
+}
+
+impl DetachedCommands {
+    /// Messages sent so far (quits are skipped).
+    pub fn drain(&mut self) -> Vec<ClientMsg> {
+        let mut out = Vec::new();
+        while let Ok(cmd) = self.cmd_rx.try_recv() {
+            if let NetCommand::Send(m) = cmd {
+                out.push(m);
+            }
+        }
+        out
+    }
+}
+
+/// Where and who to connect as.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// `host:port`.
+    pub addr: String,
+    /// Nick to ask for.
+    pub name: String,
+    /// `client` field of the hello.
+    pub client: String,
+}
+
+/// Starts the network task; it connects at once.
+pub fn spawn(config: NetConfig) -> (NetHandle, mpsc::Receiver<NetEvent>) {
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (event_tx, event_rx) = mpsc::channel(1024);
+    tokio::spawn(run(config, cmd_rx, event_tx));
+    (NetHandle { cmd_tx }, event_rx)
+}
+
+/// What a new connection needs to know about the last one. Pure: tested without sockets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// Our nick (as the server last confirmed it).
+    pub nick: String,
+    /// Rooms we are in, with the last sequence number seen in each.
+    pub rooms: BTreeMap<String, Option<u64>>,
+    /// Software name for the hello.
+    pub client: String,
+}
+
+impl Session {
+    /// A session for `nick` that has never connected.
+    pub fn new(nick: impl Into<String>, client: impl Into<String>) -> Self {
+        Session {
+            nick: nick.into(),
+            rooms: BTreeMap::new(),
+            client: client.into(),
+        }
+    }
+
+    /// The hello for a new connection: resume every room from its last sequence number.
+    pub fn hello(&self) -> Hello {
+        Hello {
+            name: self.nick.clone(),
+            client: Some(self.client.clone()),
+            resume: self
+                .rooms
+                .iter()
+                .filter_map(|(room, seq)| seq.map(|s| (room.clone(), s)))
+                .collect(),
+            ..Hello::default()
+        }
+    }
+
+    /// Learns from a message the server sent.
+    pub fn observe(&mut self, msg: &ServerMsg) {
+        match msg {
+            ServerMsg::Message(m) => {
+                if let Some(room) = &m.room {
+                    self.seen(room, m.seq);
+                }
+            }
+            ServerMsg::Ack(a) => {
+                if let Some(room) = &a.room {
+                    self.seen(room, a.seq);
+                }
+            }
+            ServerMsg::History(page) => {
+                if let Some(last) = page.messages.last() {
+                    self.seen(&page.room, last.seq);
+                }
+            }
+            ServerMsg::Joined(j) if j.nick == self.nick => {
+                self.rooms.entry(j.room.clone()).or_insert(None);
+            }
+            ServerMsg::Parted(p) if p.nick == self.nick => {
+                self.rooms.remove(&p.room);
+            }
+            ServerMsg::NickChanged(n) if n.old == self.nick => self.nick = n.new.clone(),
+            _ => {}
+        }
+    }
+
+    /// Records that `seq` was seen in `room` (only for rooms we are in).
+    fn seen(&mut self, room: &str, seq: u64) {
+        if let Some(last) = self.rooms.get_mut(room) {
+            *last = Some(last.map_or(seq, |l| l.max(seq)));
+        }
+    }
+
+    /// After a `welcome`: what to send to get back to where the last connection was.
+    pub fn after_welcome(&mut self, welcome: &Welcome) -> Vec<ClientMsg> {
+        self.nick = welcome.nick.clone();
+        let mut out = Vec::new();
+        for (room, last) in &self.rooms {
+            if !welcome.rooms.contains(room) {
+                out.push(ClientMsg::Join(client::Join {
+                    id: None,
+                    room: room.clone(),
+                }));
+            }
+            if let Some(after) = last {
+                out.push(ClientMsg::History(client::History {
+                    id: None,
+                    room: room.clone(),
+                    before: None,
+                    after: Some(*after),
+                    limit: Some(welcome.limits.history_page),
+                }));
+            }
+        }
+        for room in &welcome.rooms {
+            self.rooms.entry(room.clone()).or_insert(None);
+        }
+        out
+    }
+}
+
+/// Exponential backoff: 1 s doubling to 30 s, each delay with up to 25 % random jitter added.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    /// First delay.
+    pub const START: Duration = Duration::from_secs(1);
+    /// Largest delay.
+    pub const MAX: Duration = Duration::from_secs(30);
+
+    /// A fresh backoff.
+    pub fn new() -> Self {
+        Backoff { next: Self::START }
+    }
+
+    /// Back to the first delay (after a successful session).
+    pub fn reset(&mut self) {
+        self.next = Self::START;
+    }
+
+    /// The delay before the next attempt.
+    pub fn next_delay(&mut self, rng: &mut impl Rng) -> Duration {
+        let base = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        let jitter = base.mul_f64(rng.random_range(0.0..0.25));
+        (base + jitter).min(Self::MAX)
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// How one connection ended.
+enum Outcome {
+    /// The user quit.
+    Quit,
+    /// The connection was lost (or never made).
+    Lost {
+        /// Why, for the screen.
+        reason: String,
+        /// A session was open (so the backoff starts over).
+        welcomed: bool,
+    },
+}
+
+/// The network task: connect, serve, back off, repeat until told to quit.
+async fn run(
+    config: NetConfig,
+    mut cmd_rx: mpsc::UnboundedReceiver<NetCommand>,
+    event_tx: mpsc::Sender<NetEvent>,
+) {
+    let mut session = Session::new(config.name.clone(), config.client.clone());
+    let mut backoff = Backoff::new();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        if event_tx
+            .send(NetEvent::Connecting { attempt })
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let outcome = serve(&config, &mut session, &mut cmd_rx, &event_tx).await;
+        let (reason, welcomed) = match outcome {
+            Outcome::Quit => return,
+            Outcome::Lost { reason, welcomed } => (reason, welcomed),
+        };
+        if welcomed {
+            backoff.reset();
+            attempt = 0;
+        }
+        let delay = backoff.next_delay(&mut rand::rng());
+        info!(%reason, delay_ms = delay.as_millis() as u64, "connection lost");
+        let event = NetEvent::Disconnected {
+            reason,
+            retry_in: Some(delay),
+        };
+        if event_tx.send(event).await.is_err() {
+            return;
+        }
+        // Wait out the delay; the UI keeps its own outbox, so commands meanwhile are dropped.
+        let deadline = Instant::now() + delay;
+        loop {
+            tokio::select! {
+                // Time to try again.
+                () = sleep_until(deadline) => break,
+                // The UI is still there: drop sends, stop on quit or when every handle is gone.
+                cmd = cmd_rx.recv() => match cmd {
+                    Some(NetCommand::Send(m)) => debug!(kind = ?m, "dropped while offline"),
+                    Some(NetCommand::Quit(_)) | None => return,
+                },
+            }
+        }
+    }
+}
+
+/// One connection: connect, hello, then shuttle messages until it ends.
+async fn serve(
+    config: &NetConfig,
+    session: &mut Session,
+    cmd_rx: &mut mpsc::UnboundedReceiver<NetCommand>,
+    event_tx: &mpsc::Sender<NetEvent>,
+) -> Outcome {
+    let lost = |reason: String, welcomed| Outcome::Lost { reason, welcomed };
+    let stream = tokio::select! {
+        r = timeout(Duration::from_secs(10), TcpStream::connect(&config.addr)) => match r {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return lost(format!("cannot connect: {e}"), false),
+            Err(_) => return lost("cannot connect: timed out".to_owned(), false),
+        },
+        cmd = cmd_rx.recv() => match cmd {
+            Some(NetCommand::Quit(_)) | None => return Outcome::Quit,
+            Some(NetCommand::Send(_)) => return lost("interrupted".to_owned(), false),
+        },
+    };
+    let _ = stream.set_nodelay(true);
+    let mut framed = Framed::new(stream, ClientCodec::new(DEFAULT_MAX_BODY));
+    if let Err(e) = framed.send(ClientMsg::Hello(session.hello())).await {
+        return lost(format!("cannot send hello: {e}"), false);
+    }
+    let mut welcomed = false;
+    let mut silence = Duration::from_secs(60);
+    let mut last_heard = Instant::now();
+    let mut pinged = false;
+    loop {
+        tokio::select! {
+            // A command from the UI.
+            cmd = cmd_rx.recv() => match cmd {
+                Some(NetCommand::Send(msg)) if welcomed => {
+                    if let Err(e) = framed.send(msg).await {
+                        return lost(format!("send failed: {e}"), welcomed);
+                    }
+                }
+                Some(NetCommand::Send(msg)) => debug!(?msg, "dropped before welcome"),
+                Some(NetCommand::Quit(reason)) => {
+                    let _ = timeout(
+                        Duration::from_secs(1),
+                        framed.send(ClientMsg::Quit(client::Quit { reason })),
+                    )
+                    .await;
+                    return Outcome::Quit;
+                }
+                None => return Outcome::Quit,
+            },
+            // A frame from the server.
+            frame = framed.next() => {
+                last_heard = Instant::now();
+                pinged = false;
+                let msg = match frame {
+                    None => return lost("server closed the connection".to_owned(), welcomed),
+                    Some(Err(e)) => return lost(e.to_string(), welcomed),
+                    Some(Ok(Err(e))) => {
+                        warn!(error = %e, "undecodable message skipped");
+                        continue;
+                    }
+                    Some(Ok(Ok(msg))) => msg,
+                };
+                match msg {
+                    ServerMsg::Ping(Ping { token }) => {
+                        if let Err(e) = framed.send(ClientMsg::Pong(Pong { token })).await {
+                            return lost(format!("send failed: {e}"), welcomed);
+                        }
+                    }
+                    ServerMsg::Pong(_) => {}
+                    ServerMsg::Welcome(w) => {
+                        welcomed = true;
+                        framed.codec_mut().set_max_body(w.limits.max_body.max(DEFAULT_MAX_BODY));
+                        silence = Duration::from_secs(u64::from(w.limits.ping_interval_secs.max(5)) * 2);
+                        let catch_up = session.after_welcome(&w);
+                        info!(nick = %w.nick, rooms = w.rooms.len(), "welcome");
+                        if event_tx.send(NetEvent::Connected(w)).await.is_err() {
+                            return Outcome::Quit;
+                        }
+                        for m in catch_up {
+                            if let Err(e) = framed.send(m).await {
+                                return lost(format!("send failed: {e}"), welcomed);
+                            }
+                        }
+                    }
+                    ServerMsg::Error(e) if !welcomed && e.code == ErrorCode::NickTaken => {
+                        // Our nick is taken (often by our own ghost): ask for another one.
+                        session.nick.push('_');
+                        let forward = ServerMsg::Error(e);
+                        if event_tx.send(NetEvent::Message(forward)).await.is_err() {
+                            return Outcome::Quit;
+                        }
+                        if let Err(e) = framed.send(ClientMsg::Hello(session.hello())).await {
+                            return lost(format!("cannot send hello: {e}"), false);
+                        }
+                    }
+                    other => {
+                        session.observe(&other);
+                        if event_tx.send(NetEvent::Message(other)).await.is_err() {
+                            return Outcome::Quit;
+                        }
+                    }
+                }
+            }
+            // Nothing heard for too long: ping once, then give up on the connection.
+            () = sleep_until(last_heard + silence) => {
+                if pinged {
+                    return lost("server stopped answering".to_owned(), welcomed);
+                }
+                pinged = true;
+                last_heard = Instant::now();
+                let ping = ClientMsg::Ping(Ping { token: Some("chat-tui".to_owned()) });
+                if let Err(e) = framed.send(ping).await {
+                    return lost(format!("send failed: {e}"), welcomed);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chat_proto::server::{Ack, ChatMessage, Joined, Parted};
+
+    fn welcome(nick: &str, rooms: &[&str]) -> Welcome {
+        Welcome {
+            nick: nick.into(),
+            rooms: rooms.iter().map(|r| (*r).to_owned()).collect(),
+            ..Welcome::default()
+        }
+    }
+
+    #[test]
+    fn session_remembers_the_last_seq_per_room_for_resume() {
+        let mut s = Session::new("alice", "chat-tui/test");
+        s.after_welcome(&welcome("alice", &["#lobby"]));
+        s.observe(&ServerMsg::Message(ChatMessage {
+            room: Some("#lobby".into()),
+            seq: 7,
+            ..ChatMessage::default()
+        }));
+        s.observe(&ServerMsg::Ack(Ack {
+            room: Some("#lobby".into()),
+            seq: 9,
+            ..Ack::default()
+        }));
+        assert_eq!(s.hello().resume.get("#lobby"), Some(&9));
+    }
+
+    #[test]
+    fn reconnect_rejoins_missing_rooms_and_asks_for_the_gap() {
+        let mut s = Session::new("alice", "t");
+        s.after_welcome(&welcome("alice", &["#lobby"]));
+        s.observe(&ServerMsg::Joined(Joined {
+            room: "#rust".into(),
+            nick: "alice".into(),
+            ts: 0,
+        }));
+        s.observe(&ServerMsg::Message(ChatMessage {
+            room: Some("#rust".into()),
+            seq: 3,
+            ..ChatMessage::default()
+        }));
+        let out = s.after_welcome(&welcome("alice", &["#lobby"]));
+        assert_eq!(
+            out,
+            vec![
+                ClientMsg::Join(client::Join {
+                    id: None,
+                    room: "#rust".into()
+                }),
+                ClientMsg::History(client::History {
+                    id: None,
+                    room: "#rust".into(),
+                    before: None,
+                    after: Some(3),
+                    limit: Some(chat_proto::limits::DEFAULT_HISTORY_PAGE),
+                }),
+            ]
+        );
+    }
+
+    #[test]
+    fn parting_forgets_the_room() {
+        let mut s = Session::new("alice", "t");
+        s.after_welcome(&welcome("alice", &["#lobby"]));
+        s.observe(&ServerMsg::Parted(Parted {
+            room: "#lobby".into(),
+            nick: "alice".into(),
+            ..Parted::default()
+        }));
+        assert!(s.rooms.is_empty());
+    }
+
+    #[test]
+    fn backoff_doubles_to_thirty_seconds_with_bounded_jitter() {
+        let mut b = Backoff::new();
+        let mut rng = rand::rng();
+        let delays: Vec<Duration> = (0..8).map(|_| b.next_delay(&mut rng)).collect();
+        let bases = [1, 2, 4, 8, 16, 30, 30, 30];
+        for (d, base) in delays.iter().zip(bases) {
+            let base = Duration::from_secs(base);
+            assert!(
+                *d >= base && *d <= (base.mul_f64(1.25)).min(Backoff::MAX),
+                "{d:?} vs {base:?}"
+            );
+        }
+        b.reset();
+        assert!(b.next_delay(&mut rng) < Duration::from_millis(1250));
+    }
+}

@@ -1,0 +1,431 @@
+//! What each server message does to the model. Part of `update`: synchronous, no IO.
+//!
+//! Every string taken from a server message is sanitized here, before it is stored in a line.
+
+use chat_proto::ServerMsg;
+use chat_proto::nick::fold_nick;
+use chat_proto::sanitize::{sanitize_line, sanitize_text};
+use chat_proto::server::{ChatMessage, NoticeCode};
+
+use crate::app::{App, BufferKind, Delivery, Line, LineBody, MAX_LINES};
+use crate::layout::current_panes;
+use crate::ui::timeline::{Columns, line_rows};
+use crate::update::Command;
+
+fn line_str(s: &str) -> String {
+    sanitize_line(s).into_owned()
+}
+
+/// Whether `text` mentions `nick` as a whole word (case-insensitive).
+pub fn mentions(text: &str, nick: &str) -> bool {
+    let text = text.to_lowercase();
+    let nick = nick.to_lowercase();
+    if nick.is_empty() {
+        return false;
+    }
+    let is_word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    text.match_indices(&nick).any(|(at, _)| {
+        !is_word(text[..at].chars().next_back()) && !is_word(text[at + nick.len()..].chars().next())
+    })
+}
+
+/// Appends a line to buffer `i`, keeping a scrolled view still and trimming old lines.
+pub fn append(app: &mut App, i: usize, line: Line) {
+    insert_at(app, i, app.buffers[i].lines.len(), line);
+}
+
+/// Inserts a line at `at` in buffer `i`.
+fn insert_at(app: &mut App, i: usize, at: usize, line: Line) {
+    let at_end = at == app.buffers[i].lines.len();
+    if at_end && app.buffers[i].scroll > 0 {
+        // Scrolled up: grow the offset by the new rows so the view does not move.
+        let width = usize::from(current_panes(app).timeline.width);
+        let cols = Columns::new(&app.buffers[i], width);
+        let rows = line_rows(app, &line, cols).len();
+        let buf = &mut app.buffers[i];
+        buf.scroll += rows;
+        buf.unseen_below += 1;
+    }
+    let buf = &mut app.buffers[i];
+    buf.lines.insert(at, line);
+    if let Some(m) = buf.read_marker.as_mut() {
+        if at < *m {
+            *m += 1;
+        }
+    }
+    if buf.lines.len() > MAX_LINES {
+        let drop = buf.lines.len() - MAX_LINES + MAX_LINES / 10;
+        buf.lines.drain(..drop);
+        buf.read_marker = buf.read_marker.and_then(|m| m.checked_sub(drop));
+        buf.more_before = true;
+    }
+}
+
+/// Inserts a numbered message in sequence order; false when that sequence number is loaded.
+fn insert_by_seq(app: &mut App, i: usize, line: Line) -> bool {
+    let Some(seq) = line.seq else {
+        append(app, i, line);
+        return true;
+    };
+    let buf = &app.buffers[i];
+    if buf.has_seq(seq) {
+        return false;
+    }
+    let at = buf
+        .lines
+        .iter()
+        .position(|l| l.seq.is_some_and(|s| s > seq))
+        .unwrap_or(buf.lines.len());
+    insert_at(app, i, at, line);
+    true
+}
+
+/// The buffer a chat message belongs to: its room, or the other side of a DM.
+fn message_buffer(app: &mut App, m: &ChatMessage) -> usize {
+    match (&m.room, &m.to) {
+        (Some(room), _) => app.buffer_for(room),
+        (None, Some(to)) if app.is_me(&m.from) => app.buffer_for(to),
+        _ => app.buffer_for(&m.from),
+    }
+}
+
+/// A delivered (or replayed) chat message as a line.
+fn chat_line(app: &App, m: &ChatMessage) -> Line {
+    let own = app.is_me(&m.from);
+    let text = sanitize_text(&m.text).into_owned();
+    let mention = !own && mentions(&text, &app.me);
+    Line {
+        ts: m.ts,
+        seq: Some(m.seq),
+        body: LineBody::Chat {
+            from: line_str(&m.from),
+            text,
+            action: m.action,
+            own,
+            mention,
+            delivery: Delivery::Acked,
+            id: None,
+        },
+    }
+}
+
+/// A live message: stored, counted as unread, maybe a bell.
+fn on_message(app: &mut App, m: ChatMessage, out: &mut Vec<Command>) {
+    let i = message_buffer(app, &m);
+    let line = chat_line(app, &m);
+    let (own, mention) = match &line.body {
+        LineBody::Chat { own, mention, .. } => (*own, *mention),
+        _ => (false, false),
+    };
+    if !insert_by_seq(app, i, line) {
+        return;
+    }
+    let direct = matches!(app.buffers[i].kind, BufferKind::Dm(_));
+    if i != app.active && !own {
+        let buf = &mut app.buffers[i];
+        buf.unread += 1;
+        if mention || direct {
+            buf.mentions += 1;
+        }
+    }
+    if app.bell && !own && (mention || direct) {
+        out.push(Command::Bell);
+    }
+}
+
+/// Adds `nick` to a collapsed join/part line at the end of buffer `i`, or starts one.
+fn membership(app: &mut App, i: usize, nick: &str, joined: bool, ts: i64) {
+    let nick = line_str(nick);
+    if let Some(Line {
+        body: LineBody::Membership {
+            joined: j,
+            parted: p,
+        },
+        ts: last_ts,
+        ..
+    }) = app.buffers[i].lines.last_mut()
+    {
+        if ts - *last_ts < 10 * 60 * 1000 {
+            if joined {
+                j.push(nick)
+            } else {
+                p.push(nick)
+            }
+            *last_ts = ts;
+            return;
+        }
+    }
+    let (j, p) = if joined {
+        (vec![nick], vec![])
+    } else {
+        (vec![], vec![nick])
+    };
+    append(
+        app,
+        i,
+        Line {
+            ts,
+            seq: None,
+            body: LineBody::Membership {
+                joined: j,
+                parted: p,
+            },
+        },
+    );
+}
+
+fn info(app: &mut App, i: usize, ts: i64, text: String) {
+    append(
+        app,
+        i,
+        Line {
+            ts,
+            seq: None,
+            body: LineBody::Info(text),
+        },
+    );
+}
+
+fn error(app: &mut App, i: usize, ts: i64, text: String) {
+    append(
+        app,
+        i,
+        Line {
+            ts,
+            seq: None,
+            body: LineBody::Error(text),
+        },
+    );
+}
+
+/// Removes `nick` from a member list; true when it was there.
+fn remove_member(members: &mut Vec<String>, nick: &str) -> bool {
+    let key = fold_nick(nick);
+    let before = members.len();
+    members.retain(|m| fold_nick(m) != key);
+    members.len() != before
+}
+
+/// Applies one server message.
+pub fn server_msg(app: &mut App, msg: ServerMsg, out: &mut Vec<Command>) {
+    let now = app.now_ms;
+    match msg {
+        ServerMsg::Message(m) => on_message(app, m, out),
+        ServerMsg::Ack(ack) => {
+            let Some(id) = ack.id else { return };
+            app.outbox.retain(|o| o.id != id);
+            for buf in &mut app.buffers {
+                if let Some(line) = buf
+                    .lines
+                    .iter_mut()
+                    .rev()
+                    .find(|l| matches!(&l.body, LineBody::Chat { id: Some(x), .. } if *x == id))
+                {
+                    line.ts = ack.ts;
+                    line.seq = Some(ack.seq);
+                    if let LineBody::Chat { delivery, .. } = &mut line.body {
+                        *delivery = Delivery::Acked;
+                    }
+                    break;
+                }
+            }
+        }
+        ServerMsg::Error(e) => {
+            let code = e.code.as_str();
+            let text = line_str(&e.message);
+            let failed =
+                e.id.as_ref()
+                    .and_then(|id| app.outbox.iter().position(|o| &o.id == id));
+            if let Some(k) = failed {
+                let item = app.outbox.remove(k);
+                for buf in &mut app.buffers {
+                    for line in buf.lines.iter_mut().rev() {
+                        if let LineBody::Chat {
+                            id: Some(x),
+                            delivery,
+                            ..
+                        } = &mut line.body
+                        {
+                            if *x == item.id {
+                                *delivery = Delivery::Failed(format!("{code}: {text}"));
+                            }
+                        }
+                    }
+                }
+                return;
+            }
+            let i = app.active;
+            error(app, i, now, format!("{code}: {text}"));
+        }
+        ServerMsg::Notice(n) => {
+            let text = line_str(&n.text);
+            let text = match n.code {
+                NoticeCode::ShuttingDown => format!("server shutting down: {text}"),
+                NoticeCode::Lagged => format!("fell behind, reconnecting: {text}"),
+                _ => text,
+            };
+            info(app, 0, now, text.clone());
+            if app.active != 0 {
+                let i = app.active;
+                info(app, i, now, text);
+            }
+        }
+        ServerMsg::Joined(j) => {
+            let i = app.buffer_for(&j.room);
+            if app.is_me(&j.nick) {
+                app.buffers[i].joined = true;
+                return;
+            }
+            let buf = &mut app.buffers[i];
+            if !buf
+                .members
+                .iter()
+                .any(|m| fold_nick(m) == fold_nick(&j.nick))
+            {
+                buf.members.push(j.nick.clone());
+                buf.members.sort_by_key(|m| m.to_lowercase());
+            }
+            membership(app, i, &j.nick, true, j.ts);
+        }
+        ServerMsg::Parted(p) => {
+            let Some(i) = app.find_buffer(&p.room) else {
+                return;
+            };
+            if app.is_me(&p.nick) {
+                let buf = &mut app.buffers[i];
+                buf.joined = false;
+                buf.members.clear();
+                let room = line_str(&p.room);
+                info(app, i, p.ts, format!("you left {room}"));
+                return;
+            }
+            remove_member(&mut app.buffers[i].members, &p.nick);
+            membership(app, i, &p.nick, false, p.ts);
+        }
+        ServerMsg::Quit(q) => {
+            for i in 0..app.buffers.len() {
+                if remove_member(&mut app.buffers[i].members, &q.nick) {
+                    membership(app, i, &q.nick, false, q.ts);
+                }
+            }
+        }
+        ServerMsg::NickChanged(n) => {
+            let me = app.is_me(&n.old);
+            if me {
+                app.me = n.new.clone();
+            }
+            let text = if me {
+                format!("you are now known as {}", line_str(&n.new))
+            } else {
+                format!("{} is now known as {}", line_str(&n.old), line_str(&n.new))
+            };
+            for i in 0..app.buffers.len() {
+                let buf = &mut app.buffers[i];
+                let was_member = remove_member(&mut buf.members, &n.old);
+                if was_member {
+                    buf.members.push(n.new.clone());
+                    buf.members.sort_by_key(|m| m.to_lowercase());
+                }
+                if buf.kind == BufferKind::Dm(n.old.clone()) {
+                    buf.kind = BufferKind::Dm(n.new.clone());
+                }
+                if was_member || me || buf.kind.is(&n.new) {
+                    info(app, i, n.ts, text.clone());
+                }
+            }
+        }
+        ServerMsg::Topic(t) => {
+            let i = app.buffer_for(&t.room);
+            let topic = line_str(&t.topic);
+            let buf = &mut app.buffers[i];
+            let changed = buf.topic != topic;
+            buf.topic = topic.clone();
+            if t.id.is_some() || (changed && buf.joined && !buf.lines.is_empty()) {
+                let by = t
+                    .set_by
+                    .as_deref()
+                    .map(line_str)
+                    .unwrap_or_else(|| "someone".into());
+                let text = if topic.is_empty() {
+                    format!("{by} cleared the topic")
+                } else {
+                    format!("{by} set the topic: {topic}")
+                };
+                info(app, i, t.ts.unwrap_or(now), text);
+            }
+        }
+        ServerMsg::RoomList(list) => {
+            let i = app.active;
+            info(app, i, now, format!("{} rooms:", list.rooms.len()));
+            for r in &list.rooms {
+                let topic = line_str(&r.topic);
+                info(
+                    app,
+                    i,
+                    now,
+                    format!("  {} ({}) {topic}", line_str(&r.name), r.members),
+                );
+            }
+        }
+        ServerMsg::Names(n) => {
+            let i = app.buffer_for(&n.room);
+            app.buffers[i].members = n.members.clone();
+            let asked =
+                n.id.as_deref()
+                    .is_some_and(|id| id.starts_with(&format!("{}-names-", app.id_prefix)));
+            if asked {
+                let names: Vec<String> = n.members.iter().map(|m| line_str(m)).collect();
+                info(
+                    app,
+                    i,
+                    now,
+                    format!("{} users: {}", names.len(), names.join(", ")),
+                );
+            }
+        }
+        ServerMsg::History(page) => {
+            let i = app.buffer_for(&page.room);
+            let older = page
+                .id
+                .as_deref()
+                .is_some_and(|id| id.starts_with(&format!("{}-older-", app.id_prefix)));
+            let was_empty = app.buffers[i].oldest_seq().is_none();
+            for m in &page.messages {
+                let line = chat_line(app, m);
+                insert_by_seq(app, i, line);
+            }
+            let buf = &mut app.buffers[i];
+            if older {
+                buf.loading_older = false;
+                buf.more_before = page.more;
+            } else if was_empty {
+                buf.more_before = page.more;
+            }
+        }
+        ServerMsg::Typing(_)
+        | ServerMsg::Welcome(_)
+        | ServerMsg::Ping(_)
+        | ServerMsg::Pong(_)
+        | ServerMsg::SearchResults(_)
+        | ServerMsg::FileOffered(_)
+        | ServerMsg::FileAccepted(_)
+        | ServerMsg::FileDeclined(_)
+        | ServerMsg::FileCancelled(_)
+        | ServerMsg::FileProgress(_)
+        | ServerMsg::FileChunk(_)
+        | ServerMsg::FileDone(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mention_needs_a_whole_word() {
+        assert!(mentions("hey alice, look", "alice"));
+        assert!(mentions("ALICE: hi", "alice"));
+        assert!(!mentions("malice aforethought", "alice"));
+        assert!(!mentions("alice_2 said", "alice"));
+    }
+}
