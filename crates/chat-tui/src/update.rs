@@ -597,3 +597,7 @@ fn on_net(app: &mut App, event: NetEvent, out: &mut Vec<Command>) {
         NetEvent::Message(msg) => receive::server_msg(app, msg, out),
     }
 }
+
+#[cfg(test)]
+#[path = "update_tests.rs"]
+mod tests;

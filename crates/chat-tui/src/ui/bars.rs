@@ -40,13 +40,13 @@ pub fn status(app: &App, frame: &mut Frame<'_>, area: Rect) {
         ConnState::Connecting { attempt: 1 } => "connecting…".to_owned(),
         ConnState::Connecting { attempt } => format!("connecting… (try {attempt})"),
         ConnState::Connected => "connected".to_owned(),
-        ConnState::Disconnected { reason, retry_at } => match retry_at {
-            Some(at) => {
-                let secs = ((at - app.now_ms).max(0) + 999) / 1000;
-                format!("offline: {reason}; retry in {secs}s")
-            }
-            None => format!("offline: {reason}"),
-        },
+        ConnState::Disconnected {
+            retry_at: Some(at), ..
+        } => {
+            let secs = ((at - app.now_ms).max(0) + 999) / 1000;
+            format!("offline, retry in {secs}s")
+        }
+        ConnState::Disconnected { retry_at: None, .. } => "offline".to_owned(),
     };
     let conn_style = if app.is_connected() {
         bar
@@ -56,12 +56,18 @@ pub fn status(app: &App, frame: &mut Frame<'_>, area: Rect) {
     let buf = app.active_buffer();
     let mut spans = vec![
         Span::styled(format!("[{conn}]"), conn_style),
-        Span::styled(format!(" {} ", shown(&app.server)), bar),
         Span::styled(
-            format!("{} ", shown(buf.kind.label())),
+            format!(" {} ", shown(buf.kind.label())),
             bar.add_modifier(Modifier::BOLD),
         ),
     ];
+    if buf.scroll > 0 {
+        spans.push(Span::styled(
+            "-- more --",
+            bar.add_modifier(Modifier::REVERSED),
+        ));
+        spans.push(Span::styled(" ", bar));
+    }
     let pending = app.outbox.len();
     if pending > 0 {
         spans.push(Span::styled(format!("⧗{pending} pending "), bar));
@@ -82,7 +88,7 @@ pub fn status(app: &App, frame: &mut Frame<'_>, area: Rect) {
     if !active.is_empty() {
         let (unread, mentions) = app.activity_totals();
         spans.push(Span::styled(
-            format!("act {unread}/{mentions}!: {} ", active.join(" ")),
+            format!("[act {unread}, {mentions}!: {}] ", active.join(" ")),
             bar.add_modifier(if mentions > 0 {
                 Modifier::BOLD
             } else {
@@ -90,11 +96,9 @@ pub fn status(app: &App, frame: &mut Frame<'_>, area: Rect) {
             }),
         ));
     }
-    if buf.scroll > 0 {
-        spans.push(Span::styled(
-            "-- more -- ",
-            bar.add_modifier(Modifier::REVERSED),
-        ));
+    spans.push(Span::styled(shown(&app.server), bar));
+    if let ConnState::Disconnected { reason, .. } = &app.conn {
+        spans.push(Span::styled(format!(" ({reason})"), bar));
     }
     let used: usize = spans.iter().map(|s| text_width(&s.content)).sum();
     spans.push(Span::styled(
@@ -162,7 +166,7 @@ pub fn members(app: &App, frame: &mut Frame<'_>, area: Rect) {
     let buf = app.active_buffer();
     let w = usize::from(area.width.saturating_sub(2));
     let mut lines = vec![TextLine::from(Span::styled(
-        format!("{} users", buf.members.len()),
+        format!(" {} users", buf.members.len()),
         Style::default().add_modifier(Modifier::BOLD),
     ))];
     lines.extend(buf.members.iter().map(|m| {

@@ -1,0 +1,496 @@
+//! Behaviour of `update`: typing, sending, receiving, scrolling, the outbox, reconnecting,
+//! completion and input history, all without a terminal or a socket.
+
+use std::time::Duration;
+
+use chat_proto::client;
+use chat_proto::server::{Ack, ChatMessage, Error, HistoryPage, Joined, NameList, Welcome};
+use chat_proto::{ClientMsg, ErrorCode, ServerMsg};
+
+use super::*;
+use crate::app::{App, BufferKind, ConnState, Delivery, InputMode, LineBody};
+use crate::keymap::Action;
+use crate::net::NetEvent;
+
+fn welcome(nick: &str, rooms: &[&str]) -> NetEvent {
+    NetEvent::Connected(Welcome {
+        session: 1,
+        nick: nick.into(),
+        server: "chat-server/test".into(),
+        rooms: rooms.iter().map(|r| (*r).to_owned()).collect(),
+        ..Welcome::default()
+    })
+}
+
+fn net(app: &mut App, msg: ServerMsg) -> Vec<Command> {
+    update(app, Msg::Net(NetEvent::Message(msg)))
+}
+
+fn msg(room: &str, from: &str, seq: u64, text: &str) -> ServerMsg {
+    ServerMsg::Message(ChatMessage {
+        mid: seq,
+        room: Some(room.into()),
+        from: from.into(),
+        seq,
+        ts: 1_700_000_000_000 + seq as i64 * 1000,
+        text: text.into(),
+        ..ChatMessage::default()
+    })
+}
+
+/// alice, connected, in #lobby with bob and carol.
+fn online() -> App {
+    let mut app = App::new("alice", "test:1", "T");
+    app.size = (80, 24);
+    update(&mut app, Msg::Net(welcome("alice", &["#lobby"])));
+    net(
+        &mut app,
+        ServerMsg::Names(NameList {
+            id: None,
+            room: "#lobby".into(),
+            members: vec!["alice".into(), "bob".into(), "carol".into()],
+        }),
+    );
+    app
+}
+
+fn type_str(app: &mut App, s: &str) {
+    for c in s.chars() {
+        update(app, Msg::Action(Action::Insert(c)));
+    }
+}
+
+fn sends(cmds: &[Command]) -> Vec<ClientMsg> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Command::Send(m) => Some(m.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn last_body(app: &App) -> &LineBody {
+    &app.active_buffer().lines.last().unwrap().body
+}
+
+#[test]
+fn first_welcome_opens_and_shows_the_room() {
+    let app = online();
+    assert_eq!(app.conn, ConnState::Connected);
+    assert_eq!(app.active_buffer().kind, BufferKind::Room("#lobby".into()));
+}
+
+#[test]
+fn typing_edits_the_input_with_readline_keys() {
+    let mut app = online();
+    type_str(&mut app, "hello world");
+    update(&mut app, Msg::Action(Action::KillWordBack));
+    assert_eq!(app.input.value(), "hello ");
+    update(&mut app, Msg::Action(Action::LineStart));
+    type_str(&mut app, ">");
+    assert_eq!(app.input.value(), ">hello ");
+    update(&mut app, Msg::Action(Action::KillToEnd));
+    update(&mut app, Msg::Action(Action::LineEnd));
+    update(&mut app, Msg::Action(Action::Yank));
+    assert_eq!(app.input.value(), ">hello ");
+}
+
+#[test]
+fn enter_sends_with_a_client_id_and_shows_pending_until_the_ack() {
+    let mut app = online();
+    type_str(&mut app, "hi all");
+    let cmds = update(&mut app, Msg::Action(Action::Submit));
+    let sent = sends(&cmds);
+    let ClientMsg::Send(client::Send {
+        id: Some(id),
+        to,
+        text,
+        ..
+    }) = &sent[0]
+    else {
+        panic!("expected a send, got {sent:?}");
+    };
+    assert_eq!((to.as_str(), text.as_str()), ("#lobby", "hi all"));
+    assert!(app.input.value().is_empty());
+    assert!(matches!(
+        last_body(&app),
+        LineBody::Chat {
+            delivery: Delivery::Pending,
+            ..
+        }
+    ));
+    assert_eq!(app.outbox.len(), 1);
+
+    net(
+        &mut app,
+        ServerMsg::Ack(Ack {
+            id: Some(id.clone()),
+            mid: 5,
+            room: Some("#lobby".into()),
+            seq: 5,
+            ts: 1_700_000_000_000,
+            ..Ack::default()
+        }),
+    );
+    assert!(app.outbox.is_empty());
+    let line = app.active_buffer().lines.last().unwrap();
+    assert_eq!(line.seq, Some(5));
+    assert!(matches!(
+        line.body,
+        LineBody::Chat {
+            delivery: Delivery::Acked,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn message_typed_offline_waits_and_is_sent_once_on_reconnect_with_the_same_id() {
+    let mut app = online();
+    update(
+        &mut app,
+        Msg::Net(NetEvent::Disconnected {
+            reason: "server closed the connection".into(),
+            retry_in: Some(Duration::from_secs(1)),
+        }),
+    );
+    type_str(&mut app, "are you there?");
+    let cmds = update(&mut app, Msg::Action(Action::Submit));
+    assert!(sends(&cmds).is_empty(), "nothing is sent while offline");
+    assert!(matches!(
+        last_body(&app),
+        LineBody::Chat {
+            delivery: Delivery::Pending,
+            ..
+        }
+    ));
+    let id = app.outbox[0].id.clone();
+
+    update(&mut app, Msg::Net(NetEvent::Connecting { attempt: 1 }));
+    let cmds = update(&mut app, Msg::Net(welcome("alice", &["#lobby"])));
+    let sent = sends(&cmds);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].request_id(), Some(id.as_str()));
+    // Another welcome on the same generation would not resend: the item is marked sent.
+    assert_eq!(app.outbox[0].sent_on, Some(app.generation));
+}
+
+#[test]
+fn unacked_message_is_resent_with_its_original_id_after_a_drop() {
+    let mut app = online();
+    type_str(&mut app, "one");
+    let first = sends(&update(&mut app, Msg::Action(Action::Submit)));
+    update(
+        &mut app,
+        Msg::Net(NetEvent::Disconnected {
+            reason: "reset".into(),
+            retry_in: Some(Duration::from_secs(1)),
+        }),
+    );
+    let again = sends(&update(&mut app, Msg::Net(welcome("alice", &["#lobby"]))));
+    assert_eq!(first, again, "same id and text; never a second id");
+    assert_eq!(app.next_id, 2);
+}
+
+#[test]
+fn disconnect_shows_the_reason_and_a_countdown() {
+    let mut app = online();
+    app.now_ms = 1000;
+    update(
+        &mut app,
+        Msg::Net(NetEvent::Disconnected {
+            reason: "refused\u{1b}[2J".into(),
+            retry_in: Some(Duration::from_secs(4)),
+        }),
+    );
+    assert_eq!(
+        app.conn,
+        ConnState::Disconnected {
+            reason: "refused␛[2J".into(),
+            retry_at: Some(5000)
+        }
+    );
+    assert_eq!(update(&mut app, Msg::Tick), vec![Command::Render]);
+}
+
+#[test]
+fn receiving_in_another_buffer_counts_unread_and_mentions_and_rings() {
+    let mut app = online();
+    net(
+        &mut app,
+        ServerMsg::Joined(Joined {
+            room: "#rust".into(),
+            nick: "alice".into(),
+            ts: 0,
+        }),
+    );
+    assert_eq!(app.active_buffer().kind, BufferKind::Room("#lobby".into()));
+    net(&mut app, msg("#rust", "bob", 1, "plain"));
+    let cmds = net(&mut app, msg("#rust", "bob", 2, "alice: look"));
+    assert_eq!(cmds, vec![Command::Bell]);
+    let rust = app.find_buffer("#rust").unwrap();
+    assert_eq!(
+        (app.buffers[rust].unread, app.buffers[rust].mentions),
+        (2, 1)
+    );
+    update(&mut app, Msg::Action(Action::NextActivity));
+    assert_eq!(app.active, rust);
+    assert_eq!(app.buffers[rust].unread, 0);
+}
+
+#[test]
+fn duplicate_sequence_numbers_are_stored_once() {
+    let mut app = online();
+    net(&mut app, msg("#lobby", "bob", 3, "x"));
+    net(
+        &mut app,
+        ServerMsg::History(HistoryPage {
+            id: None,
+            room: "#lobby".into(),
+            messages: vec![
+                match msg("#lobby", "bob", 2, "w") {
+                    ServerMsg::Message(m) => m,
+                    _ => unreachable!(),
+                },
+                match msg("#lobby", "bob", 3, "x") {
+                    ServerMsg::Message(m) => m,
+                    _ => unreachable!(),
+                },
+            ],
+            more: false,
+        }),
+    );
+    let seqs: Vec<_> = app
+        .active_buffer()
+        .lines
+        .iter()
+        .filter_map(|l| l.seq)
+        .collect();
+    assert_eq!(seqs, vec![2, 3]);
+}
+
+#[test]
+fn new_messages_do_not_move_a_scrolled_view_and_are_counted_below() {
+    let mut app = online();
+    for seq in 1..=60 {
+        net(&mut app, msg("#lobby", "bob", seq, &format!("line {seq}")));
+    }
+    update(&mut app, Msg::Action(Action::PageUp));
+    let scroll = app.active_buffer().scroll;
+    assert!(scroll > 0);
+    net(&mut app, msg("#lobby", "bob", 61, "new"));
+    assert_eq!(app.active_buffer().scroll, scroll + 1);
+    assert_eq!(app.active_buffer().unseen_below, 1);
+    update(&mut app, Msg::Action(Action::ScrollBottom));
+    assert_eq!(
+        (app.active_buffer().scroll, app.active_buffer().unseen_below),
+        (0, 0)
+    );
+}
+
+#[test]
+fn scrolling_to_the_top_asks_for_older_history_once() {
+    let mut app = online();
+    for seq in 100..=140 {
+        net(&mut app, msg("#lobby", "bob", seq, "x"));
+    }
+    let cmds = update(&mut app, Msg::Action(Action::ScrollTop));
+    let sent = sends(&cmds);
+    assert!(
+        matches!(
+            &sent[..],
+            [ClientMsg::History(client::History {
+                before: Some(100),
+                ..
+            })]
+        ),
+        "{sent:?}"
+    );
+    assert!(sends(&update(&mut app, Msg::Action(Action::PageUp))).is_empty());
+}
+
+#[test]
+fn home_and_end_scroll_only_when_the_input_is_empty() {
+    let mut app = online();
+    for seq in 1..=60 {
+        net(&mut app, msg("#lobby", "bob", seq, "x"));
+    }
+    type_str(&mut app, "abc");
+    update(&mut app, Msg::Action(Action::Home));
+    assert_eq!(app.active_buffer().scroll, 0);
+    assert_eq!(app.input.cursor(), 0);
+    update(&mut app, Msg::Action(Action::Interrupt));
+    update(&mut app, Msg::Action(Action::Home));
+    assert!(app.active_buffer().scroll > 0);
+}
+
+#[test]
+fn tab_completes_nicks_with_a_colon_at_line_start_and_cycles() {
+    let mut app = online();
+    type_str(&mut app, "c");
+    update(&mut app, Msg::Action(Action::Complete));
+    assert_eq!(app.input.value(), "carol: ");
+    let mut app = online();
+    type_str(&mut app, "hi b");
+    update(&mut app, Msg::Action(Action::Complete));
+    assert_eq!(app.input.value(), "hi bob ");
+}
+
+#[test]
+fn tab_cycles_through_matching_commands() {
+    let mut app = online();
+    type_str(&mut app, "/n");
+    update(&mut app, Msg::Action(Action::Complete));
+    assert_eq!(app.input.value(), "/nick ");
+    update(&mut app, Msg::Action(Action::Complete));
+    assert_eq!(app.input.value(), "/names ");
+}
+
+#[test]
+fn up_and_down_walk_the_buffers_input_history_and_keep_the_draft() {
+    let mut app = online();
+    for s in ["one", "two"] {
+        type_str(&mut app, s);
+        update(&mut app, Msg::Action(Action::Submit));
+    }
+    type_str(&mut app, "dra");
+    update(&mut app, Msg::Action(Action::HistoryPrev));
+    assert_eq!(app.input.value(), "two");
+    update(&mut app, Msg::Action(Action::HistoryPrev));
+    assert_eq!(app.input.value(), "one");
+    update(&mut app, Msg::Action(Action::HistoryNext));
+    update(&mut app, Msg::Action(Action::HistoryNext));
+    assert_eq!(app.input.value(), "dra");
+}
+
+#[test]
+fn paste_inserts_literally_and_long_input_asks_before_sending() {
+    let mut app = online();
+    update(&mut app, Msg::Paste("a\r\nb\nc\nd\ne\nf\u{1b}[2J".into()));
+    assert_eq!(app.input.value(), "a\nb\nc\nd\ne\nf\u{1b}[2J");
+    let cmds = update(&mut app, Msg::Action(Action::Submit));
+    assert!(cmds.is_empty());
+    assert_eq!(app.mode, InputMode::ConfirmSend);
+    update(&mut app, Msg::Action(Action::Cancel));
+    assert_eq!(app.mode, InputMode::Normal);
+    assert!(!app.input.value().is_empty());
+    update(&mut app, Msg::Action(Action::Submit));
+    let sent = sends(&update(&mut app, Msg::Action(Action::Confirm)));
+    assert_eq!(sent.len(), 1);
+}
+
+#[test]
+fn unknown_command_is_a_hint_and_double_slash_is_text() {
+    let mut app = online();
+    type_str(&mut app, "/frob");
+    let cmds = update(&mut app, Msg::Action(Action::Submit));
+    assert!(sends(&cmds).is_empty());
+    assert!(matches!(last_body(&app), LineBody::Error(t) if t.contains("/frob")));
+    type_str(&mut app, "//frob");
+    let sent = sends(&update(&mut app, Msg::Action(Action::Submit)));
+    assert!(matches!(&sent[..], [ClientMsg::Send(s)] if s.text == "/frob"));
+}
+
+#[test]
+fn msg_opens_a_dm_buffer_and_dms_arrive_there() {
+    let mut app = online();
+    type_str(&mut app, "/msg bob psst");
+    let sent = sends(&update(&mut app, Msg::Action(Action::Submit)));
+    assert!(matches!(&sent[..], [ClientMsg::Send(s)] if s.to == "bob"));
+    assert_eq!(app.active_buffer().kind, BufferKind::Dm("bob".into()));
+    update(&mut app, Msg::Action(Action::GoToBuffer(2)));
+    net(
+        &mut app,
+        ServerMsg::Message(ChatMessage {
+            to: Some("alice".into()),
+            from: "bob".into(),
+            seq: 1,
+            text: "yes?".into(),
+            ..ChatMessage::default()
+        }),
+    );
+    let dm = app.find_buffer("bob").unwrap();
+    assert_eq!(app.buffers[dm].lines.len(), 2);
+    assert_eq!(app.buffers[dm].mentions, 1);
+}
+
+#[test]
+fn failed_send_is_marked_and_leaves_the_outbox() {
+    let mut app = online();
+    type_str(&mut app, "spam");
+    let sent = sends(&update(&mut app, Msg::Action(Action::Submit)));
+    net(
+        &mut app,
+        ServerMsg::Error(Error {
+            id: sent[0].request_id().map(str::to_owned),
+            code: ErrorCode::RateLimited,
+            message: "slow down".into(),
+        }),
+    );
+    assert!(app.outbox.is_empty());
+    assert!(matches!(
+        last_body(&app),
+        LineBody::Chat {
+            delivery: Delivery::Failed(_),
+            ..
+        }
+    ));
+}
+
+#[test]
+fn joins_and_parts_in_a_row_collapse_into_one_line() {
+    let mut app = online();
+    for nick in ["dave", "erin"] {
+        net(
+            &mut app,
+            ServerMsg::Joined(Joined {
+                room: "#lobby".into(),
+                nick: nick.into(),
+                ts: 1,
+            }),
+        );
+    }
+    net(
+        &mut app,
+        ServerMsg::Parted(chat_proto::server::Parted {
+            room: "#lobby".into(),
+            nick: "bob".into(),
+            reason: None,
+            ts: 2,
+        }),
+    );
+    assert_eq!(
+        last_body(&app),
+        &LineBody::Membership {
+            joined: vec!["dave".into(), "erin".into()],
+            parted: vec!["bob".into()]
+        }
+    );
+    assert!(app.active_buffer().members.iter().any(|m| m == "erin"));
+    assert!(!app.active_buffer().members.iter().any(|m| m == "bob"));
+}
+
+#[test]
+fn ctrl_c_clears_then_quits() {
+    let mut app = online();
+    type_str(&mut app, "x");
+    assert!(update(&mut app, Msg::Action(Action::Interrupt)).is_empty());
+    assert!(app.input.value().is_empty());
+    assert_eq!(
+        update(&mut app, Msg::Action(Action::Interrupt)),
+        vec![Command::Quit(None)]
+    );
+    assert!(app.quit);
+}
+
+#[test]
+fn returning_to_a_buffer_shows_an_unread_marker_at_the_first_new_line() {
+    let mut app = online();
+    net(&mut app, msg("#lobby", "bob", 1, "seen"));
+    update(&mut app, Msg::Action(Action::GoToBuffer(1)));
+    net(&mut app, msg("#lobby", "bob", 2, "unseen"));
+    update(&mut app, Msg::Action(Action::GoToBuffer(2)));
+    let buf = app.active_buffer();
+    let marker = buf.read_marker.unwrap();
+    assert_eq!(buf.lines[marker].seq, Some(2));
+}
