@@ -1,0 +1,233 @@
+#![allow(clippy::unwrap_used)]
+//! End to end: the real `chat-server` and two real `chat-tui`s, each in a pseudo-terminal whose
+//! output is read by a vt100 emulator. Shows the client is full duplex: a message arrives while
+//! the user has half a line typed, and the half-typed text is intact.
+//!
+//! Needs the server binary next to this crate's binary: `cargo build --workspace --bins`.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::num::NonZeroU16;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+
+/// How long a message may take to show up on the other screen.
+const DELIVERY: Duration = Duration::from_secs(2);
+/// How long start-up may take.
+const STARTUP: Duration = Duration::from_secs(15);
+
+fn bin_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_chat-tui"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Kills the server when the test ends, however it ends.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_server() -> (Server, u16) {
+    let path = bin_dir().join("chat-server");
+    assert!(
+        path.exists(),
+        "chat-server binary not found at {}: run `cargo build --workspace --bins` first",
+        path.display()
+    );
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(path)
+        .args(["--bind", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server(child);
+    let deadline = Instant::now() + STARTUP;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "server did not start listening");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (server, port)
+}
+
+/// One chat-tui in a pseudo-terminal, its screen kept up to date by a reader thread.
+struct Client {
+    name: &'static str,
+    screen: Arc<Mutex<vt100::Parser>>,
+    writer: Box<dyn Write + Send>,
+    child: Box<dyn portable_pty::Child + Send + Sync>,
+    _home: tempdir::TempHome,
+}
+
+mod tempdir {
+    use std::path::PathBuf;
+
+    /// A throwaway HOME so the client's config and log directories are its own.
+    pub struct TempHome(pub PathBuf);
+
+    impl TempHome {
+        pub fn new(name: &str) -> Self {
+            let dir =
+                std::env::temp_dir().join(format!("chat-tui-e2e-{}-{name}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            TempHome(dir)
+        }
+    }
+
+    impl Drop for TempHome {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl Client {
+    fn start(name: &'static str, port: u16) -> Client {
+        let pty = native_pty_system()
+            .openpty(PtySize {
+                rows: 24,
+                cols: 100,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .unwrap();
+        let home = tempdir::TempHome::new(name);
+        let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_chat-tui"));
+        cmd.args(["--name", name, "--no-bell", &format!("127.0.0.1:{port}")]);
+        cmd.arg("--log-file");
+        cmd.arg(home.0.join("log"));
+        cmd.arg("--config");
+        cmd.arg(home.0.join("config.toml"));
+        cmd.env("HOME", &home.0);
+        cmd.env("TERM", "xterm-256color");
+        cmd.env("TZ", "UTC");
+        let child = pty.slave.spawn_command(cmd).unwrap();
+        drop(pty.slave);
+        let mut reader = pty.master.try_clone_reader().unwrap();
+        let writer = pty.master.take_writer().unwrap();
+        let screen = Arc::new(Mutex::new(vt100::Parser::new(
+            NonZeroU16::new(24).unwrap(),
+            NonZeroU16::new(100).unwrap(),
+            0,
+        )));
+        let feed = Arc::clone(&screen);
+        std::thread::spawn(move || {
+            // Keep the master alive as long as the reader runs.
+            let _master = pty.master;
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                feed.lock().unwrap().process(&buf[..n]);
+            }
+        });
+        Client {
+            name,
+            screen,
+            writer,
+            child,
+            _home: home,
+        }
+    }
+
+    fn contents(&self) -> String {
+        self.screen.lock().unwrap().screen().contents()
+    }
+
+    fn type_str(&mut self, s: &str) {
+        self.writer.write_all(s.as_bytes()).unwrap();
+        self.writer.flush().unwrap();
+    }
+
+    /// Waits until `pred` holds for the screen, or fails after `within`.
+    fn wait_for(&self, what: &str, within: Duration, pred: impl Fn(&str) -> bool) -> Duration {
+        let start = Instant::now();
+        loop {
+            let screen = self.contents();
+            if pred(&screen) {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < within,
+                "{}: no {what} within {within:?}; screen:\n{screen}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The input row (the last non-empty row starting with the prompt).
+    fn input_row(&self) -> String {
+        self.contents()
+            .lines()
+            .rfind(|l| l.starts_with('>'))
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn two_clients_chat_full_duplex_through_the_real_server() {
+    let (_server, port) = start_server();
+    let mut alice = Client::start("alice", port);
+    alice.wait_for("connected state", STARTUP, |s| s.contains("[connected]"));
+    let mut bob = Client::start("bob", port);
+    bob.wait_for("connected state", STARTUP, |s| s.contains("[connected]"));
+    alice.wait_for("bob joining", STARTUP, |s| s.contains("bob joined"));
+
+    // Alice has half a line typed when bob's message arrives.
+    alice.type_str("half a li");
+    alice.wait_for("her typing", DELIVERY, |s| s.contains("> half a li"));
+    bob.type_str("hello from bob\r");
+    let took = alice.wait_for("bob's message", DELIVERY, |s| {
+        s.contains("bob │ hello from bob")
+    });
+    eprintln!("bob → alice in {took:?}");
+    assert_eq!(
+        alice.input_row().trim_end(),
+        "> half a li",
+        "half-typed text intact"
+    );
+
+    // She finishes the line; it reaches bob.
+    alice.type_str("ne, finished\r");
+    let took = bob.wait_for("alice's message", DELIVERY, |s| {
+        s.contains("alice │ half a line, finished")
+    });
+    eprintln!("alice → bob in {took:?}");
+    alice.wait_for("the ack (no pending marker)", DELIVERY, |s| {
+        s.contains("alice │ half a line, finished") && !s.contains('⧗')
+    });
+    assert_eq!(alice.input_row().trim_end(), ">");
+
+    // Ctrl-C on an empty input quits and gives the terminal back.
+    alice.type_str("\x03");
+    let deadline = Instant::now() + STARTUP;
+    while alice.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "alice did not quit on Ctrl-C");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bob.wait_for("alice leaving", DELIVERY, |s| s.contains("alice left"));
+}
