@@ -18,9 +18,11 @@
 //!
 //! # Layout
 //! - this file: the handle, the commands, the actor loop, delivery and lag, register and leave.
-//! - [`request`]: the chat and room requests (`send`, `join`, `topic`, ...).
+//! - [`rooms`]: request dispatch, and room and presence requests (`join`, `topic`, ...).
+//! - [`chat`]: `send` (to a room or a user) and `typing`.
 
-mod request;
+mod chat;
+mod rooms;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;

@@ -10,9 +10,12 @@
 //! `quit`), asks the writer to flush and write any final `error`/`notice`, reads and discards
 //! input until the peer closes or the close timeout passes (so unread input cannot turn our
 //! last frames into a reset), and logs one line with the reason.
+//!
+//! # Layout
+//! - this file: the session state, its `select!` loop and request handling.
+//! - [`close`]: the reasons a session ends, and what each says to the peer and its rooms.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,7 +24,6 @@ use bytes::Bytes;
 use chat_proto::client::Hello;
 use chat_proto::limits::{MAX_ID_LEN, PRE_HANDSHAKE_MAX_BODY};
 use chat_proto::message::{Ping, Pong};
-use chat_proto::server::{Notice, NoticeCode};
 use chat_proto::{ClientMsg, ErrorCode, FrameError, ServerMsg, WireMessage};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::error::TrySendError;
@@ -37,102 +39,8 @@ use crate::rate::TokenBucket;
 use crate::reader::FrameReader;
 use crate::writer::{self, Finish, WriterExit};
 
-/// Why a session ended.
-#[derive(Debug)]
-pub enum Close {
-    /// The peer closed its side.
-    PeerClosed,
-    /// The peer sent `quit`.
-    Quit(String),
-    /// Reading failed.
-    Io(io::Error),
-    /// We end the session with a fatal error code (timeouts, broken framing).
-    Fatal {
-        /// The code sent to the peer.
-        code: ErrorCode,
-        /// The text sent to the peer and logged.
-        reason: String,
-    },
-    /// The outbound queue overflowed; per room, the last `seq` queued to the peer.
-    Lagged {
-        /// Room name → last queued `seq`.
-        seqs: BTreeMap<String, u64>,
-    },
-    /// The writer ended by itself (a stalled or failed write).
-    Writer(WriterExit),
-    /// The server is shutting down.
-    Shutdown,
-    /// The hub stopped before the session did.
-    HubGone,
-}
-
-impl Close {
-    fn fatal(code: ErrorCode, reason: impl Into<String>) -> Self {
-        Close::Fatal {
-            code,
-            reason: reason.into(),
-        }
-    }
-
-    /// What the session's rooms are told in `quit`.
-    fn quit_reason(&self) -> String {
-        match self {
-            Close::PeerClosed => "connection closed".into(),
-            Close::Quit(reason) => reason.clone(),
-            Close::Io(_) => "connection error".into(),
-            Close::Fatal { code, .. } => code.as_str().into(),
-            Close::Lagged { .. } | Close::Writer(WriterExit::Stalled) => "lagged".into(),
-            Close::Writer(_) => "connection error".into(),
-            Close::Shutdown | Close::HubGone => "server shutting down".into(),
-        }
-    }
-
-    /// The frames written after the queue is flushed.
-    fn final_frames(&self) -> Vec<ServerMsg> {
-        match self {
-            Close::Fatal { code, reason } => vec![ServerMsg::error(None, *code, reason.clone())],
-            Close::Lagged { seqs } => vec![
-                ServerMsg::error(
-                    None,
-                    ErrorCode::Lagged,
-                    "you fell behind and were disconnected",
-                ),
-                ServerMsg::Notice(Notice {
-                    code: NoticeCode::Lagged,
-                    text: "you fell behind; reconnect and resume".into(),
-                    seqs: seqs.clone(),
-                    id: None,
-                }),
-            ],
-            Close::Shutdown | Close::HubGone => vec![
-                ServerMsg::Notice(Notice {
-                    code: NoticeCode::ShuttingDown,
-                    text: "the server is shutting down".into(),
-                    seqs: BTreeMap::new(),
-                    id: None,
-                }),
-                ServerMsg::error(None, ErrorCode::ShuttingDown, "the server is shutting down"),
-            ],
-            Close::PeerClosed | Close::Quit(_) | Close::Io(_) | Close::Writer(_) => Vec::new(),
-        }
-    }
-}
-
-impl fmt::Display for Close {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Close::PeerClosed => f.write_str("peer closed"),
-            Close::Quit(reason) => write!(f, "quit: {reason}"),
-            Close::Io(e) => write!(f, "read error: {e}"),
-            Close::Fatal { code, reason } => write!(f, "{code}: {reason}"),
-            Close::Lagged { .. } => f.write_str("lagged: outbound queue full"),
-            Close::Writer(WriterExit::Stalled) => f.write_str("lagged: write stalled"),
-            Close::Writer(exit) => write!(f, "writer ended: {exit:?}"),
-            Close::Shutdown => f.write_str("server shutting down"),
-            Close::HubGone => f.write_str("hub stopped"),
-        }
-    }
-}
+mod close;
+pub use close::Close;
 
 /// A session's state besides its writer.
 struct Session<R> {

@@ -1,21 +1,21 @@
-//! The hub's answers to chat and room requests.
+//! The hub's answers to room and presence requests: join, part, nick, topic, names, rooms,
+//! history; and the dispatch of every request.
 //!
 //! Each handler validates, changes the hub's state, then queues frames: the event once-encoded
 //! for every recipient, and the answer (with the request's `id`) for the requester. Refusals
-//! are `error` frames carrying the request's `id`; nothing is dropped silently.
+//! are `error` frames carrying the request's `id`.
 
 use std::collections::BTreeSet;
 
-use chat_proto::client::{History, Join, Part, Send, Topic, Typing};
+use chat_proto::client::{History, Join, Part, Topic};
 use chat_proto::limits::MAX_TOPIC_LEN;
 use chat_proto::server::{
-    Ack, ChatMessage, HistoryPage, Joined, NameList, NickChanged, Parted, RoomList, RoomSummary,
-    TypingEvent,
+    HistoryPage, Joined, NameList, NickChanged, Parted, RoomList, RoomSummary,
 };
 use chat_proto::{ClientMsg, ErrorCode, ServerMsg};
 use tracing::{debug, warn};
 
-use super::{Hub, RECENT_SENDS, SessionId, encode, now_ms};
+use super::{Hub, SessionId, encode, now_ms};
 use crate::history::Page;
 use crate::nick::{fold_nick, fold_room, validate_nick, validate_room};
 use crate::room::Room;
@@ -41,7 +41,12 @@ impl Hub {
     }
 
     /// The folded room key if the session is in that room, else a `not_in_room` refusal.
-    fn member_room(&mut self, id: SessionId, req: &Option<String>, room: &str) -> Option<String> {
+    pub(super) fn member_room(
+        &mut self,
+        id: SessionId,
+        req: &Option<String>,
+        room: &str,
+    ) -> Option<String> {
         let key = fold_room(room);
         if self.conns.get(&id).is_some_and(|c| c.rooms.contains(&key)) {
             Some(key)
@@ -309,171 +314,8 @@ impl Hub {
         }
     }
 
-    /// Accepts a chat message: stamp, store, ack the sender, then fan out to the others.
-    fn send(&mut self, id: SessionId, m: Send) {
-        let max_text = self.config.max_text as usize;
-        if m.text.is_empty() || m.text.len() > max_text {
-            let text = format!("text must be 1 to {max_text} bytes");
-            return self.refuse(id, m.id, ErrorCode::TextInvalid, text);
-        }
-        let Some(conn) = self.conns.get(&id) else {
-            return;
-        };
-        if let Some(req) = &m.id {
-            if let Some((_, ack)) = conn.recent.iter().find(|(r, _)| r == req) {
-                let ack = Ack {
-                    duplicate: true,
-                    ..ack.clone()
-                };
-                return self.reply(id, ack);
-            }
-        }
-        let from = conn.nick.clone();
-        let from_fold = conn.fold.clone();
-        if m.to.starts_with('#') {
-            self.send_to_room(id, from, m);
-        } else {
-            self.send_direct(id, from, from_fold, m);
-        }
-    }
-
-    fn send_to_room(&mut self, id: SessionId, from: String, m: Send) {
-        let Some(key) = self.member_room(id, &m.id, &m.to) else {
-            return;
-        };
-        let Some(room) = self.rooms.get_mut(&key) else {
-            return;
-        };
-        let seq = room.take_seq();
-        let msg = ChatMessage {
-            mid: self.next_mid,
-            room: Some(room.name.clone()),
-            to: None,
-            from,
-            seq,
-            ts: now_ms(),
-            text: m.text,
-            action: m.action,
-        };
-        if let Err(e) = self.history.append(&key, &msg) {
-            room.untake_seq(seq);
-            warn!(error = %e, room = room.name, "history store failed; message refused");
-            return self.refuse(id, m.id, ErrorCode::StoreUnavailable, e.to_string());
-        }
-        self.next_mid += 1;
-        let others: Vec<SessionId> = room.members.iter().copied().filter(|&s| s != id).collect();
-        let ack = Ack {
-            id: m.id,
-            mid: msg.mid,
-            room: msg.room.clone(),
-            to: None,
-            seq,
-            ts: msg.ts,
-            duplicate: false,
-        };
-        self.ack(id, ack, Some(&key));
-        if let Some(frame) = encode(&ServerMsg::Message(msg)) {
-            for to in others {
-                self.deliver(to, &frame, Some((&key, seq)));
-            }
-        }
-    }
-
-    fn send_direct(&mut self, id: SessionId, from: String, from_fold: String, m: Send) {
-        let to_fold = fold_nick(&m.to);
-        let Some(target) = self.nicks.get(&to_fold).copied() else {
-            let text = format!("nobody called {:?} is online", m.to);
-            return self.refuse(id, m.id, ErrorCode::NoSuchNick, text);
-        };
-        let Some(to_nick) = self.conns.get(&target).map(|c| c.nick.clone()) else {
-            return;
-        };
-        let pair = if from_fold <= to_fold {
-            (from_fold, to_fold)
-        } else {
-            (to_fold, from_fold)
-        };
-        let seq = self.dm_seqs.entry(pair).or_insert(0);
-        *seq += 1;
-        let msg = ChatMessage {
-            mid: self.next_mid,
-            room: None,
-            to: Some(to_nick),
-            from,
-            seq: *seq,
-            ts: now_ms(),
-            text: m.text,
-            action: m.action,
-        };
-        self.next_mid += 1;
-        let ack = Ack {
-            id: m.id,
-            mid: msg.mid,
-            room: None,
-            to: msg.to.clone(),
-            seq: msg.seq,
-            ts: msg.ts,
-            duplicate: false,
-        };
-        self.ack(id, ack, None);
-        if target != id {
-            self.reply(target, ServerMsg::Message(msg));
-        }
-    }
-
-    /// Queues the sender's ack (in its stream where the others get the message) and remembers
-    /// its id so a resend is not delivered twice.
-    fn ack(&mut self, id: SessionId, ack: Ack, room_key: Option<&str>) {
-        let seq = ack.seq;
-        if let Some(req) = &ack.id {
-            if let Some(conn) = self.conns.get_mut(&id) {
-                if conn.recent.len() == RECENT_SENDS {
-                    conn.recent.pop_front();
-                }
-                conn.recent.push_back((req.clone(), ack.clone()));
-            }
-        }
-        if let Some(frame) = encode(&ServerMsg::Ack(ack)) {
-            self.deliver(id, &frame, room_key.map(|k| (k, seq)));
-        }
-    }
-
-    fn typing(&mut self, id: SessionId, m: Typing) {
-        let Some(from) = self.conns.get(&id).map(|c| c.nick.clone()) else {
-            return;
-        };
-        let (room, to): (Option<String>, Vec<SessionId>) = if m.to.starts_with('#') {
-            let Some(key) = self.member_room(id, &None, &m.to) else {
-                return;
-            };
-            let Some(room) = self.rooms.get(&key) else {
-                return;
-            };
-            let others = room.members.iter().copied().filter(|&s| s != id);
-            (Some(room.name.clone()), others.collect())
-        } else {
-            match self.nicks.get(&fold_nick(&m.to)) {
-                Some(&target) => (None, vec![target]),
-                None => {
-                    let text = format!("nobody called {:?} is online", m.to);
-                    return self.refuse(id, None, ErrorCode::NoSuchNick, text);
-                }
-            }
-        };
-        let event = ServerMsg::Typing(TypingEvent {
-            room,
-            from,
-            active: m.active,
-        });
-        if let Some(frame) = encode(&event) {
-            for s in to {
-                self.deliver(s, &frame, None);
-            }
-        }
-    }
-
     /// Everyone sharing at least one room with `id` (not `id` itself).
-    fn sharers(&self, id: SessionId) -> BTreeSet<SessionId> {
+    pub(super) fn sharers(&self, id: SessionId) -> BTreeSet<SessionId> {
         let mut out = BTreeSet::new();
         if let Some(conn) = self.conns.get(&id) {
             for key in &conn.rooms {
