@@ -18,8 +18,8 @@
 //!
 //! # Layout
 //! - this file: the handle, the commands, the actor loop, delivery and lag, register and leave.
-//! - [`rooms`]: request dispatch, and room and presence requests (`join`, `topic`, ...).
-//! - [`chat`]: `send` (to a room or a user) and `typing`.
+//! - `rooms`: request dispatch, and room and presence requests (`join`, `topic`, ...).
+//! - `chat`: `send` (to a room or a user) and `typing`.
 
 mod chat;
 mod rooms;

@@ -1,6 +1,6 @@
 //! One session per peer: handshake, the read loop, rate limit, pings and the slowloris guard.
 //!
-//! The session owns the read half and a [`writer`](crate::writer) task owns the write half.
+//! The session owns the read half and a [`crate::writer`] task owns the write half.
 //! Everything for the client — the hub's broadcasts and answers, the session's own errors and
 //! pongs — goes through one bounded outbound queue, so the client sees one ordered stream.
 //! Requests about shared state go to the hub and the session waits if the hub is busy (that
@@ -13,7 +13,7 @@
 //!
 //! # Layout
 //! - this file: the session state, its `select!` loop and request handling.
-//! - [`close`]: the reasons a session ends, and what each says to the peer and its rooms.
+//! - `close`: the reasons a session ends, and what each says to the peer and its rooms.
 
 use std::collections::BTreeMap;
 use std::io;
