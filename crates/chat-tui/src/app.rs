@@ -139,6 +139,8 @@ pub struct Outgoing {
     pub action: bool,
     /// The connection generation it was last sent on (`None`: never sent).
     pub sent_on: Option<u64>,
+    /// The server refused it for rate: send again at this time (ms since the epoch).
+    pub retry_at: Option<i64>,
 }
 
 /// Up/Down history of what was typed in one buffer.
@@ -405,6 +407,17 @@ impl App {
     /// Whether the session is open.
     pub fn is_connected(&self) -> bool {
         self.conn == ConnState::Connected
+    }
+
+    /// Whether something on screen or in the outbox changes with time (so the loop ticks).
+    pub fn needs_tick(&self) -> bool {
+        matches!(
+            self.conn,
+            ConnState::Disconnected {
+                retry_at: Some(_),
+                ..
+            }
+        ) || self.outbox.iter().any(|o| o.retry_at.is_some())
     }
 
     /// Total unread messages and mentions in buffers other than the active one.

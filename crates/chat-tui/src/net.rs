@@ -101,6 +101,9 @@ impl DetachedCommands {
     }
 }
 
+/// Request id of the history requests that fill the gap after a reconnect.
+pub const GAP_ID: &str = "gap";
+
 /// Where and who to connect as.
 #[derive(Debug, Clone)]
 pub struct NetConfig {
@@ -169,8 +172,16 @@ impl Session {
                 }
             }
             ServerMsg::History(page) => {
-                if let Some(last) = page.messages.last() {
-                    self.seen(&page.room, last.seq);
+                let last = page.messages.last().map(|m| m.seq);
+                match self.rooms.get_mut(&page.room) {
+                    // A join burst (no id) that ends before what we saw: the server started
+                    // over (its history did not survive a restart), so our numbers are void.
+                    Some(known) if page.id.is_none() && *known > last => *known = last,
+                    _ => {
+                        if let Some(seq) = last {
+                            self.seen(&page.room, seq);
+                        }
+                    }
                 }
             }
             ServerMsg::Joined(j) if j.nick == self.nick => {
@@ -204,7 +215,7 @@ impl Session {
             }
             if let Some(after) = last {
                 out.push(ClientMsg::History(client::History {
-                    id: None,
+                    id: Some(GAP_ID.to_owned()),
                     room: room.clone(),
                     before: None,
                     after: Some(*after),
@@ -492,7 +503,7 @@ mod tests {
                     room: "#rust".into()
                 }),
                 ClientMsg::History(client::History {
-                    id: None,
+                    id: Some(GAP_ID.to_owned()),
                     room: "#rust".into(),
                     before: None,
                     after: Some(3),
@@ -500,6 +511,22 @@ mod tests {
                 }),
             ]
         );
+    }
+
+    #[test]
+    fn a_join_burst_older_than_what_we_saw_means_the_server_started_over() {
+        let mut s = Session::new("alice", "t");
+        s.after_welcome(&welcome("alice", &["#lobby"]));
+        s.observe(&ServerMsg::Message(ChatMessage {
+            room: Some("#lobby".into()),
+            seq: 40,
+            ..ChatMessage::default()
+        }));
+        s.observe(&ServerMsg::History(chat_proto::server::HistoryPage {
+            room: "#lobby".into(),
+            ..Default::default()
+        }));
+        assert_eq!(s.rooms.get("#lobby"), Some(&None));
     }
 
     #[test]

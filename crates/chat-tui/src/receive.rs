@@ -2,15 +2,18 @@
 //!
 //! Every string taken from a server message is sanitized here, before it is stored in a line.
 
-use chat_proto::ServerMsg;
 use chat_proto::nick::fold_nick;
 use chat_proto::sanitize::{sanitize_line, sanitize_text};
 use chat_proto::server::{ChatMessage, NoticeCode};
+use chat_proto::{ErrorCode, ServerMsg};
 
 use crate::app::{App, BufferKind, Delivery, Line, LineBody, MAX_LINES};
 use crate::layout::current_panes;
 use crate::ui::timeline::{Columns, line_rows};
 use crate::update::Command;
+
+/// How long a message refused for rate waits before it is sent again.
+const RATE_RETRY_MS: i64 = 1500;
 
 fn line_str(s: &str) -> String {
     sanitize_line(s).into_owned()
@@ -236,6 +239,13 @@ pub fn server_msg(app: &mut App, msg: ServerMsg, out: &mut Vec<Command>) {
             let failed =
                 e.id.as_ref()
                     .and_then(|id| app.outbox.iter().position(|o| &o.id == id));
+            if let (Some(k), ErrorCode::RateLimited) = (failed, e.code) {
+                // Not refused, only too early: it stays pending and goes again in a moment.
+                let item = &mut app.outbox[k];
+                item.sent_on = None;
+                item.retry_at = Some(now + RATE_RETRY_MS);
+                return;
+            }
             if let Some(k) = failed {
                 let item = app.outbox.remove(k);
                 for buf in &mut app.buffers {
@@ -273,7 +283,11 @@ pub fn server_msg(app: &mut App, msg: ServerMsg, out: &mut Vec<Command>) {
         ServerMsg::Joined(j) => {
             let i = app.buffer_for(&j.room);
             if app.is_me(&j.nick) {
-                app.buffers[i].joined = true;
+                if !app.buffers[i].joined {
+                    app.buffers[i].joined = true;
+                    let room = line_str(&j.room);
+                    info(app, i, j.ts, format!("you joined {room}"));
+                }
                 return;
             }
             let buf = &mut app.buffers[i];
@@ -390,6 +404,16 @@ pub fn server_msg(app: &mut App, msg: ServerMsg, out: &mut Vec<Command>) {
                 .as_deref()
                 .is_some_and(|id| id.starts_with(&format!("{}-older-", app.id_prefix)));
             let was_empty = app.buffers[i].oldest_seq().is_none();
+            let newest_known = app.buffers[i].lines.iter().filter_map(|l| l.seq).max();
+            let newest_sent = page.messages.last().map(|m| m.seq);
+            if page.id.is_none() && newest_known > newest_sent {
+                // A join burst older than what we have: the server's history started over, so
+                // the numbers we hold mean nothing now; keep the text, forget the numbers.
+                for line in &mut app.buffers[i].lines {
+                    line.seq = None;
+                }
+                info(app, i, now, "the server's history was reset".to_owned());
+            }
             for m in &page.messages {
                 let line = chat_line(app, m);
                 insert_by_seq(app, i, line);

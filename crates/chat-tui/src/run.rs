@@ -12,7 +12,7 @@ use ratatui::backend::Backend;
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
-use crate::app::{App, ConnState};
+use crate::app::App;
 use crate::keymap::{Action, map_key};
 use crate::net::{NetEvent, NetHandle};
 use crate::ui;
@@ -67,13 +67,7 @@ where
     terminal.draw(|f| ui::draw(app, f))?;
     let mut net_open = true;
     loop {
-        let countdown = matches!(
-            app.conn,
-            ConnState::Disconnected {
-                retry_at: Some(_),
-                ..
-            }
-        );
+        let countdown = app.needs_tick();
         let msgs: Vec<Msg> = tokio::select! {
             // A key, paste, mouse wheel or resize; the stream ends when the terminal goes away.
             event = events.next() => match event {
@@ -98,7 +92,7 @@ where
                     Vec::new()
                 }
             },
-            // The reconnect countdown on the status bar; no tick otherwise.
+            // The reconnect countdown and rate-limit retries; no tick otherwise.
             _ = tick.tick(), if countdown => vec![Msg::Tick],
             // SIGTERM / SIGHUP: leave like /quit.
             () = &mut shutdown => {

@@ -76,6 +76,7 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Command> {
             ) {
                 out.push(Command::Render);
             }
+            retry_due(app, &mut out);
         }
         Msg::Resize(w, h) => app.size = (w, h),
     }
@@ -514,12 +515,28 @@ fn send_message(app: &mut App, to: String, text: String, action: bool, out: &mut
         text,
         action,
         sent_on: None,
+        retry_at: None,
     };
     if app.is_connected() {
         item.sent_on = Some(app.generation);
         out.push(Command::Send(send_msg(&item)));
     }
     app.outbox.push(item);
+}
+
+/// Sends the outbox items whose rate-limit pause is over (with their original ids).
+fn retry_due(app: &mut App, out: &mut Vec<Command>) {
+    if !app.is_connected() {
+        return;
+    }
+    let (now, generation) = (app.now_ms, app.generation);
+    for item in &mut app.outbox {
+        if item.retry_at.is_some_and(|at| at <= now) {
+            item.retry_at = None;
+            item.sent_on = Some(generation);
+            out.push(Command::Send(send_msg(item)));
+        }
+    }
 }
 
 /// The `send` for an outbox item: always with the id it was created with.
@@ -573,6 +590,7 @@ fn on_net(app: &mut App, event: NetEvent, out: &mut Vec<Command>) {
             for item in &mut app.outbox {
                 if item.sent_on != Some(generation) {
                     item.sent_on = Some(generation);
+                    item.retry_at = None;
                     out.push(Command::Send(send_msg(item)));
                 }
             }

@@ -415,6 +415,34 @@ fn msg_opens_a_dm_buffer_and_dms_arrive_there() {
 }
 
 #[test]
+fn rate_limited_send_stays_pending_and_goes_again_with_the_same_id() {
+    let mut app = online();
+    app.now_ms = 10_000;
+    type_str(&mut app, "quick");
+    let sent = sends(&update(&mut app, Msg::Action(Action::Submit)));
+    net(
+        &mut app,
+        ServerMsg::Error(Error {
+            id: sent[0].request_id().map(str::to_owned),
+            code: ErrorCode::RateLimited,
+            message: "slow down".into(),
+        }),
+    );
+    assert!(matches!(
+        last_body(&app),
+        LineBody::Chat {
+            delivery: Delivery::Pending,
+            ..
+        }
+    ));
+    assert!(app.needs_tick());
+    assert!(sends(&update(&mut app, Msg::Tick)).is_empty(), "not yet");
+    app.now_ms = 20_000;
+    assert_eq!(sends(&update(&mut app, Msg::Tick)), sent);
+    assert!(!app.needs_tick());
+}
+
+#[test]
 fn failed_send_is_marked_and_leaves_the_outbox() {
     let mut app = online();
     type_str(&mut app, "spam");
@@ -423,8 +451,8 @@ fn failed_send_is_marked_and_leaves_the_outbox() {
         &mut app,
         ServerMsg::Error(Error {
             id: sent[0].request_id().map(str::to_owned),
-            code: ErrorCode::RateLimited,
-            message: "slow down".into(),
+            code: ErrorCode::TextInvalid,
+            message: "too long".into(),
         }),
     );
     assert!(app.outbox.is_empty());
@@ -493,4 +521,30 @@ fn returning_to_a_buffer_shows_an_unread_marker_at_the_first_new_line() {
     let buf = app.active_buffer();
     let marker = buf.read_marker.unwrap();
     assert_eq!(buf.lines[marker].seq, Some(2));
+}
+
+#[test]
+fn a_restarted_server_whose_numbers_start_over_does_not_hide_new_messages() {
+    let mut app = online();
+    net(&mut app, msg("#lobby", "bob", 1, "before the restart"));
+    net(&mut app, msg("#lobby", "bob", 2, "still before"));
+    update(
+        &mut app,
+        Msg::Net(NetEvent::Disconnected {
+            reason: "gone".into(),
+            retry_in: None,
+        }),
+    );
+    update(&mut app, Msg::Net(welcome("alice", &["#lobby"])));
+    net(
+        &mut app,
+        ServerMsg::History(HistoryPage {
+            id: None,
+            room: "#lobby".into(),
+            messages: vec![],
+            more: false,
+        }),
+    );
+    net(&mut app, msg("#lobby", "bob", 1, "after the restart"));
+    assert!(matches!(last_body(&app), LineBody::Chat { text, .. } if text == "after the restart"));
 }
