@@ -534,3 +534,90 @@ async fn joining_sends_recent_history_and_older_pages_on_request() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_emptied_room_is_removed_but_keeps_its_history_and_sequence() {
+    bounded(10, async {
+        let mut config = test_config();
+        config.max_rooms_per_user = 2;
+        let server = TestServer::start(config).await;
+        let mut a = Client::login(server.addr, "a").await;
+        a.send(Join {
+            id: None,
+            room: "#tmp".into(),
+        })
+        .await;
+        a.expect_burst("#tmp").await;
+        for i in 1..=2 {
+            a.say("#tmp", &format!("t{i}"), &format!("t{i}")).await;
+            assert_eq!(a.recv_ack().await.seq, i);
+        }
+        // The room cap (lobby + #tmp) and the room-name rules.
+        a.send(Join {
+            id: Some("j".into()),
+            room: "#third".into(),
+        })
+        .await;
+        assert_eq!(
+            a.expect_error(ErrorCode::BadRequest).await.id.as_deref(),
+            Some("j")
+        );
+        a.send(Join {
+            id: Some("k".into()),
+            room: "no hash".into(),
+        })
+        .await;
+        assert_eq!(
+            a.expect_error(ErrorCode::RoomInvalid).await.id.as_deref(),
+            Some("k")
+        );
+
+        a.send(Part {
+            id: None,
+            room: "#tmp".into(),
+            reason: None,
+        })
+        .await;
+        a.recv_until(|m| match m {
+            ServerMsg::Parted(p) => Some(p),
+            _ => None,
+        })
+        .await;
+        a.send(ListRooms { id: None }).await;
+        let list = a
+            .recv_until(|m| match m {
+                ServerMsg::RoomList(l) => Some(l),
+                _ => None,
+            })
+            .await;
+        assert_eq!(list.rooms.len(), 1, "only #lobby is left: {list:?}");
+
+        a.send(Join {
+            id: None,
+            room: "#tmp".into(),
+        })
+        .await;
+        let page = a.expect_burst("#tmp").await;
+        let texts: Vec<&str> = page.messages.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, ["t1", "t2"]);
+        a.send(chat_proto::client::Send {
+            id: Some("t3".into()),
+            to: "#tmp".into(),
+            text: "waves".into(),
+            action: true,
+        })
+        .await;
+        assert_eq!(a.recv_ack().await.seq, 3, "the sequence continues");
+        let mut b = Client::login(server.addr, "b").await;
+        b.send(Join {
+            id: None,
+            room: "#tmp".into(),
+        })
+        .await;
+        let page = b.expect_burst("#tmp").await;
+        let last = page.messages.last().unwrap();
+        assert!(last.action, "/me actions keep their flag");
+        assert_eq!(last.from, "a");
+    })
+    .await;
+}

@@ -338,7 +338,7 @@ async fn a_flood_beyond_the_rate_is_refused_with_errors_not_dropped() {
             }
         }
         // The burst is 10 and hello took one; a few more may refill meanwhile.
-        assert!((9..=15).contains(&acked.len()), "acked {}", acked.len());
+        assert!((9..=20).contains(&acked.len()), "acked {}", acked.len());
         // The control client sees exactly the accepted ones.
         for id in &acked {
             let m = a.recv_message().await;
