@@ -89,7 +89,8 @@ pub struct FanoutArgs {
     #[arg(long, default_value_t = 100_000)]
     pub messages: u64,
     /// Most messages in flight (published but not yet received by every subscriber).
-    #[arg(long, default_value_t = 256)]
+    /// Keep it below the chat server's `--outbound-queue` (frames per connection).
+    #[arg(long, default_value_t = 1000)]
     pub window: u64,
 }
 
@@ -154,7 +155,8 @@ pub struct SlowArgs {
     #[arg(long, default_value_t = 200_000)]
     pub messages: u64,
     /// Most messages in flight to the reading subscribers.
-    #[arg(long, default_value_t = 256)]
+    /// Keep it below the chat server's `--outbound-queue` (frames per connection).
+    #[arg(long, default_value_t = 1000)]
     pub window: u64,
 }
 

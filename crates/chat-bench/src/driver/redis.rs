@@ -26,6 +26,22 @@ fn command(args: &[&[u8]], out: &mut Vec<u8>) {
     }
 }
 
+/// How every pub/sub message starts, up to the channel's length.
+const MESSAGE_PREFIX: &[u8] = b"*3\r\n$7\r\nmessage\r\n$";
+
+/// A decimal length ended by `\r\n` at the start of `b`, and the bytes it took with its `\r\n`.
+fn short_len(b: &[u8]) -> Option<(usize, usize)> {
+    let mut n = 0usize;
+    for (i, &d) in b.iter().enumerate().take(12) {
+        match d {
+            b'0'..=b'9' => n = n * 10 + usize::from(d - b'0'),
+            b'\r' if i > 0 => return (b.len() > i + 1).then_some((n, i + 2)),
+            _ => return None,
+        }
+    }
+    None
+}
+
 /// The line starting at `pos` (without its `\r\n`) and the position after it.
 fn line(buf: &[u8], pos: usize) -> Option<(&[u8], usize)> {
     let end = pos + find(buf.get(pos..)?, b"\r\n")?;
@@ -97,6 +113,22 @@ impl Driver for Redis {
     }
 
     fn parse<'a>(&self, buf: &'a [u8]) -> Result<Option<(usize, Event<'a>)>> {
+        if let Some(rest) = buf.strip_prefix(MESSAGE_PREFIX) {
+            // The hot path: `message`, channel, payload.
+            let start = MESSAGE_PREFIX.len();
+            let Some((chan_len, after)) = short_len(rest) else {
+                return Ok(None);
+            };
+            let at = start + after + chan_len + 2;
+            let Some((len, after)) = buf.get(at + 1..).and_then(short_len) else {
+                return Ok(None);
+            };
+            let body = at + 1 + after;
+            if buf.len() < body + len + 2 {
+                return Ok(None);
+            }
+            return Ok(Some((body + len + 2, Event::Delivery(&buf[body..body + len]))));
+        }
         let Some((head, next)) = line(buf, 0) else {
             return Ok(None);
         };
