@@ -114,7 +114,7 @@ where
                 }
                 Event::Ping(token) => driver.encode_pong(token, &mut reply),
                 Event::Error(text) => {
-                    out.failure = Some(format!(
+                    out.failure.get_or_insert(format!(
                         "receiver {who}: server error after {} deliveries: {}",
                         out.delivered,
                         String::from_utf8_lossy(text)
@@ -143,7 +143,7 @@ where
             _ = shared.cancel.cancelled() => return out,
             read = rd.read_buf(&mut buf) => match read {
                 Ok(0) => {
-                    out.failure = Some(format!(
+                    out.failure.get_or_insert(format!(
                         "receiver {who}: connection closed by the server after {} deliveries",
                         out.delivered
                     ));
@@ -151,7 +151,7 @@ where
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    out.failure = Some(format!("receiver {who}: read failed: {e}"));
+                    out.failure.get_or_insert(format!("receiver {who}: read failed: {e}"));
                     return out;
                 }
             },

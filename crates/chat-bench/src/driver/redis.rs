@@ -127,7 +127,10 @@ impl Driver for Redis {
             if buf.len() < body + len + 2 {
                 return Ok(None);
             }
-            return Ok(Some((body + len + 2, Event::Delivery(&buf[body..body + len]))));
+            return Ok(Some((
+                body + len + 2,
+                Event::Delivery(&buf[body..body + len]),
+            )));
         }
         let Some((head, next)) = line(buf, 0) else {
             return Ok(None);
