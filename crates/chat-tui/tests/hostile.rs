@@ -11,6 +11,7 @@ use chat_proto::server::{
     Welcome,
 };
 use chat_tui::app::App;
+use chat_tui::keymap::Action;
 use chat_tui::net::NetEvent;
 use chat_tui::ui;
 use chat_tui::update::{Msg, update};
@@ -201,6 +202,9 @@ fn deliver(app: &mut App, payload: &str, seq: u64) {
             }],
         }),
     );
+    if !app.input.value().is_empty() {
+        update(app, Msg::Action(Action::Interrupt));
+    }
     update(app, Msg::Paste(payload.to_owned()));
 }
 
