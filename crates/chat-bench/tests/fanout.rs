@@ -2,6 +2,9 @@
 //! in the test (ceiling, mini Redis, mini NATS) or the real `chat-server` binary when it has
 //! been built next to this test: delivered must equal published × subscribers.
 
+// Test helpers (not `#[test]` functions themselves) unwrap like the tests they serve.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::io::{BufRead, BufReader};
