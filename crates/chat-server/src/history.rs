@@ -2,7 +2,7 @@
 //!
 //! The hub owns one [`HistoryStore`] and calls it synchronously from its task: it appends every
 //! accepted room message *before* acking or broadcasting it, and serves join bursts and
-//! `history` requests from it. Rooms are keyed by their folded name (see [`crate::nick`]).
+//! `history` requests from it. Rooms are keyed by their folded name (see [`chat_proto::nick`]).
 
 use std::collections::{HashMap, VecDeque};
 

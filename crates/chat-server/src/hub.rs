@@ -40,7 +40,7 @@ use tracing::{debug, error, info};
 
 use crate::config::Config;
 use crate::history::HistoryStore;
-use crate::nick::{fold_nick, validate_nick};
+use chat_proto::nick::{fold_nick, validate_nick};
 use crate::room::Room;
 
 /// Server-assigned id of one connection, unique while the server runs.

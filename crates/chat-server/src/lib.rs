@@ -18,13 +18,11 @@
 //! - [`room`]: a room as plain data: members, topic, next sequence number.
 //! - [`history`]: the [`history::HistoryStore`] trait and the in-memory store.
 //! - [`rate`]: the token bucket.
-//! - [`nick`]: nick and room-name rules and the identity fold.
 
 pub mod config;
 pub mod history;
 pub mod hub;
 pub mod listener;
-pub mod nick;
 pub mod rate;
 pub mod reader;
 pub mod room;

@@ -11,7 +11,7 @@ use chat_proto::{ErrorCode, ServerMsg};
 use tracing::warn;
 
 use super::{Hub, RECENT_SENDS, SessionId, encode, now_ms};
-use crate::nick::fold_nick;
+use chat_proto::nick::fold_nick;
 
 impl Hub {
     /// Accepts a chat message: stamp, store, ack the sender, then fan out to the others.

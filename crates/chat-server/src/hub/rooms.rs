@@ -17,7 +17,7 @@ use tracing::{debug, warn};
 
 use super::{Hub, SessionId, encode, now_ms};
 use crate::history::Page;
-use crate::nick::{fold_nick, fold_room, validate_nick, validate_room};
+use chat_proto::nick::{fold_nick, fold_room, validate_nick, validate_room};
 use crate::room::Room;
 
 impl Hub {
