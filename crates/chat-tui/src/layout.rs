@@ -7,7 +7,7 @@ use ratatui::layout::Rect;
 use unicode_segmentation::UnicodeSegmentation;
 use unicode_width::UnicodeWidthStr;
 
-use crate::app::App;
+use crate::app::{App, InputMode};
 
 /// Below this many columns the room list and member list are hidden.
 pub const NARROW: u16 = 60;
@@ -85,6 +85,9 @@ pub fn current_panes(app: &App) -> Panes {
 
 /// Rows the input needs at `width` (before capping).
 pub fn input_rows(app: &App, width: u16) -> u16 {
+    if app.mode == InputMode::ConfirmSend {
+        return 1;
+    }
     let text_width = usize::from(width.saturating_sub(2)).max(1);
     let rows: usize = app
         .input

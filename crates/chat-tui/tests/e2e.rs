@@ -171,6 +171,27 @@ impl Client {
         }
     }
 
+    /// Waits until the terminal is back in its normal modes.
+    fn wait_restored(&self) {
+        let deadline = Instant::now() + DELIVERY;
+        loop {
+            let (alt, paste, hidden) = {
+                let parser = self.screen.lock().unwrap();
+                let s = parser.screen();
+                (s.alternate_screen(), s.bracketed_paste(), s.hide_cursor())
+            };
+            if !alt && !paste && !hidden {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: terminal not restored (alternate screen {alt}, bracketed paste {paste}, cursor hidden {hidden})",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// The input row (the last non-empty row starting with the prompt).
     fn input_row(&self) -> String {
         self.contents()
@@ -230,4 +251,36 @@ fn two_clients_chat_full_duplex_through_the_real_server() {
         std::thread::sleep(Duration::from_millis(20));
     }
     bob.wait_for("alice leaving", DELIVERY, |s| s.contains("alice left"));
+    // Her terminal was given back: main screen, no bracketed paste, cursor shown.
+    alice.wait_restored();
+}
+
+#[test]
+fn sigterm_restores_the_terminal_and_quits() {
+    let (_server, port) = start_server();
+    let mut carol = Client::start("carol", port);
+    carol.wait_for("connected state", STARTUP, |s| s.contains("[connected]"));
+    carol.type_str("unsent draft");
+    carol.wait_for("her typing", DELIVERY, |s| s.contains("> unsent draft"));
+    let pid = carol.child.process_id().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + STARTUP;
+    while carol.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "carol did not quit on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let parser = carol.screen.lock().unwrap();
+    assert!(
+        !parser.screen().alternate_screen(),
+        "still on the alternate screen"
+    );
+    assert!(
+        !parser.screen().bracketed_paste(),
+        "bracketed paste left on"
+    );
 }
