@@ -548,3 +548,39 @@ fn a_restarted_server_whose_numbers_start_over_does_not_hide_new_messages() {
     net(&mut app, msg("#lobby", "bob", 1, "after the restart"));
     assert!(matches!(last_body(&app), LineBody::Chat { text, .. } if text == "after the restart"));
 }
+
+#[test]
+fn older_history_loaded_at_the_top_keeps_the_view_in_place() {
+    let mut app = online();
+    app.size = (100, 24);
+    for seq in 71..=120 {
+        net(&mut app, msg("#lobby", "bob", seq, &format!("line {seq}")));
+    }
+    let sent = sends(&update(&mut app, Msg::Action(Action::Home)));
+    let before_scroll = app.active_buffer().scroll;
+    let id = sent[0].request_id().unwrap().to_owned();
+    let page: Vec<ChatMessage> = (21..=70)
+        .map(
+            |seq| match msg("#lobby", "bob", seq, &format!("line {seq}")) {
+                ServerMsg::Message(m) => m,
+                _ => unreachable!(),
+            },
+        )
+        .collect();
+    net(
+        &mut app,
+        ServerMsg::History(HistoryPage {
+            id: Some(id),
+            room: "#lobby".into(),
+            messages: page,
+            more: true,
+        }),
+    );
+    assert_eq!(app.active_buffer().scroll, before_scroll);
+    let mut term = ratatui::Terminal::new(ratatui::backend::TestBackend::new(100, 24)).unwrap();
+    term.draw(|f| crate::ui::draw(&app, f)).unwrap();
+    let top: String = (0..100)
+        .map(|x| term.backend().buffer()[(x, 1)].symbol().to_owned())
+        .collect();
+    assert!(top.contains("line 71"), "{top}");
+}
