@@ -170,10 +170,10 @@ pub fn members(app: &App, frame: &mut Frame<'_>, area: Rect) {
         Style::default().add_modifier(Modifier::BOLD),
     ))];
     lines.extend(buf.members.iter().map(|m| {
-        TextLine::from(Span::styled(
-            truncate(&shown(m), w),
-            style::nick(theme, m, app.is_me(m)),
-        ))
+        TextLine::from(vec![
+            Span::raw(" "),
+            Span::styled(truncate(&shown(m), w), style::nick(theme, m, app.is_me(m))),
+        ])
     }));
     frame.render_widget(
         Paragraph::new(lines).block(
