@@ -340,16 +340,23 @@ async fn serve(
     event_tx: &mpsc::Sender<NetEvent>,
 ) -> Outcome {
     let lost = |reason: String, welcomed| Outcome::Lost { reason, welcomed };
-    let stream = tokio::select! {
-        r = timeout(Duration::from_secs(10), TcpStream::connect(&config.addr)) => match r {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return lost(format!("cannot connect: {e}"), false),
-            Err(_) => return lost("cannot connect: timed out".to_owned(), false),
-        },
-        cmd = cmd_rx.recv() => match cmd {
-            Some(NetCommand::Quit(_)) | None => return Outcome::Quit,
-            Some(NetCommand::Send(_)) => return lost("interrupted".to_owned(), false),
-        },
+    let connect = timeout(Duration::from_secs(10), TcpStream::connect(&config.addr));
+    tokio::pin!(connect);
+    let stream = loop {
+        tokio::select! {
+            // The connection attempt finished (or timed out).
+            r = &mut connect => match r {
+                Ok(Ok(s)) => break s,
+                Ok(Err(e)) => return lost(format!("cannot connect: {e}"), false),
+                Err(_) => return lost("cannot connect: timed out".to_owned(), false),
+            },
+            // The UI: a quit stops the attempt; a send made before it saw us go offline is
+            // dropped (the outbox still holds it).
+            cmd = cmd_rx.recv() => match cmd {
+                Some(NetCommand::Quit(_)) | None => return Outcome::Quit,
+                Some(NetCommand::Send(m)) => debug!(?m, "dropped while connecting"),
+            },
+        }
     };
     let _ = stream.set_nodelay(true);
     let mut framed = Framed::new(stream, ClientCodec::new(DEFAULT_MAX_BODY));
