@@ -109,6 +109,9 @@ pub struct LatencyArgs {
     /// Seconds of publishing.
     #[arg(long, default_value_t = 5.0)]
     pub duration: f64,
+    /// Subscribers that sample latency (reading at once); the rest read in batches.
+    #[arg(long, default_value_t = 10)]
+    pub probes: usize,
 }
 
 /// `mix` options.

@@ -135,6 +135,7 @@ async fn receive_lines(seqs: &[u64], expect: u64) -> receiver::Outcome {
         acks: 0,
         publishers: 1,
         own: None,
+        batch_wait: None,
     };
     let wr = Arc::new(tokio::sync::Mutex::new(wr));
     receiver::receive(&Line, 0, rd, BytesMut::new(), wr, expect, &shared).await

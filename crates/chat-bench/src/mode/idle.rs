@@ -25,6 +25,7 @@ pub async fn run<D: Driver>(bench: &Bench<D>, args: &IdleArgs) -> Result<Report>
         acks: 0,
         publishers: 1,
         own: None,
+        batch_wait: None,
     };
     let (conns, join_time) = bench
         .open("i", Role::Subscriber, args.conns, |_| expect, &shared)

@@ -41,6 +41,7 @@ pub async fn run<D: Driver>(bench: &Bench<D>, args: &MixArgs) -> Result<Report> 
         },
         publishers: users,
         own: (!own_too).then_some(u32::try_from(i).unwrap_or(u32::MAX)),
+        batch_wait: None,
     };
     let role = if separate {
         Role::Subscriber
@@ -55,6 +56,7 @@ pub async fn run<D: Driver>(bench: &Bench<D>, args: &MixArgs) -> Result<Report> 
             acks: per_user,
             publishers: users,
             own: None,
+            batch_wait: None,
         };
         let (p, _) = bench
             .open("p", Role::Publisher, n, pub_expect, &shared)

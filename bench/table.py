@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Turns bench/run.sh's JSON lines into a Markdown report (medians, min-max, ratios).
+
+    table.py RAW.jsonl STAMP PIN      -> Markdown on stdout
+    table.py --line JSON SERVER LABEL -> one progress line
+"""
+import json
+import platform
+import statistics
+import subprocess
+import sys
+
+SERVERS = ["ceiling", "chat", "redis", "nats"]
+
+
+def progress(line, server, label):
+    r = json.loads(line)
+    lat = r.get("latency", {}).get("p99_us", 0) / 1000
+    print(f"   {server:8} {label:18} {r.get('delivered_per_s', 0) / 1e6:7.2f} M/s"
+          f"  p99 {lat:8.3f} ms  {r.get('failure') or 'ok'}", flush=True)
+
+
+def cmd(*args):
+    try:
+        return subprocess.run(args, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def cpu_model():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def load(path):
+    runs = {}
+    for line in open(path):
+        row = json.loads(line)
+        runs.setdefault((row["label"], row["server"]), []).append(row["report"])
+    return runs
+
+
+def fmt_rate(v):
+    return f"{v / 1e6:.2f} M" if v >= 1e5 else f"{v / 1e3:.0f} k"
+
+
+def cell(reports, get, fmt):
+    ok = [get(r) for r in reports if not r.get("failure") and get(r) is not None]
+    if not ok:
+        return "FAIL" if reports else "—"
+    med = fmt(statistics.median(ok))
+    if len(ok) > 1:
+        med += f" ({fmt(min(ok))}–{fmt(max(ok))})"
+    return med
+
+
+def median(reports, get):
+    ok = [get(r) for r in reports if not r.get("failure") and get(r) is not None]
+    return statistics.median(ok) if ok else None
+
+
+def main(path, stamp, pin):
+    runs = load(path)
+    labels = sorted({label for label, _ in runs})
+    servers = [s for s in SERVERS if any(s == srv for _, srv in runs)]
+    reps = max((len(v) for v in runs.values()), default=0)
+    out = []
+    p = out.append
+    p(f"# chat-bench results {stamp} UTC\n")
+    p(f"- machine: {cpu_model()}, {cmd('nproc')} cores, Linux {platform.release()}")
+    p(f"- chat-server: git {cmd('git', 'rev-parse', '--short', 'HEAD')}; "
+      f"{cmd('redis-server', '--version').split(' sha=')[0]}; {cmd('nats-server', '--version')}")
+    p(f"- pinned: {'server on core 0, load tool on core 1' if pin == '1' else 'no'}; "
+      f"repetitions: {reps} (median, min–max when more than one)")
+    p("- 64-byte payloads, one publisher, loopback. Noise between runs is ±25 %: compare ratios "
+      "within one run only.\n")
+
+    fan = sorted((int(l.split("-")[1]), l) for l in labels if l.startswith("fanout-"))
+    if fan:
+        p("## Fan-out: delivered messages per second (closed loop, 1000 in flight)\n")
+        p("| server | " + " | ".join(f"{n} subs" for n, _ in fan) + " |")
+        p("|---|" + "---|" * len(fan))
+        get = lambda r: r.get("delivered_per_s")
+        for s in servers:
+            p(f"| {s} | " + " | ".join(cell(runs.get((l, s), []), get, fmt_rate)
+                                     for _, l in fan) + " |")
+        for other in ["redis", "nats", "ceiling"]:
+            if "chat" in servers and other in servers:
+                row = []
+                for _, l in fan:
+                    a, b = median(runs.get((l, "chat"), []), get), median(runs.get((l, other), []), get)
+                    row.append(f"{a / b:.2f}×" if a and b else "—")
+                p(f"| chat ÷ {other} | " + " | ".join(row) + " |")
+        p("")
+
+    lat = [l for l in labels if l.startswith("latency-")]
+    for l in lat:
+        p(f"## Latency, open loop: {l.split('-', 1)[1].replace('x', ' subs × ')} msg/s\n")
+        p("Measured from the scheduled send time (no coordinated omission).\n")
+        p("| server | p50 | p99 | p99.9 | max | delivered msg/s |")
+        p("|---|---|---|---|---|---|")
+        for s in servers:
+            rs = runs.get((l, s), [])
+            ms = lambda k: (lambda r: r.get("latency", {}).get(k, 0) / 1000)
+            p(f"| {s} | " + " | ".join(cell(rs, ms(k), lambda v: f"{v:.3f} ms")
+                                     for k in ["p50_us", "p99_us", "p999_us", "max_us"])
+              + f" | {cell(rs, get_rate, fmt_rate)} |")
+        p("")
+
+    idle = sorted((int(l.split("-")[1]), l) for l in labels if l.startswith("idle-"))
+    if idle:
+        p("## Idle connections: time to connect and join, server RSS per connection\n")
+        p("| server | " + " | ".join(f"{n}: join time | {n}: KB/conn" for n, _ in idle) + " |")
+        p("|---|" + "---|---|" * len(idle))
+        for s in servers:
+            if s == "ceiling":
+                continue
+            row = []
+            for _, l in idle:
+                rs = runs.get((l, s), [])
+                row.append(cell(rs, lambda r: r["extra"].get("connect_s"), lambda v: f"{v:.2f} s"))
+                row.append(cell(rs, lambda r: r["extra"].get("rss_per_conn_kb"), lambda v: f"{v:.1f}"))
+            p(f"| {s} | " + " | ".join(row) + " |")
+        p("")
+
+    if any(l.startswith("slow-") for l in labels):
+        p("## Slow consumer: 100 readers + 1 subscriber that never reads\n")
+        p("| server | baseline msg/s | with stalled msg/s | ratio | server RSS peak | stalled one |")
+        p("|---|---|---|---|---|---|")
+        for s in servers:
+            rs = runs.get(("slow-100", s), [])
+            if not rs:
+                continue
+            r = rs[-1]
+            e = r.get("extra", {})
+            p(f"| {s} | {fmt_rate(e.get('baseline_msgs_per_s', 0))} | "
+              f"{fmt_rate(r.get('delivered_per_s', 0))} | {e.get('vs_baseline', '—')} | "
+              f"{e.get('server_rss_peak_kb', 0) / 1024:.0f} MB | "
+              f"{e.get('stalled_received', '?')} msgs, {e.get('stalled_fate', '?')}"
+              f"{' — FAILED: ' + r['failure'] if r.get('failure') else ''} |")
+        p("")
+
+    fails = [(l, s, r["failure"]) for (l, s), rs in runs.items() for r in rs if r.get("failure")]
+    if fails:
+        p("## Failed runs\n")
+        for l, s, f in fails:
+            p(f"- {s} {l}: {f}")
+        p("")
+    print("\n".join(out))
+
+
+def get_rate(r):
+    return r.get("delivered_per_s")
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--line":
+        progress(*sys.argv[2:5])
+    else:
+        main(*sys.argv[1:4])
