@@ -11,6 +11,8 @@ use jiff::tz::TimeZone;
 use ratatui::style::Color;
 use tui_input::Input;
 
+use crate::pacer::SendPacer;
+
 /// Most lines a buffer keeps; older ones are dropped (and can be fetched again as history).
 pub const MAX_LINES: usize = 5000;
 
@@ -317,6 +319,8 @@ pub struct App {
     pub theme: Theme,
     /// Limits announced by the server.
     pub limits: Limits,
+    /// Paces the outbox by the server's announced rate, keeping sends in order.
+    pub pacer: SendPacer,
     /// Set when the user asked to quit.
     pub quit: bool,
 }
@@ -348,6 +352,7 @@ impl App {
             bell: true,
             theme: Theme::default(),
             limits: Limits::default(),
+            pacer: SendPacer::new(&Limits::default(), 0),
             quit: false,
         }
     }
@@ -417,7 +422,11 @@ impl App {
                 retry_at: Some(_),
                 ..
             }
-        ) || self.outbox.iter().any(|o| o.retry_at.is_some())
+        ) || (self.is_connected()
+            && self
+                .outbox
+                .iter()
+                .any(|o| o.sent_on != Some(self.generation)))
     }
 
     /// Total unread messages and mentions in buffers other than the active one.

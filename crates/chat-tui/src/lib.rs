@@ -29,6 +29,7 @@ pub mod editor;
 pub mod keymap;
 pub mod layout;
 pub mod net;
+pub mod pacer;
 pub mod receive;
 pub mod run;
 pub mod terminal;

@@ -240,10 +240,13 @@ pub fn server_msg(app: &mut App, msg: ServerMsg, out: &mut Vec<Command>) {
                 e.id.as_ref()
                     .and_then(|id| app.outbox.iter().position(|o| &o.id == id));
             if let (Some(k), ErrorCode::RateLimited) = (failed, e.code) {
-                // Not refused, only too early: it stays pending and goes again in a moment.
-                let item = &mut app.outbox[k];
-                item.sent_on = None;
-                item.retry_at = Some(now + RATE_RETRY_MS);
+                // Not refused, only too early: it stays pending and goes again in a moment,
+                // and so does everything sent after it, so the order stays as typed. (One of
+                // those the server already took comes back as a `duplicate` ack.)
+                app.outbox[k].retry_at = Some(now + RATE_RETRY_MS);
+                for item in &mut app.outbox[k..] {
+                    item.sent_on = None;
+                }
                 return;
             }
             if let Some(k) = failed {

@@ -15,6 +15,7 @@ use crate::editor;
 use crate::keymap::Action;
 use crate::layout::current_panes;
 use crate::net::NetEvent;
+use crate::pacer::SendPacer;
 use crate::receive;
 use crate::ui::timeline;
 
@@ -76,7 +77,7 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Command> {
             ) {
                 out.push(Command::Render);
             }
-            retry_due(app, &mut out);
+            flush_outbox(app, &mut out);
         }
         Msg::Resize(w, h) => app.size = (w, h),
     }
@@ -509,7 +510,7 @@ fn send_message(app: &mut App, to: String, text: String, action: bool, out: &mut
     let buf = &mut app.buffers[i];
     buf.scroll = 0;
     buf.unseen_below = 0;
-    let mut item = Outgoing {
+    let item = Outgoing {
         id,
         to,
         text,
@@ -517,25 +518,30 @@ fn send_message(app: &mut App, to: String, text: String, action: bool, out: &mut
         sent_on: None,
         retry_at: None,
     };
-    if app.is_connected() {
-        item.sent_on = Some(app.generation);
-        out.push(Command::Send(send_msg(&item)));
-    }
     app.outbox.push(item);
+    flush_outbox(app, out);
 }
 
-/// Sends the outbox items whose rate-limit pause is over (with their original ids).
-fn retry_due(app: &mut App, out: &mut Vec<Command>) {
+/// Sends what the outbox holds for this connection, strictly in order, as fast as the pacer
+/// allows (with the ids the messages were created with).
+///
+/// An item waiting out a `rate_limited` pause, or for a token, holds back every item after it:
+/// lines arrive in the order they were typed.
+pub fn flush_outbox(app: &mut App, out: &mut Vec<Command>) {
     if !app.is_connected() {
         return;
     }
     let (now, generation) = (app.now_ms, app.generation);
     for item in &mut app.outbox {
-        if item.retry_at.is_some_and(|at| at <= now) {
-            item.retry_at = None;
-            item.sent_on = Some(generation);
-            out.push(Command::Send(send_msg(item)));
+        if item.sent_on == Some(generation) {
+            continue;
         }
+        if item.retry_at.is_some_and(|at| at > now) || !app.pacer.try_take(now) {
+            break;
+        }
+        item.retry_at = None;
+        item.sent_on = Some(generation);
+        out.push(Command::Send(send_msg(item)));
     }
 }
 
@@ -585,15 +591,13 @@ fn on_net(app: &mut App, event: NetEvent, out: &mut Vec<Command>) {
                     }
                 }
             }
-            // Everything not yet sent on this connection goes now, with its original id.
-            let generation = app.generation;
+            // Everything not yet sent on this connection goes now (paced, in order), with its
+            // original id.
+            app.pacer = SendPacer::new(&app.limits, app.now_ms);
             for item in &mut app.outbox {
-                if item.sent_on != Some(generation) {
-                    item.sent_on = Some(generation);
-                    item.retry_at = None;
-                    out.push(Command::Send(send_msg(item)));
-                }
+                item.retry_at = None;
             }
+            flush_outbox(app, out);
         }
         NetEvent::Disconnected { reason, retry_in } => {
             let was_connected = app.is_connected();

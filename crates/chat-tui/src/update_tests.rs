@@ -442,6 +442,67 @@ fn rate_limited_send_stays_pending_and_goes_again_with_the_same_id() {
     assert!(!app.needs_tick());
 }
 
+fn sent_texts(cmds: &[Command]) -> Vec<String> {
+    sends(cmds)
+        .into_iter()
+        .filter_map(|m| match m {
+            ClientMsg::Send(s) => Some(s.text),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_burst_of_typed_lines_goes_out_paced_and_in_the_order_typed() {
+    let mut app = online();
+    let mut sent = Vec::new();
+    for i in 0..20 {
+        type_str(&mut app, &format!("line {i}"));
+        sent.extend(sent_texts(&update(&mut app, Msg::Action(Action::Submit))));
+    }
+    assert_eq!(sent.len(), 8, "a burst a little under the server's 10");
+    assert!(app.needs_tick(), "the rest waits for the pacer");
+    let mut t = 0;
+    while sent.len() < 20 {
+        t += 1000;
+        assert!(t <= 5000, "all 20 go within a few seconds at 4.5/s");
+        app.now_ms = t;
+        sent.extend(sent_texts(&update(&mut app, Msg::Tick)));
+    }
+    let expected: Vec<String> = (0..20).map(|i| format!("line {i}")).collect();
+    assert_eq!(sent, expected);
+    assert!(!app.needs_tick());
+}
+
+#[test]
+fn a_rate_limited_send_holds_back_the_ones_after_it() {
+    let mut app = online();
+    let mut first = Vec::new();
+    for text in ["one", "two", "three"] {
+        type_str(&mut app, text);
+        first.extend(sends(&update(&mut app, Msg::Action(Action::Submit))));
+    }
+    net(
+        &mut app,
+        ServerMsg::Error(Error {
+            id: first[1].request_id().map(str::to_owned),
+            code: ErrorCode::RateLimited,
+            message: "slow down".into(),
+        }),
+    );
+    type_str(&mut app, "four");
+    assert!(
+        sent_texts(&update(&mut app, Msg::Action(Action::Submit))).is_empty(),
+        "four waits behind two"
+    );
+    app.now_ms = 5_000;
+    assert_eq!(
+        sent_texts(&update(&mut app, Msg::Tick)),
+        ["two", "three", "four"],
+        "same order, and three (maybe already taken) again for a duplicate ack"
+    );
+}
+
 #[test]
 fn failed_send_is_marked_and_leaves_the_outbox() {
     let mut app = online();
