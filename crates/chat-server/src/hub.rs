@@ -40,8 +40,8 @@ use tracing::{debug, error, info};
 
 use crate::config::Config;
 use crate::history::HistoryStore;
-use chat_proto::nick::{fold_nick, validate_nick};
 use crate::room::Room;
+use chat_proto::nick::{fold_nick, validate_nick};
 
 /// Server-assigned id of one connection, unique while the server runs.
 pub type SessionId = u64;

@@ -17,8 +17,8 @@ use tracing::{debug, warn};
 
 use super::{Hub, SessionId, encode, now_ms};
 use crate::history::Page;
-use chat_proto::nick::{fold_nick, fold_room, validate_nick, validate_room};
 use crate::room::Room;
+use chat_proto::nick::{fold_nick, fold_room, validate_nick, validate_room};
 
 impl Hub {
     /// Carries out one request of a registered session.
