@@ -18,6 +18,7 @@
 //! - [`layout`]: pane geometry and grapheme-aware wrapping, shared by drawing and scrolling.
 //! - [`ui`]: drawing the screen.
 //! - [`net`]: the network client (reconnect, resume, backoff).
+//! - [`pacer`]: client-side flood control that keeps the outbox in order.
 //! - [`terminal`]: raw mode / alternate screen set up and restored in one place.
 //! - [`run`]: the main loop.
 //! - [`config`]: the TOML config file.
