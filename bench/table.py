@@ -37,11 +37,16 @@ def cpu_model():
     return platform.processor() or "?"
 
 
+LOADS = []
+
+
 def load(path):
     runs = {}
     for line in open(path):
         row = json.loads(line)
         runs.setdefault((row["label"], row["server"]), []).append(row["report"])
+        if row.get("load"):
+            LOADS.append(float(row["load"]))
     return runs
 
 
@@ -77,6 +82,9 @@ def main(path, stamp, pin):
       f"{cmd('redis-server', '--version').split(' sha=')[0]}; {cmd('nats-server', '--version')}")
     p(f"- pinned: {'server on core 0, load tool on core 1' if pin == '1' else 'no'}; "
       f"repetitions: {reps} (median, min–max when more than one)")
+    if LOADS:
+        p(f"- 1-minute load average at the start of each run: {min(LOADS):.2f}–{max(LOADS):.2f} "
+          "(above ~2, other work on the machine competed with the runs)")
     p("- 64-byte payloads, one publisher, loopback. Noise between runs is ±25 %: compare ratios "
       "within one run only.\n")
 

@@ -69,6 +69,9 @@ pub async fn run<D: Driver>(bench: &Bench<D>, args: &LatencyArgs) -> Result<Repo
     let stream = conn.stream.into_std()?;
     stream.set_nonblocking(false)?;
     let read_half = stream.try_clone()?;
+    // Held open until every subscriber is done: closing a socket with unread input (a server's
+    // PING) sends a reset, and the server may then drop the publishes it had not read yet.
+    let keep_open = stream.try_clone()?;
     let stop = Arc::new(AtomicBool::new(false));
     let acks = d.acks_publishes().then(|| {
         let (d, stop) = (Arc::clone(&d), Arc::clone(&stop));
@@ -87,6 +90,7 @@ pub async fn run<D: Driver>(bench: &Bench<D>, args: &LatencyArgs) -> Result<Repo
 
     let outcomes = join_all(subs, deadline, &shared).await;
     let last = tally(&mut report, &outcomes);
+    drop(keep_open);
     stop.store(true, Ordering::Relaxed);
     let (sent, lag_ns) = match published {
         Ok(p) => p,

@@ -60,7 +60,7 @@ pub async fn run<D: Driver>(bench: &Bench<D>, args: &SlowArgs) -> Result<Report>
         .map(|pid| tokio::spawn(sample_rss(pid, stop_rx)));
     let window = Arc::new(Window::new(subs, args.window));
     let sh = shared(Some(Arc::clone(&window)));
-    let p = phase(
+    let mut p = phase(
         bench,
         "b",
         args.subs,
@@ -70,6 +70,8 @@ pub async fn run<D: Driver>(bench: &Bench<D>, args: &SlowArgs) -> Result<Report>
         &mut report,
     )
     .await?;
+    // The server counts the stalled subscriber as a receiver too (Redis reports it).
+    p.uncounted = 1;
     finish(bench, p, deadline, &sh, &mut report).await;
     let _ = stop_tx.send(true);
     if let Some(s) = sampler {
