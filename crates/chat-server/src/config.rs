@@ -4,6 +4,7 @@
 //! start from `Config::default()` and shrink only the durations they care about.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use chat_proto::Limits;
@@ -11,6 +12,9 @@ use chat_proto::limits::{
     DEFAULT_HISTORY_ON_JOIN, DEFAULT_HISTORY_PAGE, DEFAULT_MAX_BODY, DEFAULT_MAX_TEXT,
 };
 use clap::Parser;
+
+pub use crate::history::HistoryKind;
+pub use crate::store::SyncMode;
 
 /// Everything the server can be told at start-up.
 #[derive(Debug, Clone, PartialEq, Parser)]
@@ -59,6 +63,36 @@ pub struct Config {
     /// Messages kept per room by the in-memory history.
     #[arg(long, env = "CHAT_HISTORY_KEEP", default_value_t = 1000)]
     pub history_keep: usize,
+
+    /// Where messages are kept: `sqlite` (durable, in --data-dir) or `memory` (lost on exit).
+    #[arg(long, env = "CHAT_HISTORY", value_enum, default_value_t = HistoryKind::Sqlite)]
+    pub history: HistoryKind,
+
+    /// Directory of the durable store (`chat.db`) [default: the XDG data dir, e.g.
+    /// ~/.local/share/chat]. One server per directory.
+    #[arg(long, env = "CHAT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// SQLite `synchronous`: `full` (an ack means the message is on disk) or `normal`
+    /// (faster; survives a server crash, a power cut may lose the last acked messages).
+    #[arg(long, env = "CHAT_SYNC", value_enum, default_value_t = SyncMode::Full)]
+    pub sync: SyncMode,
+
+    /// Messages kept per room by the durable store; older ones are deleted (0: no limit).
+    #[arg(long, env = "CHAT_RETENTION_COUNT", default_value_t = 100_000)]
+    pub retention_count: u64,
+
+    /// Days a message is kept by the durable store (0: forever).
+    #[arg(long, env = "CHAT_RETENTION_DAYS", default_value_t = 0)]
+    pub retention_days: u32,
+
+    /// How often the retention limits are enforced.
+    #[arg(long, env = "CHAT_RETENTION_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub retention_interval: Duration,
+
+    /// Most missed messages replayed per room on resume; a `more_history` notice says the rest.
+    #[arg(long, env = "CHAT_RESUME_MAX", default_value_t = 500)]
+    pub resume_max: u32,
 
     /// Frames queued per connection before it counts as lagged and is disconnected.
     #[arg(long, env = "CHAT_OUTBOUND_QUEUE", default_value_t = 1024)]
@@ -121,6 +155,13 @@ impl Default for Config {
             history_on_join: DEFAULT_HISTORY_ON_JOIN,
             history_page: DEFAULT_HISTORY_PAGE,
             history_keep: 1000,
+            history: HistoryKind::Sqlite,
+            data_dir: None,
+            sync: SyncMode::Full,
+            retention_count: 100_000,
+            retention_days: 0,
+            retention_interval: Duration::from_secs(60),
+            resume_max: 500,
             outbound_queue: 1024,
             hub_queue: 4096,
             max_conns_per_ip: 16,

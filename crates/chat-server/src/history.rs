@@ -1,19 +1,76 @@
-//! Per-room message history behind a trait, so a durable store can replace the in-memory one.
+//! Where messages are kept, behind a trait: the durable SQLite store ([`crate::store`]) or the
+//! in-memory one ([`MemoryHistory`], `--history memory`).
 //!
-//! The hub owns one [`HistoryStore`] and calls it synchronously from its task: it appends every
-//! accepted room message *before* acking or broadcasting it, and serves join bursts and
-//! `history` requests from it. Rooms are keyed by their folded name (see [`chat_proto::nick`]).
+//! The hub owns one [`HistoryStore`] and calls it from its task. Writes are *asynchronous*: the
+//! hub stamps a message (`mid`, `seq`, `ts`), hands it over with [`HistoryStore::append`] and
+//! carries on; when the store has made it durable it reports a [`Done`] on the channel from
+//! [`HistoryStore::completions`], and only then does the hub ack the sender and broadcast. A
+//! store that keeps nothing on disk may answer [`Appended::Stored`] at once instead.
+//!
+//! Reads (join bursts, `history`, `search`, resend look-ups) are synchronous: they read what
+//! has been committed. Conversations are keyed by the folded room name, or by [`dm_conv`] for a
+//! pair of users.
+//!
+//! # Failures and epochs
+//! When a write fails, every message handed over after it and before the hub hears of the
+//! failure must fail too, or a room's sequence would have a hole. Each append carries the hub's
+//! *epoch*; a failed batch makes the store refuse every later append of that epoch or older,
+//! and the hub, on hearing of the failure, rewinds the sequences and starts the next epoch.
+//!
+//! # Layout
+//! - this file: the trait, [`Record`], [`Page`], [`Done`], the conversation keys.
+//! - `memory`: [`MemoryHistory`], the last N messages per conversation in memory.
 
-use std::collections::{HashMap, VecDeque};
+mod memory;
 
-use chat_proto::server::ChatMessage;
+use chat_proto::server::{Ack, ChatMessage};
+use clap::ValueEnum;
+
+pub use memory::MemoryHistory;
+
+/// Which store the server keeps messages in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HistoryKind {
+    /// Durable: SQLite in the data directory; acked messages survive a crash.
+    Sqlite,
+    /// In memory: the last `--history-keep` messages per room, lost on restart.
+    Memory,
+}
 
 /// The store failed; the hub answers `store_unavailable` and the message is not accepted.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HistoryError {
     /// The backing store could not be read or written.
-    #[error("history store unavailable: {0}")]
+    #[error("message store unavailable: {0}")]
     Unavailable(String),
+}
+
+/// One stored message and what identifies it besides its place in the conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The conversation: a folded room name (`#lobby`) or [`dm_conv`] of two folded nicks.
+    pub conv: String,
+    /// The message as delivered (`mid`, `seq`, `ts`, `from` set by the server).
+    pub msg: ChatMessage,
+    /// The sender's folded nick: with `client_id`, unique in the store.
+    pub sender_fold: String,
+    /// The client message id of the `send`, if it had one.
+    pub client_id: Option<String>,
+}
+
+impl Record {
+    /// The `ack` this message earned (or earns again, with `duplicate`, for a resend).
+    pub fn ack(&self, duplicate: bool) -> Ack {
+        Ack {
+            id: self.client_id.clone(),
+            mid: self.msg.mid,
+            room: self.msg.room.clone(),
+            to: self.msg.to.clone(),
+            seq: self.msg.seq,
+            ts: self.msg.ts,
+            duplicate,
+        }
+    }
 }
 
 /// Messages, oldest first, and whether more exist beyond them in the direction asked.
@@ -25,173 +82,93 @@ pub struct Page {
     pub more: bool,
 }
 
-/// Where room messages are kept.
+/// How an append was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Already stored: the hub may ack and broadcast now.
+    Stored,
+    /// Queued for the writer: a [`Done`] will report it.
+    Queued,
+}
+
+/// The outcome of the next `count` queued appends, in the order they were handed over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Done {
+    /// How many appends this reports (the oldest ones not reported yet).
+    pub count: usize,
+    /// `Ok`: committed (on disk). `Err`: none of them was stored.
+    pub result: Result<(), HistoryError>,
+}
+
+/// Where messages are kept.
 pub trait HistoryStore: Send {
-    /// Records an accepted message of `room`; its `seq` is above every stored one.
-    fn append(&mut self, room: &str, msg: &ChatMessage) -> Result<(), HistoryError>;
-    /// The newest `n` messages.
-    fn latest(&self, room: &str, n: usize) -> Result<Page, HistoryError>;
-    /// The newest `n` messages with `seq < before`.
-    fn before(&self, room: &str, before: u64, n: usize) -> Result<Page, HistoryError>;
-    /// The oldest `n` messages with `seq > after`.
-    fn after(&self, room: &str, after: u64, n: usize) -> Result<Page, HistoryError>;
-    /// The highest `seq` ever stored for `room` (0 when none), so a room that was emptied and
-    /// removed continues its sequence when it is created again.
-    fn last_seq(&self, room: &str) -> Result<u64, HistoryError>;
+    /// Hands over an accepted message; `epoch` is the hub's current epoch (see the module docs).
+    /// `Err` means it was not taken at all (and no [`Done`] will report it).
+    fn append(&mut self, record: Record, epoch: u64) -> Result<Appended, HistoryError>;
+    /// The channel on which queued appends are reported; `None` for a store that never queues,
+    /// and after the first call.
+    fn completions(&mut self) -> Option<tokio::sync::mpsc::Receiver<Done>>;
+    /// The newest `n` committed messages with `seq < before`.
+    fn before(&self, conv: &str, before: u64, n: usize) -> Result<Page, HistoryError>;
+    /// The oldest `n` committed messages with `seq > after`.
+    fn after(&self, conv: &str, after: u64, n: usize) -> Result<Page, HistoryError>;
+    /// The highest `seq` ever stored for `conv` (0 when none): a conversation continues its
+    /// sequence after a restart, or after retention deleted its messages.
+    fn last_seq(&self, conv: &str) -> Result<u64, HistoryError>;
+    /// The highest `mid` ever stored (0 when none).
+    fn last_mid(&self) -> Result<u64, HistoryError>;
+    /// The stored message that `sender_fold` sent with `client_id`, if any.
+    fn find_sent(&self, sender_fold: &str, client_id: &str)
+    -> Result<Option<Record>, HistoryError>;
+    /// The newest `n` messages of `conv` containing every word of `query`, oldest first.
+    fn search(&self, conv: &str, query: &str, n: usize) -> Result<Page, HistoryError>;
 }
 
-/// Keeps the last `keep` messages of every room in memory.
-#[derive(Debug)]
-pub struct MemoryHistory {
-    /// Most messages kept per room; older ones are forgotten.
-    keep: usize,
-    /// Per room, messages in increasing `seq`.
-    rooms: HashMap<String, VecDeque<ChatMessage>>,
-}
-
-impl MemoryHistory {
-    /// An empty store keeping up to `keep` messages per room.
-    pub fn new(keep: usize) -> Self {
-        MemoryHistory {
-            keep: keep.max(1),
-            rooms: HashMap::new(),
-        }
-    }
-
-    fn room(&self, room: &str) -> Option<&VecDeque<ChatMessage>> {
-        self.rooms.get(room)
+/// The conversation key of a direct conversation between two folded nicks, in either order.
+///
+/// Nicks never start with `#` and contain no whitespace, so this never equals a room key or
+/// another pair's key.
+pub fn dm_conv(a: &str, b: &str) -> String {
+    if a <= b {
+        format!("@{a} {b}")
+    } else {
+        format!("@{b} {a}")
     }
 }
 
-impl HistoryStore for MemoryHistory {
-    fn append(&mut self, room: &str, msg: &ChatMessage) -> Result<(), HistoryError> {
-        let log = self.rooms.entry(room.to_owned()).or_default();
-        if log.len() == self.keep {
-            log.pop_front();
-        }
-        log.push_back(msg.clone());
-        Ok(())
-    }
-
-    fn latest(&self, room: &str, n: usize) -> Result<Page, HistoryError> {
-        self.before(room, u64::MAX, n)
-    }
-
-    fn before(&self, room: &str, before: u64, n: usize) -> Result<Page, HistoryError> {
-        let Some(log) = self.room(room) else {
-            return Ok(Page::default());
-        };
-        let end = log.partition_point(|m| m.seq < before);
-        let start = end.saturating_sub(n);
-        Ok(Page {
-            messages: log.range(start..end).cloned().collect(),
-            more: start > 0,
-        })
-    }
-
-    fn after(&self, room: &str, after: u64, n: usize) -> Result<Page, HistoryError> {
-        let Some(log) = self.room(room) else {
-            return Ok(Page::default());
-        };
-        let start = log.partition_point(|m| m.seq <= after);
-        let end = start.saturating_add(n).min(log.len());
-        Ok(Page {
-            messages: log.range(start..end).cloned().collect(),
-            more: end < log.len(),
-        })
-    }
-
-    fn last_seq(&self, room: &str) -> Result<u64, HistoryError> {
-        Ok(self
-            .room(room)
-            .and_then(|log| log.back())
-            .map_or(0, |m| m.seq))
-    }
+/// The words of a search query: split on anything that is not a letter or a digit, at most
+/// `MAX_SEARCH_WORDS` of them. Empty when the query has no word at all.
+pub fn search_words(query: &str) -> Vec<String> {
+    query
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(MAX_SEARCH_WORDS)
+        .map(str::to_lowercase)
+        .collect()
 }
+
+/// Most words of a search query that are used; the rest are ignored.
+pub const MAX_SEARCH_WORDS: usize = 16;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn msg(seq: u64) -> ChatMessage {
-        ChatMessage {
-            mid: seq,
-            room: Some("#r".into()),
-            from: "alice".into(),
-            seq,
-            text: format!("m{seq}"),
-            ..ChatMessage::default()
-        }
-    }
-
-    fn store(n: u64, keep: usize) -> MemoryHistory {
-        let mut h = MemoryHistory::new(keep);
-        for seq in 1..=n {
-            h.append("#r", &msg(seq)).unwrap();
-        }
-        h
-    }
-
-    fn seqs(page: &Page) -> Vec<u64> {
-        page.messages.iter().map(|m| m.seq).collect()
+    #[test]
+    fn dm_keys_do_not_depend_on_the_order_and_never_look_like_rooms() {
+        assert_eq!(dm_conv("bob", "alice"), dm_conv("alice", "bob"));
+        assert_eq!(dm_conv("alice", "bob"), "@alice bob");
+        assert!(!dm_conv("#x", "y").starts_with('#'));
     }
 
     #[test]
-    fn latest_returns_the_newest_oldest_first() {
-        let h = store(10, 1000);
-        let page = h.latest("#r", 3).unwrap();
-        assert_eq!(seqs(&page), vec![8, 9, 10]);
-        assert!(page.more);
-        let all = h.latest("#r", 50).unwrap();
-        assert_eq!(all.messages.len(), 10);
-        assert!(!all.more);
-    }
-
-    #[test]
-    fn paging_back_with_before_walks_to_the_start() {
-        let h = store(10, 1000);
-        let mut before = u64::MAX;
-        let mut seen = Vec::new();
-        loop {
-            let page = h.before("#r", before, 4).unwrap();
-            let mut s = seqs(&page);
-            s.extend(seen);
-            seen = s;
-            if !page.more {
-                break;
-            }
-            before = page.messages[0].seq;
-        }
-        assert_eq!(seen, (1..=10).collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn paging_forward_with_after_walks_to_the_end() {
-        let h = store(10, 1000);
-        let page = h.after("#r", 3, 4).unwrap();
-        assert_eq!(seqs(&page), vec![4, 5, 6, 7]);
-        assert!(page.more);
-        let page = h.after("#r", 7, 4).unwrap();
-        assert_eq!(seqs(&page), vec![8, 9, 10]);
-        assert!(!page.more);
-        let page = h.after("#r", 10, 4).unwrap();
-        assert!(page.messages.is_empty() && !page.more);
-    }
-
-    #[test]
-    fn only_the_last_keep_messages_are_kept() {
-        let h = store(1500, 1000);
-        let page = h.latest("#r", 2000).unwrap();
-        assert_eq!(page.messages.len(), 1000);
-        assert_eq!(page.messages[0].seq, 501);
-        assert!(!page.more);
-        assert_eq!(h.last_seq("#r").unwrap(), 1500);
-    }
-
-    #[test]
-    fn an_unknown_room_is_empty() {
-        let h = MemoryHistory::new(10);
-        assert_eq!(h.latest("#nope", 5).unwrap(), Page::default());
-        assert_eq!(h.last_seq("#nope").unwrap(), 0);
+    fn search_words_drop_punctuation_and_fts_syntax() {
+        assert_eq!(search_words("Tokio select!"), ["tokio", "select"]);
+        assert_eq!(
+            search_words("\"a\" OR b* NEAR(c) -d ^e"),
+            ["a", "or", "b", "near", "c", "d", "e"]
+        );
+        assert!(search_words("*** \" ()").is_empty());
+        assert_eq!(search_words("世界 ok"), ["世界", "ok"]);
     }
 }

@@ -11,6 +11,12 @@
 //! `try_send` only and the hub never awaits a client. So there is no cycle of bounded channels,
 //! and one stalled client can never stall the hub or the other members of a room.
 //!
+//! Messages are stored before anyone hears of them, but the hub never waits for the disk: it
+//! stamps a message, hands it to the [`HistoryStore`] and goes on with the next command; the
+//! store's report (a [`Done`] on the completion channel, which the hub selects on next to its
+//! commands) is what acks the sender and broadcasts, in `seq` order. While too many messages
+//! are in flight the hub stops taking commands, which backs up into the readers.
+//!
 //! When a client's queue is full the hub marks it lagged: it takes the last `seq` it queued to
 //! that client per room, drops it from every room and the nick table, announces its `quit` with
 //! reason `lagged`, and kicks its session (a oneshot, which never blocks) with those sequences.
@@ -19,7 +25,7 @@
 //! # Layout
 //! - this file: the handle, the commands, the actor loop, delivery and lag, register and leave.
 //! - `rooms`: request dispatch, and room and presence requests (`join`, `topic`, ...).
-//! - `chat`: `send` (to a room or a user) and `typing`.
+//! - `chat`: `send` (to a room or a user), the store's reports, and `typing`.
 
 mod chat;
 mod rooms;
@@ -30,7 +36,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chat_proto::client::Hello;
-use chat_proto::server::{Ack, QuitEvent, Welcome};
+use chat_proto::server::{QuitEvent, Welcome};
 use chat_proto::{ClientMsg, ErrorCode, ServerMsg, WireMessage};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
@@ -39,7 +45,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info};
 
 use crate::config::Config;
-use crate::history::HistoryStore;
+use crate::history::{Done, HistoryStore};
 use crate::room::Room;
 use chat_proto::nick::{fold_nick, validate_nick};
 
@@ -49,8 +55,10 @@ pub type SessionId = u64;
 /// The room every new session joins.
 pub const LOBBY: &str = "#lobby";
 
-/// Send ids remembered per connection for duplicate detection.
-const RECENT_SENDS: usize = 256;
+/// Messages handed to the store and not yet reported, at most; beyond it the hub stops taking
+/// commands until the store catches up. Below the store's queue bound, so appends never find
+/// that queue full in normal operation.
+const MAX_IN_FLIGHT: usize = 4096;
 
 /// What a session hands the hub when it asks to register.
 #[derive(Debug)]
@@ -154,16 +162,29 @@ pub fn spawn(
     tracker: &TaskTracker,
 ) -> HubHandle {
     let (tx, rx) = mpsc::channel(config.hub_queue.max(1));
+    let mut history = history;
+    let last_mid = history.last_mid().unwrap_or_else(|e| {
+        // Reads failing at start-up is unlikely (the store was just checked); mids then
+        // restart, which the store refuses as duplicates rather than overwrite anything.
+        error!(error = %e, "cannot read the last message id");
+        0
+    });
+    let done_rx = history.completions();
     let hub = Hub {
         config,
         history,
+        done_rx,
         shutdown,
         conns: HashMap::new(),
         nicks: HashMap::new(),
         rooms: HashMap::new(),
         dm_seqs: HashMap::new(),
-        next_mid: 1,
+        next_mid: last_mid + 1,
         lagged: Vec::new(),
+        pending: VecDeque::new(),
+        pending_ids: HashMap::new(),
+        pending_base: 0,
+        epoch: 0,
     };
     tracker.spawn(hub.run(rx));
     HubHandle { tx }
@@ -186,14 +207,14 @@ struct Conn {
     lagging: bool,
     /// Most frames seen waiting in its queue at once.
     peak_queued: usize,
-    /// Recently accepted send ids and their acks, oldest first.
-    recent: VecDeque<(String, Ack)>,
 }
 
 /// The actor's state. Only its own task touches it.
 struct Hub {
     config: Arc<Config>,
     history: Box<dyn HistoryStore>,
+    /// The store's reports on queued appends; `None` for a store that stores at once.
+    done_rx: Option<mpsc::Receiver<Done>>,
     /// Once cancelled, departures are not announced (everyone is leaving).
     shutdown: CancellationToken,
     conns: HashMap<SessionId, Conn>,
@@ -201,16 +222,41 @@ struct Hub {
     nicks: HashMap<String, SessionId>,
     /// Folded room name → room. A room is removed when its last member leaves.
     rooms: HashMap<String, Room>,
-    /// Per pair of folded nicks (sorted), the last direct-message `seq`.
-    dm_seqs: HashMap<(String, String), u64>,
+    /// Per direct conversation ([`crate::history::dm_conv`]), the last `seq` handed out.
+    dm_seqs: HashMap<String, u64>,
     next_mid: u64,
     /// Connections whose queue overflowed during the current command.
     lagged: Vec<SessionId>,
+    /// Messages handed to the store, oldest first: reports arrive in this order.
+    pending: VecDeque<chat::Pending>,
+    /// (sender fold, client id) → position of a pending message (`pending_base` + index).
+    pending_ids: HashMap<(String, String), u64>,
+    /// The position of `pending[0]`.
+    pending_base: u64,
+    /// Bumped when a store failure rewinds the sequences (see [`crate::history`]).
+    epoch: u64,
 }
 
 impl Hub {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        while let Some(cmd) = rx.recv().await {
+        loop {
+            let in_flight = self.pending.len();
+            let cmd = tokio::select! {
+                // Store reports first: they free room for commands and release acks.
+                done = recv_done(&mut self.done_rx) => {
+                    match done {
+                        Some(done) => self.finish(done),
+                        None => self.store_gone(),
+                    }
+                    self.kick_lagged();
+                    continue;
+                }
+                // Sessions' commands, unless too much waits for the store (backpressure).
+                cmd = rx.recv(), if in_flight < MAX_IN_FLIGHT => match cmd {
+                    Some(cmd) => cmd,
+                    None => break,
+                },
+            };
             match cmd {
                 Command::Register { conn, hello, reply } => {
                     let answer = self.register(conn, hello);
@@ -227,11 +273,14 @@ impl Hub {
             }
             self.kick_lagged();
         }
-        debug!("hub stopped");
+        // Unblock the writer before the store's drop waits for it to finish the queue.
+        drop(self.done_rx.take());
+        debug!(in_flight = self.pending.len(), "hub stopped");
     }
 
     fn register(&mut self, info: ConnInfo, hello: Hello) -> Result<String, Refused> {
         let nick = hello.name;
+        let resume = hello.resume;
         validate_nick(&nick).map_err(|e| Refused {
             code: ErrorCode::NickInvalid,
             message: format!("nick {nick:?} is invalid: {e}"),
@@ -257,20 +306,27 @@ impl Hub {
                 last_seq: HashMap::new(),
                 lagging: false,
                 peak_queued: 0,
-                recent: VecDeque::new(),
             },
         );
+        let rooms = self.resume_rooms(&resume);
         let welcome = Welcome {
             session: id,
             nick: nick.clone(),
             server: concat!("chat-server/", env!("CARGO_PKG_VERSION")).to_owned(),
             limits: self.config.limits(),
-            rooms: vec![LOBBY.to_owned()],
+            rooms: rooms.iter().map(|(name, _)| name.clone()).collect(),
             motd: self.config.motd.clone(),
         };
         self.reply(id, welcome);
-        self.join(id, None, LOBBY);
-        debug!(session = id, nick, "registered");
+        for (name, after) in rooms {
+            self.join_room(id, None, &name, after);
+        }
+        debug!(
+            session = id,
+            nick,
+            resumed = !resume.is_empty(),
+            "registered"
+        );
         Ok(nick)
     }
 
@@ -285,7 +341,7 @@ impl Hub {
             if let Some(room) = self.rooms.get_mut(key) {
                 room.members.remove(&id);
                 sharers.extend(room.members.iter().copied());
-                if room.members.is_empty() {
+                if room.is_idle() {
                     self.rooms.remove(key);
                 }
             }
@@ -396,6 +452,14 @@ impl Hub {
     fn refuse(&mut self, to: SessionId, req_id: Option<String>, code: ErrorCode, text: String) {
         debug!(session = to, %code, reason = text, "request refused");
         self.reply(to, ServerMsg::error(req_id, code, text));
+    }
+}
+
+/// The store's next report, or never for a store that reports nothing.
+async fn recv_done(rx: &mut Option<mpsc::Receiver<Done>>) -> Option<Done> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

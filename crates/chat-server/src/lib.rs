@@ -17,6 +17,7 @@
 //! - [`hub`]: the actor owning nicks, presence and rooms; [`hub::HubHandle`] to talk to it.
 //! - [`room`]: a room as plain data: members, topic, next sequence number.
 //! - [`history`]: the [`history::HistoryStore`] trait and the in-memory store.
+//! - [`store`]: the durable store: SQLite, a writer thread with group commit, search.
 //! - [`rate`]: the token bucket.
 
 pub mod config;
@@ -27,6 +28,7 @@ pub mod rate;
 pub mod reader;
 pub mod room;
 pub mod session;
+pub mod store;
 pub mod writer;
 
 use std::future::Future;
@@ -40,7 +42,7 @@ use tracing::{info, warn};
 
 pub use config::Config;
 
-use crate::history::MemoryHistory;
+use crate::history::HistoryStore;
 use crate::listener::Listener;
 
 /// Serves `listener` until `shutdown` completes, then shuts down gracefully.
@@ -53,13 +55,23 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let history = store::open_configured(&config)?;
+    run_with_history(listener, config, history, shutdown).await
+}
+
+/// [`run`] with a store opened by the caller (tests keep a [`store::StoreControl`] to it).
+pub async fn run_with_history(
+    listener: TcpListener,
+    config: Config,
+    history: Box<dyn HistoryStore>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let addr = listener
         .local_addr()
         .context("listener has no local address")?;
     let config = Arc::new(config);
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let history = Box::new(MemoryHistory::new(config.history_keep));
     let hub = hub::spawn(config.clone(), history, token.clone(), &tracker);
     let mut server = Listener::new(
         listener,

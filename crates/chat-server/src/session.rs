@@ -257,15 +257,12 @@ impl<R: AsyncRead + Unpin> Session<R> {
             | ClientMsg::Topic(_)
             | ClientMsg::ListRooms(_)
             | ClientMsg::Names(_)
-            | ClientMsg::History(_) => self
+            | ClientMsg::History(_)
+            | ClientMsg::Search(_) => self
                 .hub
                 .request(self.id, msg)
                 .await
                 .map_err(|_| Close::HubGone),
-            ClientMsg::Search(_) => {
-                self.push(unavailable(ErrorCode::BadRequest, "search is"))
-                    .await
-            }
             ClientMsg::Register(_)
             | ClientMsg::Kick(_)
             | ClientMsg::Ban(_)

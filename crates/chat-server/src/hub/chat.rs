@@ -1,20 +1,46 @@
-//! The hub's answers to chat requests: `send` (room and direct) and `typing`.
+//! The hub's answers to chat requests: `send` (room and direct), the store's reports on them,
+//! and `typing`.
 //!
-//! Order of operations for a room message: stamp it (`mid`, `seq`, `ts`, `from` = the
-//! session's nick, never a client field), append it to history, ack the sender, then fan the
-//! once-encoded `message` out to every other member. A refused message gets an `error` with
-//! its `id` and reaches nobody: nothing is dropped silently.
+//! Order of operations for a message: stamp it (`mid`, `seq`, `ts`, `from` = the session's
+//! nick, never a client field), hand it to the store and go on. When the store reports it
+//! committed: ack the sender, then fan the once-encoded `message` out to the others, so the
+//! sender's stream has the ack where the others' have the message. Reports come in the order
+//! messages were handed over, so each room's messages go out in `seq` order. A message the
+//! store refuses gets `store_unavailable` and reaches nobody: nothing is dropped silently.
+//!
+//! A resend (same folded nick, same client id) is looked up among the pending messages, then
+//! in the store: it gets the original ack with `duplicate: true` and is not delivered again.
 
 use chat_proto::client::{Send, Typing};
-use chat_proto::server::{Ack, ChatMessage, TypingEvent};
+use chat_proto::server::{ChatMessage, TypingEvent};
 use chat_proto::{ErrorCode, ServerMsg};
-use tracing::warn;
+use tracing::{error, warn};
 
-use super::{Hub, RECENT_SENDS, SessionId, encode, now_ms};
+use super::{Hub, SessionId, encode, now_ms};
+use crate::history::{Appended, Done, HistoryError, Record, dm_conv};
 use chat_proto::nick::fold_nick;
 
+/// Where a pending message goes once committed.
+pub(super) enum Target {
+    /// To the members of the room with this folded name.
+    Room(String),
+    /// To one session (the recipient when it was sent).
+    Direct(SessionId),
+}
+
+/// A message handed to the store and not reported yet.
+pub(super) struct Pending {
+    sender: SessionId,
+    /// The hub's epoch when it was handed over.
+    epoch: u64,
+    record: Record,
+    target: Target,
+    /// Sessions that resent it meanwhile: they get the duplicate ack once it is committed.
+    waiters: Vec<SessionId>,
+}
+
 impl Hub {
-    /// Accepts a chat message: stamp, store, ack the sender, then fan out to the others.
+    /// Accepts a chat message: stamp it and hand it to the store (or answer a resend).
     pub(super) fn send(&mut self, id: SessionId, m: Send) {
         let max_text = self.config.max_text as usize;
         if m.text.is_empty() || m.text.len() > max_text {
@@ -24,64 +50,75 @@ impl Hub {
         let Some(conn) = self.conns.get(&id) else {
             return;
         };
-        if let Some(req) = &m.id {
-            if let Some((_, ack)) = conn.recent.iter().find(|(r, _)| r == req) {
-                let ack = Ack {
-                    duplicate: true,
-                    ..ack.clone()
-                };
-                return self.reply(id, ack);
-            }
-        }
         let from = conn.nick.clone();
         let from_fold = conn.fold.clone();
+        if let Some(req) = &m.id {
+            if self.answer_resend(id, &from_fold, req) {
+                return;
+            }
+        }
         if m.to.starts_with('#') {
-            self.send_to_room(id, from, m);
+            self.send_to_room(id, from, from_fold, m);
         } else {
             self.send_direct(id, from, from_fold, m);
         }
     }
 
-    fn send_to_room(&mut self, id: SessionId, from: String, m: Send) {
+    /// If `req` was already accepted from this nick, answers with the original ack (now, or
+    /// when it is committed) and returns true.
+    fn answer_resend(&mut self, id: SessionId, fold: &str, req: &str) -> bool {
+        let key = (fold.to_owned(), req.to_owned());
+        if let Some(&pos) = self.pending_ids.get(&key) {
+            let i = usize::try_from(pos - self.pending_base).unwrap_or(usize::MAX);
+            if let Some(p) = self.pending.get_mut(i) {
+                p.waiters.push(id);
+                return true;
+            }
+        }
+        match self.history.find_sent(fold, req) {
+            Ok(Some(record)) => {
+                self.reply(id, record.ack(true));
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                warn!(error = %e, "store lookup failed; message refused");
+                self.refuse(
+                    id,
+                    Some(req.to_owned()),
+                    ErrorCode::StoreUnavailable,
+                    e.to_string(),
+                );
+                true
+            }
+        }
+    }
+
+    fn send_to_room(&mut self, id: SessionId, from: String, from_fold: String, m: Send) {
         let Some(key) = self.member_room(id, &m.id, &m.to) else {
             return;
         };
         let Some(room) = self.rooms.get_mut(&key) else {
             return;
         };
-        let seq = room.take_seq();
         let msg = ChatMessage {
             mid: self.next_mid,
             room: Some(room.name.clone()),
             to: None,
             from,
-            seq,
+            seq: room.take_seq(),
             ts: now_ms(),
             text: m.text,
             action: m.action,
         };
-        if let Err(e) = self.history.append(&key, &msg) {
-            room.untake_seq(seq);
-            warn!(error = %e, room = room.name, "history store failed; message refused");
-            return self.refuse(id, m.id, ErrorCode::StoreUnavailable, e.to_string());
-        }
         self.next_mid += 1;
-        let others: Vec<SessionId> = room.members.iter().copied().filter(|&s| s != id).collect();
-        let ack = Ack {
-            id: m.id,
-            mid: msg.mid,
-            room: msg.room.clone(),
-            to: None,
-            seq,
-            ts: msg.ts,
-            duplicate: false,
+        let record = Record {
+            conv: key.clone(),
+            msg,
+            sender_fold: from_fold,
+            client_id: m.id,
         };
-        self.ack(id, ack, Some(&key));
-        if let Some(frame) = encode(&ServerMsg::Message(msg)) {
-            for to in others {
-                self.deliver(to, &frame, Some((&key, seq)));
-            }
-        }
+        self.submit(id, record, Target::Room(key));
     }
 
     fn send_direct(&mut self, id: SessionId, from: String, from_fold: String, m: Send) {
@@ -93,53 +130,185 @@ impl Hub {
         let Some(to_nick) = self.conns.get(&target).map(|c| c.nick.clone()) else {
             return;
         };
-        let pair = if from_fold <= to_fold {
-            (from_fold, to_fold)
-        } else {
-            (to_fold, from_fold)
+        let conv = dm_conv(&from_fold, &to_fold);
+        let last = match self.dm_seqs.get(&conv) {
+            Some(&last) => last,
+            None => match self.history.last_seq(&conv) {
+                Ok(last) => last,
+                Err(e) => {
+                    warn!(error = %e, "store lookup failed; message refused");
+                    return self.refuse(id, m.id, ErrorCode::StoreUnavailable, e.to_string());
+                }
+            },
         };
-        let seq = self.dm_seqs.entry(pair).or_insert(0);
-        *seq += 1;
+        self.dm_seqs.insert(conv.clone(), last + 1);
         let msg = ChatMessage {
             mid: self.next_mid,
             room: None,
             to: Some(to_nick),
             from,
-            seq: *seq,
+            seq: last + 1,
             ts: now_ms(),
             text: m.text,
             action: m.action,
         };
         self.next_mid += 1;
-        let ack = Ack {
-            id: m.id,
-            mid: msg.mid,
-            room: None,
-            to: msg.to.clone(),
-            seq: msg.seq,
-            ts: msg.ts,
-            duplicate: false,
+        let record = Record {
+            conv,
+            msg,
+            sender_fold: from_fold,
+            client_id: m.id,
         };
-        self.ack(id, ack, None);
-        if target != id {
-            self.reply(target, ServerMsg::Message(msg));
+        self.submit(id, record, Target::Direct(target));
+    }
+
+    /// Hands a stamped message to the store; it is acked and delivered when committed.
+    fn submit(&mut self, sender: SessionId, record: Record, target: Target) {
+        let appended = match self.history.append(record.clone(), self.epoch) {
+            Ok(appended) => appended,
+            Err(e) => {
+                // Nothing after it was handed over: its seq is simply given back.
+                self.give_back(&record, &target, true);
+                warn!(error = %e, conv = record.conv, "store refused a message");
+                let text = e.to_string();
+                return self.refuse(sender, record.client_id, ErrorCode::StoreUnavailable, text);
+            }
+        };
+        if let Some(req) = &record.client_id {
+            let pos = self.pending_base + self.pending.len() as u64;
+            self.pending_ids
+                .insert((record.sender_fold.clone(), req.clone()), pos);
+        }
+        self.pending.push_back(Pending {
+            sender,
+            epoch: self.epoch,
+            record,
+            target,
+            waiters: Vec::new(),
+        });
+        if appended == Appended::Stored {
+            self.finish(Done {
+                count: 1,
+                result: Ok(()),
+            });
         }
     }
 
-    /// Queues the sender's ack (in its stream where the others get the message) and remembers
-    /// its id so a resend is not delivered twice.
-    fn ack(&mut self, id: SessionId, ack: Ack, room_key: Option<&str>) {
-        let seq = ack.seq;
-        if let Some(req) = &ack.id {
-            if let Some(conn) = self.conns.get_mut(&id) {
-                if conn.recent.len() == RECENT_SENDS {
-                    conn.recent.pop_front();
+    /// The store's report on the oldest `done.count` pending messages.
+    pub(super) fn finish(&mut self, done: Done) {
+        let mut rewound = false;
+        for _ in 0..done.count {
+            let Some(p) = self.pending.pop_front() else {
+                error!(
+                    count = done.count,
+                    "the store reported more messages than were pending"
+                );
+                break;
+            };
+            self.pending_base += 1;
+            if let Some(req) = &p.record.client_id {
+                self.pending_ids
+                    .remove(&(p.record.sender_fold.clone(), req.clone()));
+            }
+            match &done.result {
+                Ok(()) => self.committed(p),
+                Err(e) => {
+                    // Only the first failure of an epoch rewinds; the messages queued behind
+                    // it were refused unwritten and their seqs are above the rewind point.
+                    let rewind = p.epoch == self.epoch;
+                    rewound |= rewind;
+                    self.give_back(&p.record, &p.target, rewind);
+                    let text = e.to_string();
+                    let req = p.record.client_id;
+                    for s in std::iter::once(p.sender).chain(p.waiters) {
+                        let code = ErrorCode::StoreUnavailable;
+                        self.refuse(s, req.clone(), code, text.clone());
+                    }
                 }
-                conn.recent.push_back((req.clone(), ack.clone()));
             }
         }
-        if let Some(frame) = encode(&ServerMsg::Ack(ack)) {
-            self.deliver(id, &frame, room_key.map(|k| (k, seq)));
+        if rewound {
+            self.epoch += 1;
+        }
+    }
+
+    /// The store's writer is gone: everything pending fails, and so will every later send.
+    pub(super) fn store_gone(&mut self) {
+        error!("the store writer stopped; messages can no longer be accepted");
+        self.done_rx = None;
+        let count = self.pending.len();
+        let gone = HistoryError::Unavailable("the store writer stopped".into());
+        self.finish(Done {
+            count,
+            result: Err(gone),
+        });
+    }
+
+    /// A refused message's sequence number goes back (with `rewind`) and its room may go.
+    fn give_back(&mut self, record: &Record, target: &Target, rewind: bool) {
+        let seq = record.msg.seq;
+        match target {
+            Target::Room(key) => {
+                if let Some(room) = self.rooms.get_mut(key) {
+                    room.refuse(seq, rewind);
+                    if room.is_idle() {
+                        self.rooms.remove(key);
+                    }
+                }
+            }
+            Target::Direct(_) if rewind => {
+                if let Some(last) = self.dm_seqs.get_mut(&record.conv) {
+                    *last = (*last).min(seq - 1);
+                }
+            }
+            Target::Direct(_) => {}
+        }
+    }
+
+    /// A message is on disk: ack the sender (and any resender), then deliver it.
+    fn committed(&mut self, p: Pending) {
+        let seq = p.record.msg.seq;
+        let ack = encode(&ServerMsg::Ack(p.record.ack(false)));
+        let dup = encode(&ServerMsg::Ack(p.record.ack(true)));
+        let room_key = match &p.target {
+            Target::Room(key) => Some(key.as_str()),
+            Target::Direct(_) => None,
+        };
+        if let Some(frame) = &ack {
+            self.deliver(p.sender, frame, room_key.map(|k| (k, seq)));
+        }
+        if let Some(frame) = &dup {
+            for &w in &p.waiters {
+                self.deliver(w, frame, None);
+            }
+        }
+        let message = ServerMsg::Message(p.record.msg);
+        match p.target {
+            Target::Room(key) => {
+                let Some(room) = self.rooms.get_mut(&key) else {
+                    return;
+                };
+                room.commit(seq);
+                let others: Vec<SessionId> = room
+                    .members
+                    .iter()
+                    .copied()
+                    .filter(|&s| s != p.sender)
+                    .collect();
+                if room.is_idle() {
+                    self.rooms.remove(&key);
+                }
+                if let Some(frame) = encode(&message) {
+                    for to in others {
+                        self.deliver(to, &frame, Some((&key, seq)));
+                    }
+                }
+            }
+            Target::Direct(target) => {
+                if target != p.sender {
+                    self.reply(target, message);
+                }
+            }
         }
     }
 

@@ -1,22 +1,28 @@
-//! The hub's answers to room and presence requests: join, part, nick, topic, names, rooms,
-//! history; and the dispatch of every request.
+//! The hub's answers to room and presence requests: join (and resume), part, nick, topic,
+//! names, rooms, history, search; and the dispatch of every request.
 //!
 //! Each handler validates, changes the hub's state, then queues frames: the event once-encoded
 //! for every recipient, and the answer (with the request's `id`) for the requester. Refusals
 //! are `error` frames carrying the request's `id`.
+//!
+//! Reads of a room's messages are bounded by what the hub has seen committed (`Room::last_seq`):
+//! a message the store has written but the hub has not yet broadcast is left out of pages, and
+//! reaches the reader live instead. A join reads its page in the same turn that adds the
+//! member, so between the page and the live stream there is neither a gap nor an overlap.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use chat_proto::client::{History, Join, Part, Topic};
+use chat_proto::client::{History, Join, Part, Search, Topic};
 use chat_proto::limits::MAX_TOPIC_LEN;
 use chat_proto::server::{
-    HistoryPage, Joined, NameList, NickChanged, Parted, RoomList, RoomSummary,
+    HistoryPage, Joined, NameList, NickChanged, Notice, NoticeCode, Parted, RoomList, RoomSummary,
+    SearchResults,
 };
 use chat_proto::{ClientMsg, ErrorCode, ServerMsg};
 use tracing::{debug, warn};
 
-use super::{Hub, SessionId, encode, now_ms};
-use crate::history::Page;
+use super::{Hub, LOBBY, SessionId, encode, now_ms};
+use crate::history::{HistoryError, Page, search_words};
 use crate::room::Room;
 use chat_proto::nick::{fold_nick, fold_room, validate_nick, validate_room};
 
@@ -36,6 +42,7 @@ impl Hub {
             ClientMsg::ListRooms(m) => self.list_rooms(id, m.id),
             ClientMsg::Names(m) => self.names(id, m.id, &m.room),
             ClientMsg::History(m) => self.history(id, m),
+            ClientMsg::Search(m) => self.search(id, m),
             other => debug!(session = id, ?other, "request the hub does not handle"),
         }
     }
@@ -57,8 +64,40 @@ impl Hub {
         }
     }
 
+    /// The rooms a `hello` puts a session in, each with the `seq` to resume after: the valid
+    /// rooms of `resume` (at most `max_rooms_per_user`), or `#lobby` when there are none.
+    pub(super) fn resume_rooms(
+        &self,
+        resume: &BTreeMap<String, u64>,
+    ) -> Vec<(String, Option<u64>)> {
+        let mut folds = BTreeSet::new();
+        let rooms: Vec<(String, Option<u64>)> = resume
+            .iter()
+            .filter(|(name, _)| validate_room(name).is_ok() && folds.insert(fold_room(name)))
+            .take(self.config.max_rooms_per_user)
+            .map(|(name, &seq)| (name.clone(), Some(seq)))
+            .collect();
+        if rooms.is_empty() {
+            vec![(LOBBY.to_owned(), None)]
+        } else {
+            rooms
+        }
+    }
+
     /// Joins a room (creating it) and sends the join burst; re-joining resends the burst.
     pub(super) fn join(&mut self, id: SessionId, req: Option<String>, name: &str) {
+        self.join_room(id, req, name, None);
+    }
+
+    /// [`Hub::join`]; with `resume`, the burst's page holds the messages after that `seq`
+    /// instead of the newest ones (and a `more_history` notice follows if they did not fit).
+    pub(super) fn join_room(
+        &mut self,
+        id: SessionId,
+        req: Option<String>,
+        name: &str,
+        resume: Option<u64>,
+    ) {
         if let Err(e) = validate_room(name) {
             let text = format!("room name {name:?} is invalid: {e}");
             return self.refuse(id, req, ErrorCode::RoomInvalid, text);
@@ -102,9 +141,27 @@ impl Hub {
         let last_seq = room.last_seq();
         let topic = room.topic_info(None);
         let room_name = room.name.clone();
+        // Read in this same turn, bounded by what was broadcast: see the module docs.
+        let page = match resume {
+            Some(after) if after <= last_seq => {
+                let cap = self.config.resume_max.max(1) as usize;
+                self.history
+                    .after(&key, after, cap)
+                    .map(|page| committed_only(page, last_seq))
+            }
+            _ => {
+                let n = self.config.history_on_join as usize;
+                self.history.before(&key, last_seq + 1, n)
+            }
+        };
+        // With a capped replay, the client has everything up to the page's end.
+        let delivered = match (&page, resume) {
+            (Ok(p), Some(_)) if p.more => p.messages.last().map_or(last_seq, |m| m.seq),
+            _ => last_seq,
+        };
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.rooms.insert(key.clone());
-            conn.last_seq.insert(key.clone(), last_seq);
+            conn.last_seq.insert(key.clone(), delivered);
         }
         if let Some(frame) = encode(&joined) {
             for to in recipients {
@@ -121,17 +178,34 @@ impl Hub {
                 members,
             },
         );
-        let n = self.config.history_on_join as usize;
-        match self.history.latest(&key, n) {
-            Ok(Page { messages, more }) => self.reply(
-                id,
-                HistoryPage {
-                    id: None,
-                    room: room_name,
-                    messages,
-                    more,
-                },
-            ),
+        match page {
+            Ok(Page { messages, more }) => {
+                let replay_capped = resume.is_some() && more;
+                self.reply(
+                    id,
+                    HistoryPage {
+                        id: None,
+                        room: room_name.clone(),
+                        messages,
+                        more,
+                    },
+                );
+                if replay_capped {
+                    let text = format!(
+                        "more messages were missed in {room_name} than one page holds: \
+                         page forward with history after {delivered}"
+                    );
+                    self.reply(
+                        id,
+                        Notice {
+                            code: NoticeCode::MoreHistory,
+                            text,
+                            seqs: BTreeMap::from([(room_name, delivered)]),
+                            id: None,
+                        },
+                    );
+                }
+            }
             Err(e) => {
                 warn!(error = %e, room = room_name, "history store failed");
                 self.refuse(id, None, ErrorCode::StoreUnavailable, e.to_string());
@@ -157,7 +231,7 @@ impl Hub {
         });
         let members: Vec<SessionId> = room.members.iter().copied().collect();
         room.members.remove(&id);
-        if room.members.is_empty() {
+        if room.is_idle() {
             self.rooms.remove(&key);
         }
         if let Some(frame) = encode(&event) {
@@ -291,10 +365,14 @@ impl Hub {
             .limit
             .unwrap_or(self.config.history_on_join)
             .min(self.config.history_page) as usize;
+        let committed = self.rooms.get(&key).map_or(0, |r| r.last_seq());
         let page = match (m.before, m.after) {
-            (Some(before), _) => self.history.before(&key, before, n),
-            (_, Some(after)) => self.history.after(&key, after, n),
-            _ => self.history.latest(&key, n),
+            (Some(before), _) => self.history.before(&key, before.min(committed + 1), n),
+            (_, Some(after)) => self
+                .history
+                .after(&key, after, n)
+                .map(|p| committed_only(p, committed)),
+            _ => self.history.before(&key, committed + 1, n),
         };
         let room = self.rooms.get(&key).map_or(m.room, |r| r.name.clone());
         match page {
@@ -310,6 +388,45 @@ impl Hub {
             Err(e) => {
                 warn!(error = %e, room, "history store failed");
                 self.refuse(id, m.id, ErrorCode::StoreUnavailable, e.to_string());
+            }
+        }
+    }
+
+    fn search(&mut self, id: SessionId, m: Search) {
+        let Some(key) = self.member_room(id, &m.id, &m.room) else {
+            return;
+        };
+        if search_words(&m.query).is_empty() {
+            let text = "the query has no word to search for".to_owned();
+            return self.refuse(id, m.id, ErrorCode::BadRequest, text);
+        }
+        if m.limit == Some(0) {
+            let text = "limit must be at least 1".to_owned();
+            return self.refuse(id, m.id, ErrorCode::BadRequest, text);
+        }
+        let n = m
+            .limit
+            .unwrap_or(self.config.history_on_join)
+            .min(self.config.history_page) as usize;
+        let committed = self.rooms.get(&key).map_or(0, |r| r.last_seq());
+        let room = self.rooms.get(&key).map_or(m.room, |r| r.name.clone());
+        match self.history.search(&key, &m.query, n) {
+            Ok(mut page) => {
+                page.messages.retain(|msg| msg.seq <= committed);
+                self.reply(
+                    id,
+                    SearchResults {
+                        id: m.id,
+                        room,
+                        query: m.query,
+                        messages: page.messages,
+                        more: page.more,
+                    },
+                );
+            }
+            Err(HistoryError::Unavailable(e)) => {
+                warn!(error = %e, room, "search failed");
+                self.refuse(id, m.id, ErrorCode::StoreUnavailable, e);
             }
         }
     }
@@ -341,4 +458,12 @@ impl Hub {
         members.sort_unstable();
         members.into_iter().map(|(_, n)| n.to_owned()).collect()
     }
+}
+
+/// Drops from a forward page the messages the hub has not broadcast yet (they arrive live);
+/// then nothing more is waiting beyond the page.
+fn committed_only(mut page: Page, committed: u64) -> Page {
+    page.messages.retain(|m| m.seq <= committed);
+    page.more = page.more && page.messages.last().is_some_and(|m| m.seq < committed);
+    page
 }

@@ -37,10 +37,16 @@ pub fn init_logs() {
         .try_init();
 }
 
-/// The default config with deadlines shortened for tests.
+/// The default config with deadlines shortened for tests, and the in-memory store (set
+/// `CHAT_TEST_HISTORY=sqlite` to run the tests on SQLite instead, in a fresh directory each).
 pub fn test_config() -> Config {
+    let history = match std::env::var("CHAT_TEST_HISTORY").as_deref() {
+        Ok("sqlite") => chat_server::config::HistoryKind::Sqlite,
+        _ => chat_server::config::HistoryKind::Memory,
+    };
     Config {
         bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+        history,
         handshake_timeout: Duration::from_millis(800),
         frame_timeout: Duration::from_millis(800),
         close_timeout: Duration::from_secs(1),
@@ -54,11 +60,19 @@ pub struct TestServer {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
+    /// The SQLite store's directory when the config named none; removed on drop.
+    _data_dir: Option<tempfile::TempDir>,
 }
 
 impl TestServer {
-    pub async fn start(config: Config) -> Self {
+    pub async fn start(mut config: Config) -> Self {
         init_logs();
+        let mut data_dir = None;
+        if config.history == chat_server::config::HistoryKind::Sqlite && config.data_dir.is_none() {
+            let dir = tempfile::tempdir().unwrap();
+            config.data_dir = Some(dir.path().to_owned());
+            data_dir = Some(dir);
+        }
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -69,6 +83,7 @@ impl TestServer {
             addr,
             stop: Some(stop),
             task,
+            _data_dir: data_dir,
         }
     }
 

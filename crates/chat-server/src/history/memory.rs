@@ -1,0 +1,248 @@
+//! The in-memory store: the last N messages per conversation, gone when the server stops.
+
+use std::collections::{HashMap, VecDeque};
+
+use super::{Appended, Done, HistoryError, HistoryStore, Page, Record, search_words};
+
+/// Keeps the last `keep` messages of every conversation in memory. Appends are stored at once.
+#[derive(Debug)]
+pub struct MemoryHistory {
+    /// Most messages kept per conversation; older ones are forgotten.
+    keep: usize,
+    /// Per conversation, records in increasing `seq`.
+    convs: HashMap<String, VecDeque<Record>>,
+    /// Per conversation, the highest `seq` ever stored (it outlives forgotten messages).
+    last_seqs: HashMap<String, u64>,
+    /// (sender fold, client id) → (conversation, seq) of the kept messages that had an id.
+    sent: HashMap<(String, String), (String, u64)>,
+    last_mid: u64,
+}
+
+impl MemoryHistory {
+    /// An empty store keeping up to `keep` messages per conversation.
+    pub fn new(keep: usize) -> Self {
+        MemoryHistory {
+            keep: keep.max(1),
+            convs: HashMap::new(),
+            last_seqs: HashMap::new(),
+            sent: HashMap::new(),
+            last_mid: 0,
+        }
+    }
+
+    fn log(&self, conv: &str) -> Option<&VecDeque<Record>> {
+        self.convs.get(conv)
+    }
+}
+
+fn page(records: impl Iterator<Item = Record>, more: bool) -> Page {
+    Page {
+        messages: records.map(|r| r.msg).collect(),
+        more,
+    }
+}
+
+impl HistoryStore for MemoryHistory {
+    fn append(&mut self, record: Record, _epoch: u64) -> Result<Appended, HistoryError> {
+        let log = self.convs.entry(record.conv.clone()).or_default();
+        if log.len() == self.keep {
+            if let Some(old) = log.pop_front() {
+                if let Some(id) = old.client_id {
+                    self.sent.remove(&(old.sender_fold, id));
+                }
+            }
+        }
+        if let Some(id) = &record.client_id {
+            self.sent.insert(
+                (record.sender_fold.clone(), id.clone()),
+                (record.conv.clone(), record.msg.seq),
+            );
+        }
+        self.last_seqs.insert(record.conv.clone(), record.msg.seq);
+        self.last_mid = self.last_mid.max(record.msg.mid);
+        log.push_back(record);
+        Ok(Appended::Stored)
+    }
+
+    fn completions(&mut self) -> Option<tokio::sync::mpsc::Receiver<Done>> {
+        None
+    }
+
+    fn before(&self, conv: &str, before: u64, n: usize) -> Result<Page, HistoryError> {
+        let Some(log) = self.log(conv) else {
+            return Ok(Page::default());
+        };
+        let end = log.partition_point(|r| r.msg.seq < before);
+        let start = end.saturating_sub(n);
+        Ok(page(log.range(start..end).cloned(), start > 0))
+    }
+
+    fn after(&self, conv: &str, after: u64, n: usize) -> Result<Page, HistoryError> {
+        let Some(log) = self.log(conv) else {
+            return Ok(Page::default());
+        };
+        let start = log.partition_point(|r| r.msg.seq <= after);
+        let end = start.saturating_add(n).min(log.len());
+        Ok(page(log.range(start..end).cloned(), end < log.len()))
+    }
+
+    fn last_seq(&self, conv: &str) -> Result<u64, HistoryError> {
+        Ok(self.last_seqs.get(conv).copied().unwrap_or(0))
+    }
+
+    fn last_mid(&self) -> Result<u64, HistoryError> {
+        Ok(self.last_mid)
+    }
+
+    fn find_sent(
+        &self,
+        sender_fold: &str,
+        client_id: &str,
+    ) -> Result<Option<Record>, HistoryError> {
+        let key = (sender_fold.to_owned(), client_id.to_owned());
+        let Some((conv, seq)) = self.sent.get(&key) else {
+            return Ok(None);
+        };
+        let found = self.log(conv).and_then(|log| {
+            let i = log.partition_point(|r| r.msg.seq < *seq);
+            log.get(i).filter(|r| r.msg.seq == *seq).cloned()
+        });
+        Ok(found)
+    }
+
+    fn search(&self, conv: &str, query: &str, n: usize) -> Result<Page, HistoryError> {
+        let words = search_words(query);
+        let Some(log) = self.log(conv) else {
+            return Ok(Page::default());
+        };
+        if words.is_empty() {
+            return Ok(Page::default());
+        }
+        let mut hits: Vec<Record> = log
+            .iter()
+            .rev()
+            .filter(|r| {
+                let text = r.msg.text.to_lowercase();
+                let found: Vec<&str> = text
+                    .split(|c: char| !c.is_alphanumeric())
+                    .filter(|w| !w.is_empty())
+                    .collect();
+                words.iter().all(|w| found.contains(&w.as_str()))
+            })
+            .take(n + 1)
+            .cloned()
+            .collect();
+        let more = hits.len() > n;
+        hits.truncate(n);
+        hits.reverse();
+        Ok(page(hits.into_iter(), more))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chat_proto::server::ChatMessage;
+
+    use super::*;
+
+    fn record(seq: u64) -> Record {
+        Record {
+            conv: "#r".into(),
+            msg: ChatMessage {
+                mid: seq,
+                room: Some("#r".into()),
+                from: "alice".into(),
+                seq,
+                text: format!("m{seq}"),
+                ..ChatMessage::default()
+            },
+            sender_fold: "alice".into(),
+            client_id: Some(format!("c{seq}")),
+        }
+    }
+
+    fn store(n: u64, keep: usize) -> MemoryHistory {
+        let mut h = MemoryHistory::new(keep);
+        for seq in 1..=n {
+            assert_eq!(h.append(record(seq), 0).unwrap(), Appended::Stored);
+        }
+        h
+    }
+
+    fn seqs(page: &Page) -> Vec<u64> {
+        page.messages.iter().map(|m| m.seq).collect()
+    }
+
+    #[test]
+    fn before_returns_the_newest_oldest_first() {
+        let h = store(10, 1000);
+        let page = h.before("#r", u64::MAX, 3).unwrap();
+        assert_eq!(seqs(&page), vec![8, 9, 10]);
+        assert!(page.more);
+        let all = h.before("#r", u64::MAX, 50).unwrap();
+        assert_eq!(all.messages.len(), 10);
+        assert!(!all.more);
+    }
+
+    #[test]
+    fn paging_back_with_before_walks_to_the_start() {
+        let h = store(10, 1000);
+        let mut before = u64::MAX;
+        let mut seen = Vec::new();
+        loop {
+            let page = h.before("#r", before, 4).unwrap();
+            let mut s = seqs(&page);
+            s.extend(seen);
+            seen = s;
+            if !page.more {
+                break;
+            }
+            before = page.messages[0].seq;
+        }
+        assert_eq!(seen, (1..=10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn paging_forward_with_after_walks_to_the_end() {
+        let h = store(10, 1000);
+        let page = h.after("#r", 3, 4).unwrap();
+        assert_eq!(seqs(&page), vec![4, 5, 6, 7]);
+        assert!(page.more);
+        let page = h.after("#r", 7, 4).unwrap();
+        assert_eq!(seqs(&page), vec![8, 9, 10]);
+        assert!(!page.more);
+        let page = h.after("#r", 10, 4).unwrap();
+        assert!(page.messages.is_empty() && !page.more);
+    }
+
+    #[test]
+    fn only_the_last_keep_messages_are_kept_and_the_seq_goes_on() {
+        let h = store(1500, 1000);
+        let page = h.before("#r", u64::MAX, 2000).unwrap();
+        assert_eq!(page.messages.len(), 1000);
+        assert_eq!(page.messages[0].seq, 501);
+        assert!(!page.more);
+        assert_eq!(h.last_seq("#r").unwrap(), 1500);
+        assert_eq!(h.last_mid().unwrap(), 1500);
+        assert!(h.find_sent("alice", "c10").unwrap().is_none(), "forgotten");
+        assert_eq!(
+            h.find_sent("alice", "c1400").unwrap().unwrap().msg.seq,
+            1400
+        );
+    }
+
+    #[test]
+    fn an_unknown_room_is_empty() {
+        let h = MemoryHistory::new(10);
+        assert_eq!(h.before("#nope", u64::MAX, 5).unwrap(), Page::default());
+        assert_eq!(h.last_seq("#nope").unwrap(), 0);
+    }
+
+    #[test]
+    fn search_finds_whole_words_newest_first_then_orders_by_seq() {
+        let h = store(30, 1000);
+        let page = h.search("#r", "M7", 10).unwrap();
+        assert_eq!(seqs(&page), vec![7]);
+        assert!(h.search("#r", "m", 10).unwrap().messages.is_empty());
+    }
+}

@@ -1,0 +1,84 @@
+//! The schema, its migrations, and the checks made before a store is served.
+//!
+//! `PRAGMA user_version` is the number of migrations applied. Each migration runs in its own
+//! transaction together with the version bump, so a crash leaves either the old or the new
+//! schema. A store written by a newer server (a version we do not know) is refused.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// The migrations, oldest first; `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
+/// Never edit a released migration: add a new one.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: messages, per-conversation counters, full-text index.
+    "
+    CREATE TABLE messages (
+        mid         INTEGER PRIMARY KEY,    -- server-wide message id (the rowid)
+        conv        TEXT    NOT NULL,       -- folded room name, or '@a b' for a pair of users
+        seq         INTEGER NOT NULL,       -- per conversation, contiguous from 1
+        ts          INTEGER NOT NULL,       -- ms since the epoch
+        sender      TEXT    NOT NULL,       -- nick as shown
+        sender_fold TEXT    NOT NULL,       -- folded nick: identity for resends
+        client_id   TEXT,                   -- the send's id, if any
+        room        TEXT,                   -- room name as shown, for a room message
+        recipient   TEXT,                   -- recipient's nick, for a direct message
+        text        TEXT    NOT NULL,
+        action      INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (conv, seq),
+        UNIQUE (sender_fold, client_id)
+    );
+    CREATE INDEX messages_ts ON messages (ts);
+    -- The last seq and mid of every conversation: they survive retention deleting messages.
+    CREATE TABLE convs (
+        conv     TEXT PRIMARY KEY,
+        last_seq INTEGER NOT NULL,
+        last_mid INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE VIRTUAL TABLE messages_fts USING fts5(
+        text, content = 'messages', content_rowid = 'mid',
+        tokenize = 'unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+        INSERT INTO messages_fts (rowid, text) VALUES (new.mid, new.text);
+    END;
+    CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+        INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.mid, old.text);
+    END;
+    ",
+];
+
+/// The schema version this build writes.
+pub fn current_version() -> u32 {
+    u32::try_from(MIGRATIONS.len()).unwrap_or(u32::MAX)
+}
+
+/// Refuses a damaged file: `PRAGMA integrity_check` must answer exactly `ok`.
+pub fn check_integrity(conn: &Connection) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare("PRAGMA integrity_check")?;
+    let problems: Vec<String> = stmt
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<Result<_, _>>()?;
+    if problems.len() == 1 && problems[0] == "ok" {
+        return Ok(());
+    }
+    let shown: Vec<&str> = problems.iter().take(5).map(String::as_str).collect();
+    Err(StoreError::Corrupt(shown.join("; ")))
+}
+
+/// Brings the schema up to [`current_version`], one transaction per migration.
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let found: u32 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    let want = current_version();
+    if found > want {
+        return Err(StoreError::TooNew { found, known: want });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "store schema migrated");
+    }
+    Ok(())
+}

@@ -1,0 +1,239 @@
+//! The writer thread: the only code that writes the database.
+//!
+//! It waits for an append, gathers what else is queued (for at most [`LINGER`], up to
+//! [`MAX_BATCH`]), writes the batch in one transaction and commits, then reports it to the hub
+//! with one [`Done`]. Between batches, and at least every retention interval, it enforces
+//! retention in small chunks so a large purge never holds up appends for long.
+//!
+//! A failed batch raises `min_epoch` past its epoch: the appends queued behind it, which the
+//! hub sent before it heard of the failure, are then refused without being written, so a
+//! room's sequence never gets a hole (see [`crate::history`]).
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, params};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::{Job, MAX_BATCH, StoreOptions};
+use crate::history::{Done, HistoryError, Record};
+
+/// How long a batch waits for more appends after the first one.
+const LINGER: Duration = Duration::from_millis(2);
+/// Messages deleted per retention transaction.
+const RETENTION_CHUNK: usize = 2000;
+
+/// The thread's state.
+pub(super) struct Writer {
+    conn: Connection,
+    /// Holds the data directory's lock for as long as the thread runs.
+    _lock: Connection,
+    retention_count: u64,
+    retention_days: u32,
+    retention_interval: Duration,
+    /// Appends with an older epoch are refused without being written.
+    min_epoch: u64,
+}
+
+impl Writer {
+    pub(super) fn new(conn: Connection, lock: Connection, opts: &StoreOptions) -> Self {
+        Writer {
+            conn,
+            _lock: lock,
+            retention_count: opts.retention_count,
+            retention_days: opts.retention_days,
+            retention_interval: opts.retention_interval.max(Duration::from_millis(10)),
+            min_epoch: 0,
+        }
+    }
+
+    /// Runs until the job queue closes, committing every append that was queued.
+    pub(super) fn run(mut self, jobs: &Receiver<Job>, done: &mpsc::Sender<Done>) {
+        let mut next_retention = Instant::now() + self.retention_interval;
+        loop {
+            let wait = next_retention.saturating_duration_since(Instant::now());
+            let first = match jobs.recv_timeout(wait) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    let deleted = self.retention_chunk();
+                    // More to delete: come back soon, after the appends that queued meanwhile.
+                    next_retention = Instant::now()
+                        + if deleted == RETENTION_CHUNK {
+                            Duration::from_millis(50)
+                        } else {
+                            self.retention_interval
+                        };
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut batch = Vec::new();
+            self.take(first, &mut batch);
+            let deadline = Instant::now() + LINGER;
+            while batch.len() < MAX_BATCH {
+                let job = match jobs.try_recv() {
+                    Ok(job) => job,
+                    Err(TryRecvError::Empty) => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        match jobs.recv_timeout(left) {
+                            Ok(job) => job,
+                            Err(_) => break,
+                        }
+                    }
+                    Err(TryRecvError::Disconnected) => break,
+                };
+                self.take(job, &mut batch);
+            }
+            self.write(batch, done);
+        }
+        debug!("store writer stopped");
+    }
+
+    /// Control jobs are carried out at once; appends join the batch.
+    fn take(&mut self, job: Job, batch: &mut Vec<(Record, u64)>) {
+        match job {
+            Job::Append(record, epoch) => batch.push((record, epoch)),
+            Job::MaxPageCount(pages) => {
+                match self
+                    .conn
+                    .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                        r.get::<_, i64>(0)
+                    }) {
+                    Ok(now) => info!(pages = now, "store max_page_count set"),
+                    Err(e) => warn!(error = %e, "cannot set max_page_count"),
+                }
+            }
+            Job::Retention(reply) => {
+                let mut total = 0;
+                loop {
+                    let n = self.retention_chunk();
+                    total += n;
+                    if n < RETENTION_CHUNK {
+                        break;
+                    }
+                }
+                let _ = reply.send(total);
+            }
+        }
+    }
+
+    /// Writes one batch and reports it: first the stale appends (refused unwritten), then the
+    /// rest in one transaction.
+    fn write(&mut self, batch: Vec<(Record, u64)>, done: &mpsc::Sender<Done>) {
+        if batch.is_empty() {
+            return;
+        }
+        // Epochs never decrease along the queue, so the stale ones are a prefix.
+        let stale = batch
+            .iter()
+            .take_while(|(_, e)| *e < self.min_epoch)
+            .count();
+        if stale > 0 {
+            report(
+                done,
+                Done {
+                    count: stale,
+                    result: Err(HistoryError::Unavailable(
+                        "the store failed a moment ago; send again".into(),
+                    )),
+                },
+            );
+        }
+        let live = &batch[stale..];
+        if live.is_empty() {
+            return;
+        }
+        let result = self.commit(live).map_err(|e| {
+            let epoch = live.iter().map(|(_, e)| *e).max().unwrap_or(0);
+            self.min_epoch = self.min_epoch.max(epoch + 1);
+            warn!(error = %e, messages = live.len(), "store commit failed; messages refused");
+            HistoryError::Unavailable(e.to_string())
+        });
+        report(
+            done,
+            Done {
+                count: live.len(),
+                result,
+            },
+        );
+    }
+
+    fn commit(&mut self, batch: &[(Record, u64)]) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO messages \
+                 (mid, conv, seq, ts, sender, sender_fold, client_id, room, recipient, text, action) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?;
+            let mut counter = tx.prepare_cached(
+                "INSERT INTO convs (conv, last_seq, last_mid) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (conv) DO UPDATE SET \
+                 last_seq = max(last_seq, excluded.last_seq), \
+                 last_mid = max(last_mid, excluded.last_mid)",
+            )?;
+            for (r, _) in batch {
+                let m = &r.msg;
+                insert.execute(params![
+                    m.mid,
+                    r.conv,
+                    m.seq,
+                    m.ts,
+                    m.from,
+                    r.sender_fold,
+                    r.client_id,
+                    m.room,
+                    m.to,
+                    m.text,
+                    m.action
+                ])?;
+                counter.execute(params![r.conv, m.seq, m.mid])?;
+            }
+        }
+        tx.commit()
+    }
+
+    /// Deletes at most one chunk of messages beyond the retention limits; returns how many.
+    fn retention_chunk(&mut self) -> usize {
+        let mut deleted = 0;
+        if self.retention_count > 0 {
+            deleted += self.delete(
+                "DELETE FROM messages WHERE mid IN (SELECT m.mid FROM messages m \
+                 JOIN convs c ON c.conv = m.conv WHERE m.seq <= c.last_seq - ?1 LIMIT ?2)",
+                self.retention_count.min(i64::MAX as u64) as i64,
+            );
+        }
+        if self.retention_days > 0 && deleted < RETENTION_CHUNK {
+            let cutoff = crate::hub::now_ms() - i64::from(self.retention_days) * 86_400_000;
+            deleted += self.delete(
+                "DELETE FROM messages WHERE mid IN \
+                 (SELECT mid FROM messages WHERE ts < ?1 LIMIT ?2)",
+                cutoff,
+            );
+        }
+        if deleted > 0 {
+            info!(deleted, "retention: old messages deleted");
+        }
+        deleted
+    }
+
+    fn delete(&mut self, sql: &str, bound: i64) -> usize {
+        let run = |conn: &mut Connection| -> rusqlite::Result<usize> {
+            let tx = conn.transaction()?;
+            let n = tx.execute(sql, params![bound, RETENTION_CHUNK])?;
+            tx.commit()?;
+            Ok(n)
+        };
+        run(&mut self.conn).unwrap_or_else(|e| {
+            warn!(error = %e, "retention failed; will try again");
+            0
+        })
+    }
+}
+
+/// Reports a batch to the hub. Blocks while the hub's queue is full (the hub always drains it);
+/// if the hub is gone there is nobody to tell.
+fn report(done: &mpsc::Sender<Done>, d: Done) {
+    let _ = done.blocking_send(d);
+}
