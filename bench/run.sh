@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 REPS=${REPS:-1}
 SUBS=${SUBS:-"10 100 1000 10000"}
-SERVERS=${SERVERS:-"ceiling chat redis nats"}
+SERVERS=${SERVERS:-"ceiling chat chat-db redis nats"}
 IDLE=${IDLE:-"1000 10000"}
 PIN=${PIN:-1}
 TARGET=${CARGO_TARGET_DIR:-target}
@@ -33,8 +33,11 @@ fi
 CARGO_TARGET_DIR=$TARGET cargo build --release -q -p chat-bench -p chat-server
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-declare -A PORT=([ceiling]=17777 [chat]=16666 [redis]=16379 [nats]=14222)
-declare -A PROTO=([ceiling]=line [chat]=chat [redis]=redis [nats]=nats)
+declare -A PORT=([ceiling]=17777 [chat]=16666 [chat-db]=16667 [redis]=16379 [nats]=14222)
+declare -A PROTO=([ceiling]=line [chat]=chat [chat-db]=chat [redis]=redis [nats]=nats)
+CHAT_FLAGS=(--rate-burst 1000000000 --rate-per-sec 1000000000 --max-conns-per-ip 30000
+    --max-conns 30000 --outbound-queue 4096)
+DATA_DIR=
 SRV_CPU=() BENCH_CPU=()
 if [[ $PIN == 1 && $(nproc) -ge 2 ]]; then SRV_CPU=(taskset -c 0) BENCH_CPU=(taskset -c 1); fi
 SERVER_PID=
@@ -44,8 +47,12 @@ start() { # start SERVER: fresh process on its port, PID in SERVER_PID
     case $1 in
     ceiling) "${SRV_CPU[@]}" "$BIN/chat-bench" ceiling --bind "127.0.0.1:$port" --for 600 & ;;
     chat) RUST_LOG=warn "${SRV_CPU[@]}" "$BIN/chat-server" --bind "127.0.0.1:$port" \
-        --rate-burst 1000000000 --rate-per-sec 1000000000 --max-conns-per-ip 30000 \
-        --max-conns 30000 --outbound-queue 4096 2>>"$OUT/$STAMP.chat-server.log" & ;;
+        --history memory "${CHAT_FLAGS[@]}" 2>>"$OUT/$STAMP.chat-server.log" & ;;
+    chat-db) # the durable default (SQLite), in a fresh directory every time
+        DATA_DIR=$(mktemp -d /tmp/chat-bench-db.XXXXXX)
+        RUST_LOG=warn "${SRV_CPU[@]}" "$BIN/chat-server" --bind "127.0.0.1:$port" \
+            --history sqlite --data-dir "$DATA_DIR" "${CHAT_FLAGS[@]}" \
+            2>>"$OUT/$STAMP.chat-server.log" & ;;
     redis) "${SRV_CPU[@]}" redis-server --bind 127.0.0.1 --port "$port" --save '' \
         --appendonly no --maxclients 30000 --loglevel warning >/dev/null & ;;
     nats) "${SRV_CPU[@]}" nats-server -a 127.0.0.1 -p "$port" >/dev/null 2>&1 & ;;
@@ -66,6 +73,7 @@ stop() {
     kill -9 "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
     SERVER_PID=
+    if [[ -n $DATA_DIR ]]; then rm -rf "$DATA_DIR"; DATA_DIR=; fi
 }
 trap stop EXIT
 
@@ -105,12 +113,12 @@ for rep in $(seq "$REPS"); do
     done
     for n in $IDLE; do
         for server in $SERVERS; do
-            [[ $server == ceiling ]] && continue
+            [[ $server == ceiling || $server == chat-db ]] && continue
             run "$server" "idle-$n" idle --conns "$n" --settle 2
         done
     done
     for server in $SERVERS; do
-        [[ $server == ceiling ]] && continue
+        [[ $server == ceiling || $server == chat-db ]] && continue
         run "$server" "slow-100" slow --subs 100 --messages 100000
     done
 done

@@ -10,7 +10,7 @@ import statistics
 import subprocess
 import sys
 
-SERVERS = ["ceiling", "chat", "redis", "nats"]
+SERVERS = ["ceiling", "chat", "chat-db", "redis", "nats"]
 
 
 def progress(line, server, label):
@@ -85,6 +85,8 @@ def main(path, stamp, pin):
     if LOADS:
         p(f"- 1-minute load average at the start of each run: {min(LOADS):.2f}–{max(LOADS):.2f} "
           "(above ~2, other work on the machine competed with the runs)")
+    p("- chat = chat-server with `--history memory`; chat-db = the durable default (SQLite, "
+      "fresh data directory per run). ceiling = `chat-bench ceiling`, the zero-logic broadcaster.")
     p("- 64-byte payloads, one publisher, loopback. Noise between runs is ±25 %: compare ratios "
       "within one run only.\n")
 
@@ -97,13 +99,14 @@ def main(path, stamp, pin):
         for s in servers:
             p(f"| {s} | " + " | ".join(cell(runs.get((l, s), []), get, fmt_rate)
                                      for _, l in fan) + " |")
-        for other in ["redis", "nats", "ceiling"]:
-            if "chat" in servers and other in servers:
+        for ours, other in [("chat", "redis"), ("chat", "nats"), ("chat", "ceiling"),
+                            ("chat-db", "redis")]:
+            if ours in servers and other in servers:
                 row = []
                 for _, l in fan:
-                    a, b = median(runs.get((l, "chat"), []), get), median(runs.get((l, other), []), get)
+                    a, b = median(runs.get((l, ours), []), get), median(runs.get((l, other), []), get)
                     row.append(f"{a / b:.2f}×" if a and b else "—")
-                p(f"| chat ÷ {other} | " + " | ".join(row) + " |")
+                p(f"| {ours} ÷ {other} | " + " | ".join(row) + " |")
         p("")
 
     lat = [l for l in labels if l.startswith("latency-")]
