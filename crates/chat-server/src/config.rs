@@ -141,6 +141,30 @@ pub struct Config {
     /// Longest graceful shutdown: after this, remaining connections are dropped.
     #[arg(long, env = "CHAT_SHUTDOWN_TIMEOUT", default_value = "4s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// Time a new connection has to send its first byte before it is taken for a text client
+    /// (netcat, telnet) and greeted.
+    #[arg(long, env = "CHAT_DETECT_TIMEOUT", default_value = "300ms", value_parser = parse_duration)]
+    pub detect_timeout: Duration,
+
+    /// Default charset of text clients (utf-8, gbk, gb18030, big5, shift_jis, ...); each can
+    /// change it with /charset.
+    #[arg(long, env = "CHAT_TEXT_ENCODING", default_value = "utf-8", value_parser = crate::text::charset::parse_charset)]
+    pub text_encoding: &'static encoding_rs::Encoding,
+
+    /// Time a text client has to give its name.
+    #[arg(long, env = "CHAT_TEXT_NAME_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub text_name_timeout: Duration,
+
+    /// A text client that types nothing this long is disconnected (text clients cannot answer
+    /// pings).
+    #[arg(long, env = "CHAT_TEXT_IDLE_TIMEOUT", default_value = "30m", value_parser = parse_duration)]
+    pub text_idle_timeout: Duration,
+
+    /// Silence after which text without a line ending counts as a line (clients that send a
+    /// chunk and wait for the answer).
+    #[arg(long, env = "CHAT_TEXT_CHUNK_TIMEOUT", default_value = "500ms", value_parser = parse_duration)]
+    pub text_chunk_timeout: Duration,
 }
 
 impl Default for Config {
@@ -174,6 +198,11 @@ impl Default for Config {
             write_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(2),
             shutdown_timeout: Duration::from_secs(4),
+            detect_timeout: Duration::from_millis(300),
+            text_encoding: encoding_rs::UTF_8,
+            text_name_timeout: Duration::from_secs(60),
+            text_idle_timeout: Duration::from_secs(30 * 60),
+            text_chunk_timeout: Duration::from_millis(500),
         }
     }
 }

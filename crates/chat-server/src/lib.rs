@@ -19,6 +19,7 @@
 //! - [`history`]: the [`history::HistoryStore`] trait and the in-memory store.
 //! - [`store`]: the durable store: SQLite, a writer thread with group commit, search.
 //! - [`rate`]: the token bucket.
+//! - [`text`]: text mode: netcat, telnet and legacy-charset clients in the same rooms.
 
 pub mod config;
 pub mod history;
@@ -29,6 +30,7 @@ pub mod reader;
 pub mod room;
 pub mod session;
 pub mod store;
+pub mod text;
 pub mod writer;
 
 use std::future::Future;

@@ -1,9 +1,17 @@
-//! The accept loop: connection limits, `TCP_NODELAY`, and one tracked task per session.
+//! The accept loop: connection limits, `TCP_NODELAY`, the dialect, and one tracked task per
+//! session.
 //!
 //! Two limits are checked before a session starts: a global semaphore (`max_conns` permits) and
 //! a per-IP count (`max_conns_per_ip`). A refused connection gets one `too_many_connections`
 //! error, written without waiting (its send buffer is empty), and is closed at once, so refusing
 //! costs no task.
+//!
+//! One port serves two dialects. The session task first peeks at the first byte without
+//! consuming it ([`detect`]): `0x00` is the framed protocol (the first byte of version 1's
+//! header), `0x16` is a TLS handshake (not served yet: it gets one plain-text line), any other
+//! byte is a text client (netcat, telnet, a homework client) and so is a connection that says
+//! nothing within `detect_timeout`: a person at netcat waits to be greeted, while every framed
+//! client speaks first.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -11,6 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chat_proto::{ErrorCode, ServerMsg, WireMessage};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +29,7 @@ use tracing::{debug, info, warn};
 use crate::config::Config;
 use crate::hub::{HubHandle, SessionId};
 use crate::session;
+use crate::text;
 
 /// Accepts connections and starts sessions.
 #[derive(Debug)]
@@ -87,21 +97,128 @@ impl Listener {
             let id = self.next_id;
             self.next_id += 1;
             debug!(session = id, %peer, "accepted");
-            let session = session::run(
+            let conn = Conn {
                 id,
                 peer,
-                stream.into_split(),
-                self.hub.clone(),
-                self.config.clone(),
-                self.shutdown.clone(),
-            );
+                stream,
+                hub: self.hub.clone(),
+                config: self.config.clone(),
+                shutdown: self.shutdown.clone(),
+            };
             self.tracker.spawn(async move {
-                session.await;
+                conn.serve().await;
                 drop(permit);
                 drop(slot);
             });
         }
     }
+}
+
+/// The first byte of a framed connection (version 1's header starts with three zero bytes).
+const FRAMED_FIRST: u8 = 0x00;
+/// The first byte of a TLS record carrying a handshake (`ClientHello`).
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// How a connection speaks, judged from its first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// The framed protocol of `PROTOCOL.md`.
+    Framed,
+    /// Lines of text. `greet`: the peer is waiting for us to speak first (it sent nothing, or
+    /// only telnet negotiation).
+    Text {
+        /// Greet and ask for a name at once.
+        greet: bool,
+    },
+    /// A TLS handshake; TLS is not served yet.
+    Tls,
+}
+
+impl Dialect {
+    /// The dialect a first byte announces; `None` is silence.
+    pub fn from_first_byte(first: Option<u8>) -> Dialect {
+        match first {
+            Some(FRAMED_FIRST) => Dialect::Framed,
+            Some(TLS_HANDSHAKE) => Dialect::Tls,
+            // A telnet client that negotiates first is still waiting to be greeted.
+            Some(text::telnet::IAC) | None => Dialect::Text { greet: true },
+            Some(_) => Dialect::Text { greet: false },
+        }
+    }
+}
+
+/// Peeks at the first byte (not consuming it) for at most `wait`. `None` when the peer closed,
+/// failed, or the server is stopping before it said anything.
+pub async fn detect(
+    stream: &TcpStream,
+    wait: Duration,
+    shutdown: &CancellationToken,
+) -> Option<Dialect> {
+    let mut first = [0u8; 1];
+    tokio::select! {
+        // The server is stopping: nobody to serve.
+        () = shutdown.cancelled() => None,
+        peeked = tokio::time::timeout(wait, stream.peek(&mut first)) => match peeked {
+            Ok(Ok(0) | Err(_)) => None,
+            Ok(Ok(_)) => Some(Dialect::from_first_byte(Some(first[0]))),
+            // Silence: a person at netcat or telnet, waiting to be greeted.
+            Err(_) => Some(Dialect::from_first_byte(None)),
+        },
+    }
+}
+
+/// An accepted connection on its way to a session.
+struct Conn {
+    id: SessionId,
+    peer: SocketAddr,
+    stream: TcpStream,
+    hub: HubHandle,
+    config: Arc<Config>,
+    shutdown: CancellationToken,
+}
+
+impl Conn {
+    /// Picks the dialect and serves the connection until it ends.
+    async fn serve(self) {
+        let Conn {
+            id,
+            peer,
+            stream,
+            hub,
+            config,
+            shutdown,
+        } = self;
+        let Some(dialect) = detect(&stream, config.detect_timeout, &shutdown).await else {
+            debug!(session = id, %peer, "closed before its first byte");
+            return;
+        };
+        debug!(session = id, %peer, ?dialect, "dialect");
+        match dialect {
+            Dialect::Framed => {
+                session::run(id, peer, stream.into_split(), hub, config, shutdown).await;
+            }
+            Dialect::Text { greet } => {
+                let halves = stream.into_split();
+                text::run(id, peer, halves, hub, config, shutdown, greet).await;
+            }
+            Dialect::Tls => refuse_tls(stream, peer, config.close_timeout).await,
+        }
+    }
+}
+
+/// Answers a TLS handshake with one readable line and closes. The unread handshake is drained
+/// first (briefly), so closing does not reset the connection before the line is read.
+async fn refuse_tls(mut stream: TcpStream, peer: SocketAddr, grace: Duration) {
+    info!(%peer, "TLS handshake refused: TLS is not enabled");
+    let line = b"TLS is not enabled on this server: connect without TLS\r\n";
+    let _ = tokio::time::timeout(grace, async {
+        stream.write_all(line).await?;
+        stream.shutdown().await?;
+        let mut scratch = [0u8; 4096];
+        while stream.read(&mut scratch).await? > 0 {}
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
 }
 
 /// Sends `too_many_connections` without waiting, then the stream is dropped (closed).
@@ -150,6 +267,30 @@ impl Drop for IpSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_byte_picks_the_dialect() {
+        assert_eq!(Dialect::from_first_byte(Some(0x00)), Dialect::Framed);
+        assert_eq!(Dialect::from_first_byte(Some(0x16)), Dialect::Tls);
+        assert_eq!(
+            Dialect::from_first_byte(Some(b'a')),
+            Dialect::Text { greet: false }
+        );
+        assert_eq!(
+            Dialect::from_first_byte(Some(0xB0)),
+            Dialect::Text { greet: false },
+            "a GBK lead byte"
+        );
+        assert_eq!(
+            Dialect::from_first_byte(Some(0xFF)),
+            Dialect::Text { greet: true },
+            "telnet negotiation"
+        );
+        assert_eq!(
+            Dialect::from_first_byte(None),
+            Dialect::Text { greet: true }
+        );
+    }
 
     #[test]
     fn ip_slots_count_per_address_and_free_on_drop() {

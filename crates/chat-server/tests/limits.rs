@@ -208,7 +208,8 @@ async fn garbage_bytes_get_an_error_and_are_closed() {
         let server = TestServer::start(test_config()).await;
         let (mut a, mut b) = control_pair(&server).await;
         let mut h = Client::connect(server.addr).await;
-        h.send_raw(b"GET / HTTP/1.1\r\nHost: chat\r\n\r\n").await;
+        // A zero first byte makes it a framed connection (anything else is a text client).
+        h.send_raw(b"\0GET / HTTP/1.1\r\nHost: chat\r\n\r\n").await;
         expect_fatal(
             &mut h,
             ErrorCode::UnsupportedVersion,
@@ -300,7 +301,8 @@ async fn connections_that_never_say_hello_time_out() {
         let started = Instant::now();
         let mut silent = Vec::new();
         for _ in 0..5 {
-            silent.push(Client::connect(server.addr).await);
+            // A ping first: a connection that says nothing at all would be a text client.
+            silent.push(Client::connect_framed(server.addr).await);
         }
         a.chat_with(&mut b, "during").await;
         for h in silent.iter_mut() {

@@ -18,7 +18,7 @@ async fn clients_receive_the_shutdown_notice_and_run_returns() {
             clients.push(Client::login(server.addr, nick).await);
         }
         // One connection mid-handshake and one that never reads are told too.
-        let mut pending = Client::connect(server.addr).await;
+        let mut pending = Client::connect_framed(server.addr).await;
         let mut deaf = Client::login(server.addr, "deaf").await;
         // A message queued just before shutdown is flushed before the notice.
         clients[0].say("#lobby", "last words", "lw").await;

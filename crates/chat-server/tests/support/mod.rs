@@ -111,6 +111,14 @@ impl Client {
         Self::over(stream)
     }
 
+    /// Connects and sends a `ping` at once, so the server takes this for a framed client: a
+    /// connection that says nothing for the detect timeout is greeted as a text client.
+    pub async fn connect_framed(addr: SocketAddr) -> Self {
+        let mut c = Self::connect(addr).await;
+        c.send(chat_proto::message::Ping::default()).await;
+        c
+    }
+
     pub fn over(stream: TcpStream) -> Self {
         Client {
             framed: Framed::new(stream, ClientCodec::new(1 << 20)),

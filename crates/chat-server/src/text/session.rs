@@ -1,0 +1,557 @@
+//! One text connection: the name prompt, the read `select!`, commands to hub requests, frames
+//! from the hub to lines.
+//!
+//! The hub sees a text session exactly like a framed one: it registers with a bounded queue
+//! for pre-encoded frames and sends [`ClientMsg`] requests. The session takes a frame off that
+//! queue only when the writer's queue has room, decodes it, renders it as lines in the
+//! connection's charset and queues those bytes for the writer ([`crate::writer`], the same task
+//! framed sessions use). So when the client does not read, the writer stalls, its queue fills,
+//! the hub's queue for this connection fills, and the hub drops the connection as lagged, the
+//! same rule as for every other client.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chat_proto::client::{self, Hello, Join, ListRooms, Names, Nick, Part, Topic};
+use chat_proto::frame::{HEADER_LEN, Header};
+use chat_proto::{ClientMsg, ServerMsg, WireMessage};
+use jiff::tz::TimeZone;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep_until, timeout};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::MAX_LINE;
+use super::charset::{Charset, parse_charset};
+use super::close::TextClose;
+use super::command::{HELP, Input, parse};
+use super::line::{LineSplitter, Piece};
+use super::render::{View, render};
+use crate::config::Config;
+use crate::hub::{ConnInfo, HubHandle, Kick, SessionId};
+use crate::rate::TokenBucket;
+use crate::writer::{self, Finish, WriterExit};
+
+/// Entries (each the lines of one frame or one answer) queued for the writer.
+const WRITER_QUEUE: usize = 32;
+/// Bytes asked for per read.
+const READ_CHUNK: usize = 4096;
+
+/// A text session's state besides its writer.
+struct TextSession<R> {
+    id: SessionId,
+    peer: SocketAddr,
+    config: Arc<Config>,
+    hub: HubHandle,
+    rd: R,
+    lines: LineSplitter,
+    charset: Charset,
+    tz: TimeZone,
+    /// The hub's queue for this connection: a clone goes to the hub on registration; we keep
+    /// one so a refused name can try again.
+    out_tx: mpsc::Sender<Bytes>,
+    /// Frames from the hub; drained only while `text_tx` has room.
+    out_rx: mpsc::Receiver<Bytes>,
+    /// Rendered, encoded lines for the writer; only this session sends on it.
+    text_tx: mpsc::Sender<Bytes>,
+    /// The nick, once registered.
+    nick: Option<String>,
+    /// Fires if the hub drops us as lagged; `None` before registration.
+    kick_rx: Option<oneshot::Receiver<Kick>>,
+    /// Rooms we are in, in the order joined; the last one joined is the default target.
+    rooms: Vec<String>,
+    /// Where a plain line goes.
+    current: Option<String>,
+    bucket: TokenBucket,
+    name_deadline: Instant,
+    idle_deadline: Instant,
+    /// When bytes last arrived (a chunk line ends after a silence from here).
+    last_read: Instant,
+    /// Lines refused by the rate limit.
+    rate_refused: u64,
+}
+
+/// Serves one text connection until it closes. `greet` asks for a name at once (the peer
+/// has said nothing yet, so it is waiting for us).
+pub async fn run<R, W>(
+    id: SessionId,
+    peer: SocketAddr,
+    (rd, wr): (R, W),
+    hub: HubHandle,
+    config: Arc<Config>,
+    shutdown: CancellationToken,
+    greet: bool,
+) where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (out_tx, out_rx) = mpsc::channel(config.outbound_queue.max(1));
+    let (text_tx, text_rx) = mpsc::channel(WRITER_QUEUE);
+    let (finish_tx, finish_rx) = oneshot::channel();
+    let mut writer = tokio::spawn(writer::run(wr, text_rx, finish_rx, config.write_timeout));
+    let now = Instant::now();
+    let mut session = TextSession {
+        id,
+        peer,
+        rd,
+        lines: LineSplitter::new(MAX_LINE),
+        charset: Charset::new(config.text_encoding),
+        tz: TimeZone::system(),
+        out_tx,
+        out_rx,
+        text_tx,
+        nick: None,
+        kick_rx: None,
+        rooms: Vec::new(),
+        current: None,
+        bucket: TokenBucket::new(config.rate_burst, config.rate_per_sec),
+        name_deadline: now + config.text_name_timeout,
+        idle_deadline: now + config.text_idle_timeout,
+        last_read: now,
+        rate_refused: 0,
+        hub,
+        config,
+    };
+    debug!(session = id, %peer, greet, "text session");
+    let close = match session.start(greet) {
+        Ok(()) => session.serve(&mut writer, &shutdown).await,
+        Err(close) => close,
+    };
+    session.close(close, finish_tx, writer).await;
+}
+
+impl<R: AsyncRead + Unpin> TextSession<R> {
+    /// The greeting, for a peer that waits to be spoken to.
+    fn start(&mut self, greet: bool) -> Result<(), TextClose> {
+        if greet {
+            let version = env!("CARGO_PKG_VERSION");
+            self.say(&[
+                &format!("*** welcome to chat-server {version} (text mode)"),
+                "*** what is your name? type it and press Enter",
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// The read loop: one `select!` over everything that can happen to a text connection.
+    async fn serve(
+        &mut self,
+        writer: &mut JoinHandle<WriterExit>,
+        shutdown: &CancellationToken,
+    ) -> TextClose {
+        let mut scratch = vec![0u8; READ_CHUNK];
+        loop {
+            let chunk_deadline = self
+                .lines
+                .has_partial()
+                .then(|| self.last_read + self.config.text_chunk_timeout);
+            let registered = self.nick.is_some();
+            let writer_has_room = self.text_tx.capacity() > 0;
+            tokio::select! {
+                // The server is stopping: say so, flush, close.
+                () = shutdown.cancelled() => return TextClose::Shutdown,
+                // The hub dropped us from fan-out because our queue overflowed.
+                kick = async {
+                    match self.kick_rx.as_mut() {
+                        Some(rx) => rx.await,
+                        None => std::future::pending().await,
+                    }
+                }, if self.kick_rx.is_some() => match kick {
+                    Ok(Kick::Lagged { .. }) => return TextClose::Lagged,
+                    // The hub let go of us without a kick: it is stopping; shutdown follows.
+                    Err(_) => self.kick_rx = None,
+                },
+                // The writer ended on its own: a write stalled or failed.
+                exit = &mut *writer => {
+                    return TextClose::Writer(exit.unwrap_or_else(|e| WriterExit::Failed(io::Error::other(e))));
+                }
+                // Bytes from the peer: handle every line they finish.
+                read = self.rd.read(&mut scratch) => match read {
+                    Ok(0) => return TextClose::PeerClosed,
+                    Ok(n) => {
+                        self.last_read = Instant::now();
+                        self.idle_deadline = self.last_read + self.config.text_idle_timeout;
+                        let mut pieces = Vec::new();
+                        self.lines.push(&scratch[..n], &mut pieces);
+                        for piece in pieces {
+                            if let Err(close) = self.piece(piece).await {
+                                return close;
+                            }
+                        }
+                    }
+                    Err(e) => return TextClose::Io(e),
+                },
+                // A frame from the hub, taken only when the writer has room: otherwise it waits
+                // in the hub's queue, where an overflow makes the hub drop us as lagged.
+                frame = self.out_rx.recv(), if writer_has_room => match frame {
+                    Some(frame) => {
+                        if let Err(close) = self.frame(&frame) {
+                            return close;
+                        }
+                    }
+                    // We hold a sender, so this cannot happen; treat it like a stopped hub.
+                    None => return TextClose::HubGone,
+                },
+                // Text without a line ending, then silence: a chunk client waits for an answer.
+                () = sleep_until(chunk_deadline.unwrap_or(self.last_read)), if chunk_deadline.is_some() => {
+                    if let Some(bytes) = self.lines.flush() {
+                        if let Err(close) = self.line(&bytes, false).await {
+                            return close;
+                        }
+                    }
+                }
+                // No name in time.
+                () = sleep_until(self.name_deadline), if !registered => return TextClose::NameTimeout,
+                // Nothing typed for the idle timeout (text clients cannot answer pings).
+                () = sleep_until(self.idle_deadline), if registered => return TextClose::Idle,
+            }
+        }
+    }
+
+    /// One piece from the line splitter.
+    async fn piece(&mut self, piece: Piece) -> Result<(), TextClose> {
+        match piece {
+            Piece::Line(bytes) => self.line(&bytes, true).await,
+            Piece::TooLong => {
+                let line = format!(
+                    "*** error: line longer than {MAX_LINE} bytes; it was not sent (split it up)"
+                );
+                self.say(&[&line])
+            }
+        }
+    }
+
+    /// A line (or a chunk that ended in silence, `line_end` false): decode, then act on it.
+    async fn line(&mut self, bytes: &[u8], line_end: bool) -> Result<(), TextClose> {
+        let decoded = self.charset.decode(bytes, line_end);
+        if let Some(enc) = decoded.switched {
+            info!(session = self.id, peer = %self.peer, charset = enc.name(), "charset detected");
+            let name = enc.name();
+            self.say(&[&format!(
+                "*** your text is not UTF-8: this connection now reads and writes {name} (/charset utf-8 to switch back)"
+            )])?;
+        }
+        let text = decoded.text;
+        let input = parse(&text);
+        if input == Input::Empty {
+            if self.nick.is_none() {
+                return self.say(&["*** what is your name?"]);
+            }
+            return Ok(());
+        }
+        if !self.take_token() {
+            let c = &self.config;
+            let line = format!(
+                "*** error: too many lines (burst {}, then {}/s); this one was not sent",
+                c.rate_burst, c.rate_per_sec
+            );
+            return self.say(&[&line]);
+        }
+        match self.nick.clone() {
+            None => self.before_name(input).await,
+            Some(nick) => self.command(input, &nick).await,
+        }
+    }
+
+    /// A line before registration: a name, or one of the few commands that need none.
+    async fn before_name(&mut self, input: Input<'_>) -> Result<(), TextClose> {
+        match input {
+            Input::Say(name) | Input::Nick(name) => self.register(name.trim()).await,
+            Input::Quit(reason) => Err(TextClose::Quit(reason.unwrap_or("quit").to_owned())),
+            Input::Help => self.say(HELP),
+            Input::Charset(label) => self.charset(label),
+            _ => self.say(&["*** choose a name first: type it and press Enter"]),
+        }
+    }
+
+    /// Asks the hub for the nick; on success the welcome and `#lobby` arrive as frames.
+    async fn register(&mut self, name: &str) -> Result<(), TextClose> {
+        let (kick_tx, kick_rx) = oneshot::channel();
+        let conn = ConnInfo {
+            id: self.id,
+            peer: self.peer,
+            out_tx: self.out_tx.clone(),
+            kick_tx,
+        };
+        let hello = Hello {
+            name: name.to_owned(),
+            client: Some("text".to_owned()),
+            ..Hello::default()
+        };
+        match self.hub.register(conn, hello).await {
+            Ok(Ok(nick)) => {
+                info!(session = self.id, peer = %self.peer, nick, charset = self.charset.encoding().name(), "text client registered");
+                self.nick = Some(nick);
+                self.kick_rx = Some(kick_rx);
+                self.idle_deadline = Instant::now() + self.config.text_idle_timeout;
+                Ok(())
+            }
+            Ok(Err(refused)) => {
+                debug!(session = self.id, reason = %refused, "name refused");
+                let line = format!("*** error: {}", refused.message);
+                self.say(&[&line, "*** choose another name:"])
+            }
+            Err(_) => Err(TextClose::HubGone),
+        }
+    }
+
+    /// A line from a registered user.
+    async fn command(&mut self, input: Input<'_>, nick: &str) -> Result<(), TextClose> {
+        let request = match input {
+            Input::Empty => return Ok(()),
+            Input::Say(text) => match self.current.clone() {
+                Some(room) => ClientMsg::Send(send(room, text, false)),
+                None => return self.say(&["*** you are in no room: /join #room first"]),
+            },
+            Input::Me(text) => match self.current.clone() {
+                Some(room) => ClientMsg::Send(send(room, text, true)),
+                None => return self.say(&["*** you are in no room: /join #room first"]),
+            },
+            Input::Msg { to, text } => ClientMsg::Send(send(to.to_owned(), text, false)),
+            Input::Nick(new) => ClientMsg::Nick(Nick {
+                id: None,
+                nick: new.to_owned(),
+            }),
+            Input::Join(room) => ClientMsg::Join(Join { id: None, room }),
+            Input::Part { room, reason } => match room.or_else(|| self.current.clone()) {
+                Some(room) => ClientMsg::Part(Part {
+                    id: None,
+                    room,
+                    reason: reason.map(str::to_owned),
+                }),
+                None => return self.say(&["*** you are in no room"]),
+            },
+            Input::Names(room) => match room.or_else(|| self.current.clone()) {
+                Some(room) => ClientMsg::Names(Names { id: None, room }),
+                None => return self.say(&["*** which room? /names #room"]),
+            },
+            Input::Topic { room, text } => match room.or_else(|| self.current.clone()) {
+                Some(room) => ClientMsg::Topic(Topic {
+                    id: None,
+                    room,
+                    topic: text.map(str::to_owned),
+                    lock: None,
+                }),
+                None => return self.say(&["*** which room? /topic #room [text]"]),
+            },
+            Input::Rooms => ClientMsg::ListRooms(ListRooms { id: None }),
+            Input::Quit(reason) => {
+                return Err(TextClose::Quit(reason.unwrap_or("quit").to_owned()));
+            }
+            Input::Help => return self.say(HELP),
+            Input::Charset(label) => return self.charset(label),
+            Input::Usage(usage) => return self.say(&[&format!("*** usage: {usage}")]),
+            Input::Unknown(name) => {
+                let name = chat_proto::sanitize::sanitize_line(name);
+                return self.say(&[&format!("*** unknown command /{name}; /help lists them")]);
+            }
+        };
+        debug!(
+            session = self.id,
+            nick,
+            kind = request.kind(),
+            "text request"
+        );
+        self.hub
+            .request(self.id, request)
+            .await
+            .map_err(|_| TextClose::HubGone)
+    }
+
+    /// `/charset`: shows or changes this connection's charset.
+    fn charset(&mut self, label: Option<&str>) -> Result<(), TextClose> {
+        let Some(label) = label else {
+            let name = self.charset.encoding().name();
+            return self.say(&[&format!(
+                "*** this connection uses {name}; /charset utf-8|gbk|gb18030|big5|shift_jis|... changes it"
+            )]);
+        };
+        match parse_charset(label) {
+            Ok(enc) => {
+                self.charset.set(enc);
+                debug!(session = self.id, charset = enc.name(), "charset chosen");
+                self.say(&[&format!("*** this connection now uses {}", enc.name())])
+            }
+            Err(why) => {
+                let why = chat_proto::sanitize::sanitize_line(&why).into_owned();
+                self.say(&[&format!("*** error: {why}")])
+            }
+        }
+    }
+
+    /// A frame the hub queued for us: follow what it says about us, then show it.
+    fn frame(&mut self, frame: &Bytes) -> Result<(), TextClose> {
+        let Some(msg) = decode_frame(frame) else {
+            warn!(session = self.id, "cannot decode a frame from the hub");
+            return Ok(());
+        };
+        let mut lines = Vec::new();
+        let me = self.nick.clone().unwrap_or_default();
+        render(
+            &msg,
+            View {
+                me: &me,
+                tz: &self.tz,
+            },
+            &mut lines,
+        );
+        self.follow(&msg, &me, &mut lines);
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        self.say(&refs)
+    }
+
+    /// Keeps our nick, rooms and current room in step with what the hub says; appends a line
+    /// when where our lines go changed without our asking.
+    fn follow(&mut self, msg: &ServerMsg, me: &str, lines: &mut Vec<String>) {
+        match msg {
+            ServerMsg::Welcome(w) => self.nick = Some(w.nick.clone()),
+            ServerMsg::Joined(j) if j.nick == me => {
+                if !self.rooms.contains(&j.room) {
+                    self.rooms.push(j.room.clone());
+                }
+                self.current = Some(j.room.clone());
+            }
+            ServerMsg::Parted(p) if p.nick == me => {
+                self.rooms.retain(|r| r != &p.room);
+                if self.current.as_ref() == Some(&p.room) {
+                    self.current = self.rooms.last().cloned();
+                    lines.push(match &self.current {
+                        Some(room) => format!("*** your lines go to {room} now"),
+                        None => "*** you are in no room now: /join #room".to_owned(),
+                    });
+                }
+            }
+            ServerMsg::NickChanged(n) if n.old == me => self.nick = Some(n.new.clone()),
+            _ => {}
+        }
+    }
+
+    /// Takes a rate token; on refusal counts it (and logs the first refusal).
+    fn take_token(&mut self) -> bool {
+        if self.bucket.try_take() {
+            return true;
+        }
+        self.rate_refused += 1;
+        if self.rate_refused == 1 {
+            info!(session = self.id, peer = %self.peer, nick = ?self.nick, "rate limit reached; refusing lines");
+        }
+        false
+    }
+
+    /// Queues lines for the client, in its charset. Never waits: a full queue means the client
+    /// is not reading.
+    fn say(&mut self, lines: &[&str]) -> Result<(), TextClose> {
+        let bytes = self.encode(lines);
+        match self.text_tx.try_send(bytes) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(TextClose::Lagged),
+            // The writer is gone; its own exit is reported by the select loop.
+            Err(TrySendError::Closed(_)) => Ok(()),
+        }
+    }
+
+    fn encode(&self, lines: &[&str]) -> Bytes {
+        let mut out = Vec::new();
+        for line in lines {
+            self.charset.encode_line(line, &mut out);
+        }
+        Bytes::from(out)
+    }
+
+    /// Ends the session: hub, last lines, writer, input drain, one log line.
+    async fn close(
+        mut self,
+        close: TextClose,
+        finish_tx: oneshot::Sender<Finish>,
+        writer: JoinHandle<WriterExit>,
+    ) {
+        // A session the hub dropped as lagged is already gone there; leaving again is harmless.
+        if self.nick.is_some() && !matches!(close, TextClose::HubGone) {
+            let _ = self.hub.leave(self.id, close.quit_reason()).await;
+        }
+        let mut last = Vec::new();
+        // What the hub queued before we stopped reading it (not for a client that lags).
+        if !matches!(close, TextClose::Lagged | TextClose::Writer(_)) {
+            let me = self.nick.clone().unwrap_or_default();
+            let mut lines = Vec::new();
+            while let Ok(frame) = self.out_rx.try_recv() {
+                if let Some(msg) = decode_frame(&frame) {
+                    let view = View {
+                        me: &me,
+                        tz: &self.tz,
+                    };
+                    render(&msg, view, &mut lines);
+                }
+            }
+            for line in &lines {
+                self.charset.encode_line(line, &mut last);
+            }
+        }
+        let c = &self.config;
+        if let Some(line) = close.last_line(c.text_name_timeout, c.text_idle_timeout) {
+            self.charset.encode_line(&line, &mut last);
+        }
+        let grace = self.config.close_timeout;
+        let exit = if let TextClose::Writer(_) = close {
+            None
+        } else {
+            let _ = finish_tx.send(Finish {
+                frames: vec![Bytes::from(last)],
+                timeout: grace,
+            });
+            let exit = timeout(grace + grace / 2, writer).await;
+            Some(match exit {
+                Ok(Ok(exit)) => exit,
+                Ok(Err(e)) => WriterExit::Failed(io::Error::other(e)),
+                Err(_) => WriterExit::FinishTimedOut,
+            })
+        };
+        if matches!(exit, Some(WriterExit::Finished)) && !matches!(close, TextClose::PeerClosed) {
+            // Our side is shut down; wait (briefly) for the peer to close its side, so unread
+            // input cannot turn our last lines into a reset.
+            let mut scratch = [0u8; 4096];
+            let _ = timeout(grace, async {
+                while let Ok(n) = self.rd.read(&mut scratch).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+        info!(
+            session = self.id,
+            peer = %self.peer,
+            nick = self.nick.as_deref().unwrap_or("-"),
+            charset = self.charset.encoding().name(),
+            reason = %close,
+            writer = ?exit,
+            rate_refused = self.rate_refused,
+            "text connection closed"
+        );
+    }
+}
+
+/// A `send` request with no id (text clients do not resend).
+fn send(to: String, text: &str, action: bool) -> client::Send {
+    client::Send {
+        id: None,
+        to,
+        text: text.to_owned(),
+        action,
+    }
+}
+
+/// One frame the hub encoded, back to a message. The hub's frames are whole and well formed.
+fn decode_frame(frame: &Bytes) -> Option<ServerMsg> {
+    let header = Header::parse(frame)?;
+    ServerMsg::decode(header.kind, frame.slice(HEADER_LEN..)).ok()
+}
