@@ -33,9 +33,8 @@ pub fn render(msg: &ServerMsg, view: View<'_>, out: &mut Vec<String>) {
     match msg {
         ServerMsg::Welcome(w) => {
             out.push(format!(
-                "*** welcome, {}! you are in {}: type a line to talk there, /help lists the commands",
+                "*** welcome, {}! type a line to talk, /help lists the commands",
                 sanitize_line(&w.nick),
-                w.rooms.first().map_or("no room".into(), |r| sanitize_line(r)),
             ));
             if let Some(motd) = &w.motd {
                 for line in sanitize_text(motd).lines() {
@@ -101,7 +100,9 @@ pub fn render(msg: &ServerMsg, view: View<'_>, out: &mut Vec<String>) {
         )),
         ServerMsg::RoomList(list) if list.rooms.is_empty() => out.push("*** no rooms".into()),
         ServerMsg::RoomList(list) => {
-            out.push(format!("*** {} rooms:", list.rooms.len()));
+            let n = list.rooms.len();
+            let s = if n == 1 { "" } else { "s" };
+            out.push(format!("*** {n} room{s}:"));
             for r in &list.rooms {
                 let topic = if r.topic.is_empty() {
                     String::new()
@@ -328,6 +329,32 @@ mod tests {
         );
         let empty = ServerMsg::History(HistoryPage::default());
         assert!(lines(empty, "me").is_empty());
+    }
+
+    #[test]
+    fn welcome_and_room_lists_read_as_sentences() {
+        let welcome = ServerMsg::Welcome(chat_proto::server::Welcome {
+            nick: "carol".into(),
+            motd: Some("be nice\n\x1b[31mred".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            lines(welcome, "carol"),
+            [
+                "*** welcome, carol! type a line to talk, /help lists the commands",
+                "*** be nice",
+                "*** ␛[31mred",
+            ]
+        );
+        let list = ServerMsg::RoomList(chat_proto::server::RoomList {
+            id: None,
+            rooms: vec![chat_proto::server::RoomSummary {
+                name: "#lobby".into(),
+                members: 3,
+                topic: String::new(),
+            }],
+        });
+        assert_eq!(lines(list, "me"), ["*** 1 room:", "***   #lobby (3 in it)"]);
     }
 
     #[test]
