@@ -207,6 +207,15 @@ async fn a_homework_client_that_sends_chunks_without_newlines_can_chat() {
         assert!(started.elapsed() >= Duration::from_millis(450));
         alice.say("#lobby", "yes, me", "y").await;
         assert!(hw.line_with("<alice>").await.ends_with("<alice> yes, me"));
+
+        // Then GBK text, still without line endings: the first non-ASCII chunk decides.
+        hw.write(&GBK.encode("有人说中文吗？").0).await;
+        assert_eq!(heard_from(&mut alice, "homer").await, "有人说中文吗？");
+        let switched = hw.line().await;
+        assert!(switched.contains("GBK"), "{switched}");
+        hw.charset = GBK;
+        alice.say("#lobby", "说，当然", "z").await;
+        assert!(hw.line_with("<alice>").await.ends_with("<alice> 说，当然"));
     })
     .await;
 }

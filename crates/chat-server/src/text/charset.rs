@@ -15,7 +15,7 @@
 //! references for characters the charset lacks, so [`Charset::encode_line`] uses the encoder
 //! without replacement and writes `?` for each such character itself.
 
-use encoding_rs::{Decoder, EncoderResult, Encoding, GBK, UTF_8};
+use encoding_rs::{Decoder, DecoderResult, EncoderResult, Encoding, GBK, UTF_8};
 
 /// Labels Windows users know that the WHATWG standard does not list.
 const ALIASES: [(&str, &str); 5] = [
@@ -49,6 +49,17 @@ pub fn parse_charset(label: &str) -> Result<&'static Encoding, String> {
     }
 }
 
+/// Whether `bytes` is well formed in `encoding`; unless `last`, it may end inside a character.
+fn is_valid(encoding: &'static Encoding, bytes: &[u8], last: bool) -> bool {
+    let mut decoder = encoding.new_decoder_without_bom_handling();
+    let room = decoder
+        .max_utf8_buffer_length_without_replacement(bytes.len())
+        .unwrap_or(bytes.len().saturating_mul(3));
+    let mut text = String::with_capacity(room);
+    let (result, _) = decoder.decode_to_string_without_replacement(bytes, &mut text, last);
+    matches!(result, DecoderResult::InputEmpty)
+}
+
 /// What [`Charset::decode`] made of a piece of a line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decoded {
@@ -63,7 +74,7 @@ pub struct Charset {
     encoding: &'static Encoding,
     /// Decodes the current line; replaced at every line end.
     decoder: Decoder,
-    /// The decoder has been fed nothing since it was made.
+    /// The decoder holds no part of a character: it was fed only ASCII since it was made.
     fresh: bool,
     /// Detection may still switch the charset.
     detecting: bool,
@@ -110,16 +121,13 @@ impl Charset {
         let mut switched = None;
         if self.detecting && self.fresh && !bytes.is_ascii() {
             self.detecting = false;
-            if std::str::from_utf8(bytes).is_err()
-                && GBK
-                    .decode_without_bom_handling_and_without_replacement(bytes)
-                    .is_some()
-            {
+            if !is_valid(UTF_8, bytes, line_end) && is_valid(GBK, bytes, line_end) {
                 self.set(GBK);
                 switched = Some(GBK);
             }
         }
-        self.fresh = false;
+        // ASCII never leaves half a character waiting in the decoder.
+        self.fresh = self.fresh && bytes.is_ascii();
         let mut text = String::new();
         let mut rest = bytes;
         loop {
@@ -228,6 +236,18 @@ mod tests {
         assert_eq!(got.switched, Some(GBK));
         assert_eq!(got.text, "张三");
         assert_eq!(c.encoding(), GBK);
+    }
+
+    #[test]
+    fn detection_works_on_chunks_after_an_ascii_chunk_and_mid_character() {
+        // A homework client: an ASCII name as a chunk, then GBK text cut inside a character.
+        let mut c = Charset::new(UTF_8);
+        assert_eq!(c.decode(b"homer", false).switched, None);
+        let bytes = gbk("大家好");
+        let first = c.decode(&bytes[..3], false);
+        assert_eq!(first.switched, Some(GBK));
+        let rest = c.decode(&bytes[3..], false);
+        assert_eq!(first.text + &rest.text, "大家好");
     }
 
     #[test]
