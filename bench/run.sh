@@ -47,12 +47,12 @@ start() { # start SERVER: fresh process on its port, PID in SERVER_PID
     case $1 in
     ceiling) "${SRV_CPU[@]}" "$BIN/chat-bench" ceiling --bind "127.0.0.1:$port" --for 600 & ;;
     chat) RUST_LOG=warn "${SRV_CPU[@]}" "$BIN/chat-server" --bind "127.0.0.1:$port" \
-        --history memory "${CHAT_FLAGS[@]}" 2>>"$OUT/$STAMP.chat-server.log" & ;;
+        --history memory "${CHAT_FLAGS[@]}" 2>>"/tmp/chat-bench-server.log" & ;;
     chat-db) # the durable default (SQLite), in a fresh directory every time
         DATA_DIR=$(mktemp -d /tmp/chat-bench-db.XXXXXX)
         RUST_LOG=warn "${SRV_CPU[@]}" "$BIN/chat-server" --bind "127.0.0.1:$port" \
             --history sqlite --data-dir "$DATA_DIR" "${CHAT_FLAGS[@]}" \
-            2>>"$OUT/$STAMP.chat-server.log" & ;;
+            2>>"/tmp/chat-bench-server.log" & ;;
     redis) "${SRV_CPU[@]}" redis-server --bind 127.0.0.1 --port "$port" --save '' \
         --appendonly no --maxclients 30000 --loglevel warning >/dev/null & ;;
     nats) "${SRV_CPU[@]}" nats-server -a 127.0.0.1 -p "$port" >/dev/null 2>&1 & ;;

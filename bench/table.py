@@ -129,7 +129,7 @@ def main(path, stamp, pin):
         p("| server | " + " | ".join(f"{n}: join time | {n}: KB/conn" for n, _ in idle) + " |")
         p("|---|" + "---|---|" * len(idle))
         for s in servers:
-            if s == "ceiling":
+            if not any((l, s) in runs for _, l in idle):
                 continue
             row = []
             for _, l in idle:

@@ -36,6 +36,8 @@ pub enum Command {
 pub enum Proto {
     /// chat-server's framed protocol.
     Chat,
+    /// chat-server's text mode (lines, same port).
+    Text,
     /// Redis RESP pub/sub.
     Redis,
     /// NATS core.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use chat_bench::cli::{Cli, Command, Proto};
-use chat_bench::driver::{chat::Chat, line::Line, nats::Nats, redis::Redis};
+use chat_bench::driver::{chat::Chat, line::Line, nats::Nats, redis::Redis, text::Text};
 use chat_bench::measure::Report;
 use chat_bench::mode::{self, Bench};
 use chat_bench::{ceiling, payload};
@@ -19,6 +19,10 @@ macro_rules! with_driver {
         match $common.proto {
             Proto::Chat => {
                 let $bench = Bench::new(Chat, $common.clone())?;
+                $body.await
+            }
+            Proto::Text => {
+                let $bench = Bench::new(Text, $common.clone())?;
                 $body.await
             }
             Proto::Redis => {

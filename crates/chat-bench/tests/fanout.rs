@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chat_bench::cli::{Common, FanoutArgs, MixArgs, Proto};
-use chat_bench::driver::{Driver, chat::Chat, line::Line, nats::Nats, redis::Redis};
+use chat_bench::driver::{Driver, chat::Chat, line::Line, nats::Nats, redis::Redis, text::Text};
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -225,4 +225,15 @@ async fn chat_fanout_against_the_real_server_delivers_everything() {
     let server = start_chat_server(&path);
     tiny_fanout(Chat, Proto::Chat, server.addr).await;
     tiny_mix(Chat, Proto::Chat, server.addr).await;
+}
+
+#[tokio::test]
+async fn text_mode_fanout_against_the_real_server_delivers_everything() {
+    let Some(path) = chat_server_binary() else {
+        eprintln!("chat-server binary not built next to this test: build the workspace first");
+        return;
+    };
+    let server = start_chat_server(&path);
+    tiny_fanout(Text, Proto::Text, server.addr).await;
+    tiny_mix(Text, Proto::Text, server.addr).await;
 }

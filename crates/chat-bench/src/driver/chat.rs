@@ -69,6 +69,7 @@ impl Driver for Chat {
         room: &str,
         _role: Role,
         out: &mut Vec<u8>,
+        _state: &mut u32,
     ) -> Result<bool> {
         match *ev {
             Event::Frame(kind::WELCOME, _) if !room.eq_ignore_ascii_case("#lobby") => {

@@ -37,6 +37,7 @@ impl Driver for Line {
         _room: &str,
         _role: Role,
         _out: &mut Vec<u8>,
+        _state: &mut u32,
     ) -> Result<bool> {
         Ok(matches!(ev, Event::Frame(0, b"OK")))
     }

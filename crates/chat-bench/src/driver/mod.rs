@@ -6,12 +6,14 @@
 //! - [`chat`]: our framed protocol (`hello`/`send`/`message`/`ack`).
 //! - [`redis`]: Redis RESP pub/sub (`SUBSCRIBE`, pipelined `PUBLISH`).
 //! - [`nats`]: NATS core (`CONNECT`, `SUB`, `PUB`, `PING`/`PONG`).
+//! - [`text`]: chat-server's text mode (netcat-style lines on the same port).
 //! - [`line`]: plain text lines, as spoken by the zero-logic broadcaster ([`crate::ceiling`]).
 
 pub mod chat;
 pub mod line;
 pub mod nats;
 pub mod redis;
+pub mod text;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -69,14 +71,16 @@ pub trait Driver: Send + Sync + 'static {
     fn acks_publishes(&self) -> bool;
     /// Bytes to send right after connecting.
     fn handshake_start(&self, name: &str, room: &str, role: Role, out: &mut Vec<u8>);
-    /// Feeds one event of the handshake; may queue more bytes to send. `Ok(true)` when the
-    /// connection is ready (subscribed and, for a publisher, allowed to publish).
+    /// Feeds one event of the handshake; may queue more bytes to send. `state` starts at 0 and
+    /// is the driver's to use. `Ok(true)` when the connection is ready (subscribed and, for a
+    /// publisher, allowed to publish).
     fn handshake_step(
         &self,
         ev: &Event<'_>,
         room: &str,
         role: Role,
         out: &mut Vec<u8>,
+        state: &mut u32,
     ) -> Result<bool>;
     /// Appends the bytes that publish `payload` to `room`; `seq` may name the request.
     fn encode_publish(&self, room: &str, seq: u64, payload: &[u8], out: &mut Vec<u8>);
@@ -125,6 +129,7 @@ async fn handshake<D: Driver + ?Sized>(
     driver.handshake_start(name, room, role, &mut out);
     let mut buf = BytesMut::with_capacity(4096);
     let mut ready = false;
+    let mut state = 0;
     loop {
         if !out.is_empty() {
             stream.write_all(&out).await.context("handshake write")?;
@@ -148,7 +153,7 @@ async fn handshake<D: Driver + ?Sized>(
                 Event::Error(e) => {
                     bail!("server error in handshake: {}", String::from_utf8_lossy(e))
                 }
-                ev => ready = driver.handshake_step(&ev, room, role, &mut out)?,
+                ev => ready = driver.handshake_step(&ev, room, role, &mut out, &mut state)?,
             }
             buf.advance(used);
         }

@@ -47,6 +47,7 @@ impl Driver for Nats {
         _room: &str,
         _role: Role,
         _out: &mut Vec<u8>,
+        _state: &mut u32,
     ) -> Result<bool> {
         Ok(matches!(ev, Event::Pong))
     }

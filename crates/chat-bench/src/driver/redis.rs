@@ -104,6 +104,7 @@ impl Driver for Redis {
         _room: &str,
         _role: Role,
         _out: &mut Vec<u8>,
+        _state: &mut u32,
     ) -> Result<bool> {
         Ok(matches!(ev, Event::Subscribed | Event::Pong))
     }

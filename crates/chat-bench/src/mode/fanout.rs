@@ -6,7 +6,7 @@ use anyhow::Result;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
-use super::{Bench, shared, tally};
+use super::{Bench, tally};
 use crate::cli::FanoutArgs;
 use crate::driver::{Driver, Role};
 use crate::measure::{Report, check_deliveries};
@@ -27,7 +27,7 @@ pub async fn run<D: Driver>(bench: &Bench<D>, args: &FanoutArgs) -> Result<Repor
         u32::try_from(args.subs).unwrap_or(u32::MAX),
         args.window,
     ));
-    let shared = shared(Some(Arc::clone(&window)));
+    let shared = bench.shared(Some(Arc::clone(&window)));
     let deadline = bench.deadline();
     let phase = phase(
         bench,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::fanout::round3;
-use super::{Bench, rss_kb, shared, tally};
+use super::{Bench, rss_kb, tally};
 use crate::cli::IdleArgs;
 use crate::driver::{Driver, Role};
 use crate::measure::Report;
@@ -18,7 +18,7 @@ pub async fn run<D: Driver>(bench: &Bench<D>, args: &IdleArgs) -> Result<Report>
     report.subscribers = args.conns as u64;
     let pid = bench.common.server_pid;
     let before = pid.and_then(rss_kb);
-    let shared = shared(None);
+    let shared = bench.shared(None);
     // Idle connections never finish on their own: they read (and answer pings) until cancelled.
     let expect = Expect {
         deliveries: u64::MAX,

@@ -23,7 +23,7 @@ use bytes::BytesMut;
 use tokio_util::sync::CancellationToken;
 
 use super::fanout::{check_acks, round3};
-use super::{Bench, shared, tally};
+use super::{Bench, tally};
 use crate::cli::LatencyArgs;
 use crate::driver::{Driver, Event, Role, connect};
 use crate::measure::{Report, check_deliveries};
@@ -40,7 +40,7 @@ pub async fn run<D: Driver>(bench: &Bench<D>, args: &LatencyArgs) -> Result<Repo
     report.subscribers = args.subs as u64;
     report.publishers = 1;
     report.extra("rate", args.rate);
-    let shared = shared(None);
+    let shared = bench.shared(None);
     let deadline = bench.deadline();
     let probes = args.probes.min(args.subs);
     report.extra("probes", probes as u64);

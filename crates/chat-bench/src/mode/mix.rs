@@ -10,7 +10,7 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 use super::fanout::{check_acks, round3};
-use super::{Bench, shared, tally};
+use super::{Bench, tally};
 use crate::cli::MixArgs;
 use crate::driver::{Driver, Role};
 use crate::measure::{Report, check_deliveries};
@@ -28,7 +28,7 @@ pub async fn run<D: Driver>(bench: &Bench<D>, args: &MixArgs) -> Result<Report> 
     report.subscribers = n as u64;
     report.publishers = n as u64;
     report.extra("rate_per_user", args.rate);
-    let shared = shared(None);
+    let shared = bench.shared(None);
     let deadline = bench.deadline();
     let separate = d.separate_publisher();
     let own_too = d.echoes_own() || separate;

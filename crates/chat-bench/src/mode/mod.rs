@@ -77,6 +77,20 @@ impl<D: Driver> Bench<D> {
         tokio::time::Instant::now() + Duration::from_secs_f64(self.common.timeout.max(0.1))
     }
 
+    /// A fresh shared state whose cancel token fires at the run's deadline, so nothing (a
+    /// publisher waiting on a window that never reopens, say) outlives `--timeout`.
+    pub fn shared(&self, window: Option<Arc<crate::window::Window>>) -> Shared {
+        let s = shared(window);
+        let (cancel, deadline) = (s.cancel.clone(), self.deadline());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => cancel.cancel(),
+                _ = cancel.cancelled() => {}
+            }
+        });
+        s
+    }
+
     /// A fresh report for `mode`.
     pub fn report(&self, mode: &str) -> Report {
         Report {

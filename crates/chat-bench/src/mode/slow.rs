@@ -11,7 +11,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
 use super::fanout::{finish, phase, round3};
-use super::{Bench, rss_kb, shared};
+use super::{Bench, rss_kb};
 use crate::cli::SlowArgs;
 use crate::driver::{Conn, Driver, Event, Role, connect};
 use crate::measure::Report;
@@ -25,7 +25,7 @@ pub async fn run<D: Driver>(bench: &Bench<D>, args: &SlowArgs) -> Result<Report>
 
     let mut base = bench.report("slow");
     let window = Arc::new(Window::new(subs, args.window));
-    let sh = shared(Some(Arc::clone(&window)));
+    let sh = bench.shared(Some(Arc::clone(&window)));
     let p = phase(
         bench,
         "a",
@@ -59,7 +59,7 @@ pub async fn run<D: Driver>(bench: &Bench<D>, args: &SlowArgs) -> Result<Report>
         .server_pid
         .map(|pid| tokio::spawn(sample_rss(pid, stop_rx)));
     let window = Arc::new(Window::new(subs, args.window));
-    let sh = shared(Some(Arc::clone(&window)));
+    let sh = bench.shared(Some(Arc::clone(&window)));
     let mut p = phase(
         bench,
         "b",
