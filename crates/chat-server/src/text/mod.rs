@@ -20,7 +20,7 @@
 //!
 //! # Layout
 //! - [`session`]: the connection task: name prompt, `select!` loop, requests, frames to lines.
-//! - [`line`]: the byte stream cut into lines, capped, with telnet commands removed.
+//! - [`line`](mod@line): the byte stream cut into lines, capped, with telnet commands removed.
 //! - [`telnet`]: the telnet command filter (`IAC ...`).
 //! - [`charset`]: per-connection decoding and encoding with encoding_rs, and detection.
 //! - [`command`]: what a typed line means.
