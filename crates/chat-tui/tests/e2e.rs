@@ -51,6 +51,8 @@ fn start_server() -> (Server, u16) {
         .port();
     let child = Command::new(path)
         .args(["--bind", &format!("127.0.0.1:{port}")])
+        // Ephemeral history: tests run in parallel and must not touch the user's data dir.
+        .args(["--history", "memory"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
