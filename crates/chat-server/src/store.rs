@@ -141,6 +141,9 @@ enum Job {
     MaxPageCount(u64),
     /// Enforce retention now, then report on the sender.
     Retention(std::sync::mpsc::Sender<usize>),
+    /// Commit what is queued before this, then stop (a [`StoreControl`] may still hold a sender,
+    /// so the queue closing is not enough).
+    Stop,
 }
 
 /// The SQLite store: a read connection for the hub, and the writer thread's queue.
@@ -173,6 +176,7 @@ impl std::fmt::Debug for Job {
             Job::Append(r, e) => write!(f, "Append({}#{}, epoch {e})", r.conv, r.msg.seq),
             Job::MaxPageCount(n) => write!(f, "MaxPageCount({n})"),
             Job::Retention(_) => f.write_str("Retention"),
+            Job::Stop => f.write_str("Stop"),
         }
     }
 }
@@ -283,9 +287,11 @@ impl SqliteStore {
 impl Drop for SqliteStore {
     fn drop(&mut self) {
         // The completion channel goes first so a writer blocked on it is released; then the
-        // job queue closes and the writer commits what is left and stops.
+        // writer commits what is queued and stops.
         self.done_rx = None;
-        self.jobs = None;
+        if let Some(jobs) = self.jobs.take() {
+            let _ = jobs.send(Job::Stop);
+        }
         if let Some(thread) = self.thread.take() {
             if thread.join().is_err() {
                 tracing::error!("the store writer thread panicked");

@@ -1,1 +1,273 @@
+//! The SQLite store on its own: appends through the writer thread, reads, resends, search,
+//! failures and epochs, retention, reopening, refusing a damaged file.
 
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use chat_proto::server::ChatMessage;
+
+use super::*;
+
+fn options(dir: &Path) -> StoreOptions {
+    StoreOptions {
+        dir: dir.to_owned(),
+        sync: SyncMode::Full,
+        retention_count: 0,
+        retention_days: 0,
+        retention_interval: Duration::from_secs(3600),
+    }
+}
+
+fn record(conv: &str, seq: u64, text: &str) -> Record {
+    Record {
+        conv: conv.into(),
+        msg: ChatMessage {
+            mid: seq + 1000 * conv.bytes().map(u64::from).sum::<u64>(),
+            room: Some(conv.into()),
+            from: "Alice".into(),
+            seq,
+            ts: crate::hub::now_ms(),
+            text: text.into(),
+            ..ChatMessage::default()
+        },
+        sender_fold: "alice".into(),
+        client_id: Some(format!("{conv}-{seq}")),
+    }
+}
+
+struct Open {
+    store: SqliteStore,
+    done: mpsc::Receiver<Done>,
+}
+
+fn open(dir: &Path, opts: Option<StoreOptions>) -> Open {
+    let mut store = SqliteStore::open(&opts.unwrap_or_else(|| options(dir))).unwrap();
+    let done = store.completions().unwrap();
+    Open { store, done }
+}
+
+impl Open {
+    /// Appends and waits for the report covering it.
+    fn append(&mut self, r: Record, epoch: u64) -> Result<(), HistoryError> {
+        assert_eq!(self.store.append(r, epoch).unwrap(), Appended::Queued);
+        let done = self.done.blocking_recv().unwrap();
+        assert_eq!(done.count, 1);
+        done.result
+    }
+}
+
+fn seqs(page: &Page) -> Vec<u64> {
+    page.messages.iter().map(|m| m.seq).collect()
+}
+
+#[test]
+fn appends_are_read_back_in_pages_and_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = open(dir.path(), None);
+        for seq in 1..=10 {
+            s.append(record("#r", seq, &format!("m{seq}")), 0).unwrap();
+        }
+        let page = s.store.before("#r", u64::MAX, 3).unwrap();
+        assert_eq!((seqs(&page), page.more), (vec![8, 9, 10], true));
+        let page = s.store.after("#r", 7, 5).unwrap();
+        assert_eq!((seqs(&page), page.more), (vec![8, 9, 10], false));
+        assert_eq!(page.messages[0].text, "m8");
+        assert_eq!(page.messages[0].from, "Alice");
+    }
+    let s = open(dir.path(), None);
+    assert_eq!(s.store.last_seq("#r").unwrap(), 10);
+    assert_eq!(s.store.last_seq("#other").unwrap(), 0);
+    assert_eq!(s.store.last_mid().unwrap(), 10 + 1000 * (35 + 114));
+    let sent = s.store.find_sent("alice", "#r-4").unwrap().unwrap();
+    assert_eq!(sent.ack(true).seq, 4);
+    assert!(sent.ack(true).duplicate);
+    assert!(s.store.find_sent("bob", "#r-4").unwrap().is_none());
+}
+
+#[test]
+fn a_second_server_cannot_open_the_same_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = open(dir.path(), None);
+    let err = SqliteStore::open(&options(dir.path())).unwrap_err();
+    assert!(matches!(err, StoreError::InUse(_)), "{err}");
+}
+
+#[test]
+fn many_queued_appends_are_committed_in_few_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), None);
+    for seq in 1..=3000 {
+        s.store.append(record("#r", seq, "x"), 0).unwrap();
+    }
+    let (mut reported, mut batches) = (0, 0);
+    while reported < 3000 {
+        let d = s.done.blocking_recv().unwrap();
+        assert!(d.result.is_ok());
+        reported += d.count;
+        batches += 1;
+    }
+    assert!(
+        batches < 3000 / 2,
+        "{batches} batches: appends were grouped"
+    );
+    assert_eq!(s.store.last_seq("#r").unwrap(), 3000);
+}
+
+#[test]
+fn a_full_disk_refuses_the_batch_and_what_was_queued_behind_it_then_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), None);
+    s.append(record("#r", 1, "before"), 0).unwrap();
+    let control = s.store.control().unwrap();
+    control.set_max_page_count(1);
+    // Large texts so the pages run out at once.
+    let big = "y".repeat(8000);
+    let failed = s.append(record("#r", 2, &big), 0).unwrap_err();
+    assert!(failed.to_string().contains("full"), "{failed}");
+    // Queued before the hub heard of the failure: same epoch, refused unwritten even though
+    // the disk has room again.
+    control.set_max_page_count(1 << 30);
+    assert!(s.append(record("#r", 3, "stale"), 0).is_err());
+    // The next epoch is written.
+    s.append(record("#r", 2, "after"), 1).unwrap();
+    let page = s.store.after("#r", 0, 10).unwrap();
+    let texts: Vec<&str> = page.messages.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["before", "after"]);
+}
+
+#[test]
+fn retention_keeps_the_newest_per_room_and_the_sequence_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path());
+    opts.retention_count = 5;
+    let mut s = open(dir.path(), Some(opts));
+    for seq in 1..=12 {
+        s.append(record("#r", seq, "x"), 0).unwrap();
+    }
+    s.append(record("#q", 1, "x"), 0).unwrap();
+    let deleted = s.store.control().unwrap().enforce_retention();
+    assert_eq!(deleted, 7);
+    let page = s.store.after("#r", 0, 100).unwrap();
+    assert_eq!(seqs(&page), vec![8, 9, 10, 11, 12]);
+    assert_eq!(seqs(&s.store.after("#q", 0, 10).unwrap()), vec![1]);
+    assert_eq!(s.store.last_seq("#r").unwrap(), 12);
+    // The full-text index forgot the deleted messages too.
+    assert_eq!(s.store.search("#r", "x", 100).unwrap().messages.len(), 5);
+}
+
+#[test]
+fn retention_by_age_deletes_old_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path());
+    opts.retention_days = 7;
+    let mut s = open(dir.path(), Some(opts));
+    let mut old = record("#r", 1, "old");
+    old.msg.ts -= 8 * 86_400_000;
+    s.append(old, 0).unwrap();
+    s.append(record("#r", 2, "new"), 0).unwrap();
+    assert_eq!(s.store.control().unwrap().enforce_retention(), 1);
+    assert_eq!(seqs(&s.store.after("#r", 0, 10).unwrap()), vec![2]);
+}
+
+#[test]
+fn search_matches_words_in_one_room_and_never_parses_user_syntax() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), None);
+    let texts = [
+        "tokio select is neat",
+        "I like Tokio",
+        "select * from users",
+        "naïve café",
+        "\"quoted\" OR NEAR(x) words*",
+    ];
+    for (i, t) in texts.iter().enumerate() {
+        s.append(record("#r", i as u64 + 1, t), 0).unwrap();
+    }
+    s.append(record("#other", 1, "tokio select elsewhere"), 0)
+        .unwrap();
+    let hits = |q: &str| seqs(&s.store.search("#r", q, 10).unwrap());
+    assert_eq!(hits("tokio select"), vec![1]);
+    assert_eq!(hits("TOKIO"), vec![1, 2]);
+    assert_eq!(hits("cafe naive"), vec![4], "diacritics folded");
+    for hostile in [
+        "\"",
+        "OR",
+        "NEAR(",
+        "*",
+        "a\" OR \"b",
+        "col:x",
+        "^x",
+        "-x",
+        "(((",
+        "AND",
+    ] {
+        assert!(s.store.search("#r", hostile, 10).is_ok(), "{hostile:?}");
+    }
+    assert_eq!(hits("NEAR(x) words*"), vec![5]);
+    let page = s.store.search("#r", "select", 1).unwrap();
+    assert_eq!(
+        (seqs(&page), page.more),
+        (vec![3], true),
+        "newest first, then more"
+    );
+}
+
+#[test]
+fn fts_queries_quote_every_word() {
+    assert_eq!(
+        fts_query("a \"b\" OR c*").unwrap(),
+        "\"a\" \"b\" \"or\" \"c\""
+    );
+    assert_eq!(fts_query(" *** "), None);
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(DB_FILE), vec![b'x'; 8192]).unwrap();
+    let err = SqliteStore::open(&options(dir.path())).unwrap_err();
+    assert!(matches!(err, StoreError::NotADatabase { .. }), "{err}");
+    assert!(err.to_string().contains("not a chat store"), "{err}");
+}
+
+#[test]
+fn a_damaged_database_fails_the_integrity_check() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = open(dir.path(), None);
+        for seq in 1..=400 {
+            s.store
+                .append(record("#r", seq, &"z".repeat(500)), 0)
+                .unwrap();
+        }
+        let mut n = 0;
+        while n < 400 {
+            n += s.done.blocking_recv().unwrap().count;
+        }
+    }
+    // Checkpointed into chat.db on close; scribble over pages in the middle of the file.
+    let path = dir.path().join(DB_FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() > 40_000, "{} bytes", bytes.len());
+    for b in &mut bytes[12_000..36_000] {
+        *b = 0x5a;
+    }
+    std::fs::write(&path, bytes).unwrap();
+    let err = SqliteStore::open(&options(dir.path())).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+    assert!(err.to_string().contains("corrupt"), "{err}");
+}
+
+#[test]
+fn a_store_from_a_newer_server_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path(), None));
+    let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    conn.pragma_update(None, "user_version", current_version() + 1)
+        .unwrap();
+    drop(conn);
+    let err = SqliteStore::open(&options(dir.path())).unwrap_err();
+    assert!(matches!(err, StoreError::TooNew { .. }), "{err}");
+}

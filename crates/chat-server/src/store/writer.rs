@@ -69,9 +69,9 @@ impl Writer {
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             let mut batch = Vec::new();
-            self.take(first, &mut batch);
+            let mut stop = self.take(first, &mut batch);
             let deadline = Instant::now() + LINGER;
-            while batch.len() < MAX_BATCH {
+            while !stop && batch.len() < MAX_BATCH {
                 let job = match jobs.try_recv() {
                     Ok(job) => job,
                     Err(TryRecvError::Empty) => {
@@ -83,16 +83,20 @@ impl Writer {
                     }
                     Err(TryRecvError::Disconnected) => break,
                 };
-                self.take(job, &mut batch);
+                stop = self.take(job, &mut batch);
             }
             self.write(batch, done);
+            if stop {
+                break;
+            }
         }
         debug!("store writer stopped");
     }
 
-    /// Control jobs are carried out at once; appends join the batch.
-    fn take(&mut self, job: Job, batch: &mut Vec<(Record, u64)>) {
+    /// Control jobs are carried out at once; appends join the batch. True for [`Job::Stop`].
+    fn take(&mut self, job: Job, batch: &mut Vec<(Record, u64)>) -> bool {
         match job {
+            Job::Stop => return true,
             Job::Append(record, epoch) => batch.push((record, epoch)),
             Job::MaxPageCount(pages) => {
                 match self
@@ -116,6 +120,7 @@ impl Writer {
                 let _ = reply.send(total);
             }
         }
+        false
     }
 
     /// Writes one batch and reports it: first the stale appends (refused unwritten), then the
