@@ -112,31 +112,6 @@ impl TestServer {
         }
     }
 
-    /// Starts a server on a store the test opened itself (to keep a handle on it).
-    pub async fn start_with_history(
-        config: Config,
-        history: Box<dyn chat_server::history::HistoryStore>,
-    ) -> Self {
-        init_logs();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(chat_server::run_with_history(
-            listener,
-            config,
-            history,
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        TestServer {
-            addr,
-            stop: Some(stop),
-            task,
-            _data_dir: None,
-        }
-    }
-
     /// Triggers the shutdown future and waits for `run` to return; returns how long it took.
     pub async fn stop(mut self) -> Duration {
         let started = Instant::now();
