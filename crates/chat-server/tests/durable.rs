@@ -447,3 +447,63 @@ async fn search_finds_words_for_members_only() {
     })
     .await;
 }
+
+/// Acked messages per second from 10 concurrent senders, each keeping 64 sends in flight.
+/// Prints the figure (run with `--release -- --nocapture` for the README); asserts no timing.
+async fn acked_per_second(config: Config) -> f64 {
+    const SENDERS: usize = 10;
+    const EACH: usize = 1000;
+    const WINDOW: usize = 64;
+    let server = TestServer::start(config).await;
+    let mut clients = Vec::new();
+    for i in 0..SENDERS {
+        clients.push(Client::login(server.addr, &format!("tp{i}")).await);
+    }
+    let started = std::time::Instant::now();
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut c)| {
+            tokio::spawn(async move {
+                let (mut sent, mut acked) = (0, 0);
+                while acked < EACH {
+                    while sent < EACH && sent - acked < WINDOW {
+                        let id = format!("{i}-{sent}");
+                        c.say("#lobby", &id, &id).await;
+                        sent += 1;
+                    }
+                    c.recv_ack().await;
+                    acked += 1;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let rate = (SENDERS * EACH) as f64 / started.elapsed().as_secs_f64();
+    server.stop().await;
+    rate
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throughput_of_acked_sends_from_ten_senders() {
+    bounded(120, async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = durable_config(dir.path());
+        // Nobody reads the broadcasts here; make room for them.
+        config.outbound_queue = 100_000;
+        let full = acked_per_second(config.clone()).await;
+        let dir2 = tempfile::tempdir().unwrap();
+        config.data_dir = Some(dir2.path().to_owned());
+        config.sync = chat_server::config::SyncMode::Normal;
+        let normal = acked_per_second(config.clone()).await;
+        config.history = HistoryKind::Memory;
+        let memory = acked_per_second(config).await;
+        eprintln!(
+            "acked msgs/s, 10 senders: sqlite synchronous=FULL {full:.0}, \
+             synchronous=NORMAL {normal:.0}, memory {memory:.0}"
+        );
+    })
+    .await;
+}
