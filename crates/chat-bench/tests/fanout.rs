@@ -13,12 +13,12 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use chat_bench::cli::{Common, FanoutArgs, MixArgs, Proto};
+use chat_bench::cli::{Common, FanoutArgs, IdleArgs, MixArgs, Proto, SlowArgs};
 use chat_bench::driver::{Driver, chat::Chat, line::Line, nats::Nats, redis::Redis, text::Text};
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use chat_bench::mode::{self, Bench, fanout, mix};
+use chat_bench::mode::{self, Bench, fanout, idle, mix, slow};
 use chat_bench::payload::{Marker, now_ns};
 use chat_bench::receiver;
 use support::{Wire, broker};
@@ -105,6 +105,41 @@ async fn mix_counts_everyone_elses_messages() {
     tiny_mix(Nats, Proto::Nats, broker(Wire::Nats).await).await;
 }
 
+#[tokio::test]
+async fn idle_connections_stay_open_and_report_memory() {
+    let mut c = common(Proto::Line, ceiling().await);
+    c.server_pid = Some(std::process::id()); // the ceiling runs in this process
+    let bench = Bench::new(Line, c).unwrap();
+    let args = IdleArgs {
+        common: bench.common.clone(),
+        conns: 20,
+        settle: 0.1,
+    };
+    let report = idle::run(&bench, &args).await.unwrap();
+    assert_eq!(report.failure, None, "{}", report.line());
+    assert!(
+        report.extra.contains_key("rss_per_conn_kb"),
+        "{}",
+        report.line()
+    );
+}
+
+#[tokio::test]
+async fn slow_mode_reports_the_stalled_subscriber() {
+    let bench = Bench::new(Redis, common(Proto::Redis, broker(Wire::Resp).await)).unwrap();
+    let args = SlowArgs {
+        common: bench.common.clone(),
+        subs: 2,
+        messages: 200,
+        window: 16,
+    };
+    let report = slow::run(&bench, &args).await.unwrap();
+    assert_eq!(report.failure, None, "{}", report.line());
+    assert_eq!(report.delivered, 400);
+    // The mini broker buffers without limit, so the stalled one gets everything late.
+    assert_eq!(report.extra["stalled_received"], 200, "{}", report.line());
+}
+
 /// A socket pair: the test writes `server`'s side, the receiver reads the other.
 async fn pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -182,7 +217,15 @@ fn chat_server_binary() -> Option<PathBuf> {
 
 fn start_chat_server(path: &PathBuf) -> ChatServer {
     let mut child = Command::new(path)
-        .args(["--bind", "127.0.0.1:0", "--rate-burst", "100000"])
+        // Memory history: the durable default would share a data directory with other servers.
+        .args([
+            "--bind",
+            "127.0.0.1:0",
+            "--history",
+            "memory",
+            "--rate-burst",
+            "100000",
+        ])
         .args(["--rate-per-sec", "100000", "--max-conns-per-ip", "100"])
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())

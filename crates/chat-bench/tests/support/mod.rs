@@ -51,6 +51,10 @@ pub async fn broker(wire: Wire) -> SocketAddr {
                         buf.advance(used);
                     }
                 }
+                // Gone: unsubscribe everywhere, as a real broker does.
+                for list in subs.lock().unwrap().values_mut() {
+                    list.retain(|(sub, _)| *sub != id);
+                }
             });
         }
     });
