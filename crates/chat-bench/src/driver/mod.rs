@@ -7,7 +7,7 @@
 //! - [`redis`]: Redis RESP pub/sub (`SUBSCRIBE`, pipelined `PUBLISH`).
 //! - [`nats`]: NATS core (`CONNECT`, `SUB`, `PUB`, `PING`/`PONG`).
 //! - [`text`]: chat-server's text mode (netcat-style lines on the same port).
-//! - [`line`]: plain text lines, as spoken by the zero-logic broadcaster ([`crate::ceiling`]).
+//! - [`mod@line`]: plain text lines, as spoken by the zero-logic broadcaster ([`crate::ceiling`]).
 
 pub mod chat;
 pub mod line;
