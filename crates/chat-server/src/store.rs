@@ -52,6 +52,9 @@ pub const MAX_BATCH: usize = 1024;
 pub const WRITE_QUEUE: usize = 8192;
 /// Batch reports queued to the hub at most.
 const DONE_QUEUE: usize = 1024;
+/// Longest a search may run on the hub's task; past it the matches found so far are returned
+/// with `more`.
+const SEARCH_BUDGET: Duration = Duration::from_millis(30);
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "chat.db";
 
@@ -338,6 +341,8 @@ pub fn fts_query(query: &str) -> Option<String> {
 /// lock the OS drops when the process ends (even on `kill -9`).
 fn lock_dir(dir: &Path) -> Result<Connection, StoreError> {
     let lock = Connection::open(dir.join("chat.lock"))?;
+    // Fail at once rather than wait for the other server.
+    lock.busy_timeout(Duration::ZERO)?;
     lock.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
     match lock.execute_batch("BEGIN EXCLUSIVE") {
         Ok(()) => Ok(lock),
@@ -429,15 +434,39 @@ impl HistoryStore for SqliteStore {
         let Some(fts) = fts_query(query) else {
             return Ok(Page::default());
         };
+        // Newest first by the index's own rowid (the mid, which grows with seq within a
+        // conversation), so the scan stops after `n + 1` matches in this room. A query whose
+        // matches are mostly in other rooms could still scan long: the budget bounds it.
         let sql = "SELECT m.mid, m.seq, m.ts, m.sender, m.room, m.recipient, m.text, m.action \
                    FROM messages_fts JOIN messages m ON m.mid = messages_fts.rowid \
-                   WHERE messages_fts MATCH ?1 AND m.conv = ?2 ORDER BY m.seq DESC LIMIT ?3";
-        let mut stmt = self.read.prepare_cached(sql).map_err(unavailable)?;
-        let rows = stmt
-            .query_map(params![fts, conv, n.saturating_add(1)], message_from_row)
-            .map_err(unavailable)?;
-        let mut messages: Vec<ChatMessage> = rows.collect::<Result<_, _>>().map_err(unavailable)?;
-        let more = messages.len() > n;
+                   WHERE messages_fts MATCH ?1 AND m.conv = ?2 \
+                   ORDER BY messages_fts.rowid DESC LIMIT ?3";
+        let deadline = std::time::Instant::now() + SEARCH_BUDGET;
+        self.read
+            .progress_handler(1000, Some(move || std::time::Instant::now() > deadline));
+        let found = (|| {
+            let mut stmt = self.read.prepare_cached(sql)?;
+            let rows = stmt.query_map(params![fts, conv, n.saturating_add(1)], message_from_row)?;
+            let mut messages = Vec::new();
+            let mut cut_short = false;
+            for row in rows {
+                match row {
+                    Ok(m) => messages.push(m),
+                    Err(e)
+                        if e.sqlite_error_code()
+                            == Some(rusqlite::ErrorCode::OperationInterrupted) =>
+                    {
+                        cut_short = true;
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok((messages, cut_short))
+        })();
+        self.read.progress_handler(0, None::<fn() -> bool>);
+        let (mut messages, cut_short) = found.map_err(unavailable)?;
+        let more = cut_short || messages.len() > n;
         messages.truncate(n);
         messages.reverse();
         Ok(Page { messages, more })

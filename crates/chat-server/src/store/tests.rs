@@ -271,3 +271,32 @@ fn a_store_from_a_newer_server_is_refused() {
     let err = SqliteStore::open(&options(dir.path())).unwrap_err();
     assert!(matches!(err, StoreError::TooNew { .. }), "{err}");
 }
+
+#[test]
+fn search_returns_the_newest_matches_of_its_room_among_many_of_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), None);
+    let mut small = 0;
+    for i in 1..=3000u64 {
+        let (conv, seq) = if i % 300 == 0 {
+            small += 1;
+            ("#small", small)
+        } else {
+            ("#big", i - small)
+        };
+        let mut r = record(conv, seq, "common words here");
+        r.msg.mid = i;
+        r.client_id = Some(format!("c{i}"));
+        s.store.append(r, 0).unwrap();
+    }
+    let mut n = 0;
+    while n < 3000 {
+        n += s.done.blocking_recv().unwrap().count;
+    }
+    let page = s.store.search("#small", "common", 50).unwrap();
+    assert_eq!(seqs(&page), (1..=10).collect::<Vec<_>>());
+    assert!(!page.more);
+    let page = s.store.search("#big", "COMMON here", 5).unwrap();
+    assert_eq!(seqs(&page), (2986..=2990).collect::<Vec<_>>());
+    assert!(page.more);
+}
