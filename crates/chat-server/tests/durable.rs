@@ -507,3 +507,38 @@ async fn throughput_of_acked_sends_from_ten_senders() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn direct_messages_are_stored_and_their_sequence_survives_a_restart() {
+    bounded(30, async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(durable_config(dir.path())).await;
+        let mut ann = Client::login(server.addr, "ann").await;
+        let mut bob = Client::login(server.addr, "bob").await;
+        for i in 0..2 {
+            ann.say("bob", &format!("psst {i}"), &format!("d{i}")).await;
+            assert_eq!(ann.recv_ack().await.seq, i + 1);
+            assert_eq!(bob.recv_message().await.seq, i + 1);
+        }
+        drop((ann, bob));
+        server.stop().await;
+
+        let server = TestServer::start(durable_config(dir.path())).await;
+        let mut bob = Client::login(server.addr, "bob").await;
+        let mut ann = Client::login(server.addr, "ann").await;
+        // A resend of a stored direct message is a duplicate, the next one goes on from 3.
+        ann.say("bob", "psst 1", "d1").await;
+        let dup = ann.recv_ack().await;
+        assert!(dup.duplicate);
+        assert_eq!((dup.seq, dup.to.as_deref()), (2, Some("bob")));
+        bob.say("ann", "what", "b0").await;
+        assert_eq!(bob.recv_ack().await.seq, 3);
+        let m = ann.recv_message().await;
+        assert_eq!(
+            (m.seq, m.from.as_str(), m.text.as_str()),
+            (3, "bob", "what")
+        );
+        server.stop().await;
+    })
+    .await;
+}
