@@ -26,8 +26,10 @@
 //! - this file: the handle, the commands, the actor loop, delivery and lag, register and leave.
 //! - `rooms`: request dispatch, and room and presence requests (`join`, `topic`, ...).
 //! - `chat`: `send` (to a room or a user), the store's reports, and `typing`.
+//! - `history`: `history` pages and `search`, bounded by what was broadcast.
 
 mod chat;
+mod history;
 mod rooms;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};

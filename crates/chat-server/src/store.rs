@@ -25,25 +25,28 @@
 //! (a damaged store is refused with [`StoreError::Corrupt`]), and the schema migrations.
 //!
 //! # Layout
-//! - this file: [`SqliteStore`] (open, reads), [`StoreOptions`], [`StoreError`], [`StoreControl`].
+//! - this file: [`SqliteStore`] (open, appends, close), [`StoreOptions`], [`StoreError`],
+//!   [`StoreControl`].
+//! - `read`: the hub's reads (pages, resends, search) and the FTS query builder.
 //! - `schema`: the migrations and the integrity check.
 //! - `writer`: the writer thread: batches, commits, failure epochs, retention.
 
+mod read;
 mod schema;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::mpsc::SyncSender;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use chat_proto::server::ChatMessage;
 use clap::ValueEnum;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use rusqlite::{Connection, OpenFlags};
 use tokio::sync::mpsc;
 
-use crate::history::{Appended, Done, HistoryError, HistoryStore, Page, Record, search_words};
+use crate::history::{Done, HistoryStore, Record};
 
+pub use read::fts_query;
 pub use schema::{MIGRATIONS, current_version};
 
 /// Most appends committed in one transaction.
@@ -264,27 +267,6 @@ impl SqliteStore {
     pub fn path(&self) -> &Path {
         &self.path
     }
-
-    fn page(
-        &self,
-        sql: &str,
-        conv: &str,
-        bound: u64,
-        n: usize,
-        newest: bool,
-    ) -> Result<Page, HistoryError> {
-        let mut stmt = self.read.prepare_cached(sql).map_err(unavailable)?;
-        let rows = stmt
-            .query_map(params![conv, bound, n.saturating_add(1)], message_from_row)
-            .map_err(unavailable)?;
-        let mut messages: Vec<ChatMessage> = rows.collect::<Result<_, _>>().map_err(unavailable)?;
-        let more = messages.len() > n;
-        messages.truncate(n);
-        if newest {
-            messages.reverse();
-        }
-        Ok(Page { messages, more })
-    }
 }
 
 impl Drop for SqliteStore {
@@ -303,40 +285,6 @@ impl Drop for SqliteStore {
     }
 }
 
-/// The columns of a message row, in the order [`message_from_row`] reads them.
-const COLUMNS: &str = "mid, seq, ts, sender, room, recipient, text, action";
-
-fn message_from_row(row: &Row<'_>) -> rusqlite::Result<ChatMessage> {
-    Ok(ChatMessage {
-        mid: row.get(0)?,
-        seq: row.get(1)?,
-        ts: row.get(2)?,
-        from: row.get(3)?,
-        room: row.get(4)?,
-        to: row.get(5)?,
-        text: row.get(6)?,
-        action: row.get(7)?,
-    })
-}
-
-fn unavailable(e: rusqlite::Error) -> HistoryError {
-    HistoryError::Unavailable(e.to_string())
-}
-
-/// The search query in FTS5 syntax: every word a quoted string (so nothing the user types is
-/// read as FTS syntax), all required. `None` when there is no word.
-pub fn fts_query(query: &str) -> Option<String> {
-    let words = search_words(query);
-    if words.is_empty() {
-        return None;
-    }
-    let quoted: Vec<String> = words
-        .iter()
-        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
-        .collect();
-    Some(quoted.join(" "))
-}
-
 /// Holds the data directory for this process: an SQLite lock file in exclusive mode, whose
 /// lock the OS drops when the process ends (even on `kill -9`).
 fn lock_dir(dir: &Path) -> Result<Connection, StoreError> {
@@ -350,126 +298,6 @@ fn lock_dir(dir: &Path) -> Result<Connection, StoreError> {
             Err(StoreError::InUse(dir.to_owned()))
         }
         Err(e) => Err(e.into()),
-    }
-}
-
-impl HistoryStore for SqliteStore {
-    fn append(&mut self, record: Record, epoch: u64) -> Result<Appended, HistoryError> {
-        let Some(jobs) = &self.jobs else {
-            return Err(HistoryError::Unavailable("the store is closed".into()));
-        };
-        match jobs.try_send(Job::Append(record, epoch)) {
-            Ok(()) => Ok(Appended::Queued),
-            Err(TrySendError::Full(_)) => Err(HistoryError::Unavailable(
-                "the store is too far behind".into(),
-            )),
-            Err(TrySendError::Disconnected(_)) => {
-                Err(HistoryError::Unavailable("the store writer stopped".into()))
-            }
-        }
-    }
-
-    fn completions(&mut self) -> Option<mpsc::Receiver<Done>> {
-        self.done_rx.take()
-    }
-
-    fn before(&self, conv: &str, before: u64, n: usize) -> Result<Page, HistoryError> {
-        let before = before.min(i64::MAX as u64);
-        let sql = format!(
-            "SELECT {COLUMNS} FROM messages WHERE conv = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
-        );
-        self.page(&sql, conv, before, n, true)
-    }
-
-    fn after(&self, conv: &str, after: u64, n: usize) -> Result<Page, HistoryError> {
-        let after = after.min(i64::MAX as u64);
-        let sql = format!(
-            "SELECT {COLUMNS} FROM messages WHERE conv = ?1 AND seq > ?2 ORDER BY seq ASC LIMIT ?3"
-        );
-        self.page(&sql, conv, after, n, false)
-    }
-
-    fn last_seq(&self, conv: &str) -> Result<u64, HistoryError> {
-        let mut stmt = self
-            .read
-            .prepare_cached("SELECT last_seq FROM convs WHERE conv = ?1")
-            .map_err(unavailable)?;
-        let seq: Option<u64> = stmt
-            .query_row([conv], |r| r.get(0))
-            .optional()
-            .map_err(unavailable)?;
-        Ok(seq.unwrap_or(0))
-    }
-
-    fn last_mid(&self) -> Result<u64, HistoryError> {
-        self.read
-            .query_row("SELECT coalesce(max(last_mid), 0) FROM convs", [], |r| {
-                r.get(0)
-            })
-            .map_err(unavailable)
-    }
-
-    fn find_sent(
-        &self,
-        sender_fold: &str,
-        client_id: &str,
-    ) -> Result<Option<Record>, HistoryError> {
-        let sql = format!(
-            "SELECT {COLUMNS}, conv FROM messages WHERE sender_fold = ?1 AND client_id = ?2"
-        );
-        let mut stmt = self.read.prepare_cached(&sql).map_err(unavailable)?;
-        stmt.query_row([sender_fold, client_id], |row| {
-            Ok(Record {
-                msg: message_from_row(row)?,
-                conv: row.get(8)?,
-                sender_fold: sender_fold.to_owned(),
-                client_id: Some(client_id.to_owned()),
-            })
-        })
-        .optional()
-        .map_err(unavailable)
-    }
-
-    fn search(&self, conv: &str, query: &str, n: usize) -> Result<Page, HistoryError> {
-        let Some(fts) = fts_query(query) else {
-            return Ok(Page::default());
-        };
-        // Newest first by the index's own rowid (the mid, which grows with seq within a
-        // conversation), so the scan stops after `n + 1` matches in this room. A query whose
-        // matches are mostly in other rooms could still scan long: the budget bounds it.
-        let sql = "SELECT m.mid, m.seq, m.ts, m.sender, m.room, m.recipient, m.text, m.action \
-                   FROM messages_fts JOIN messages m ON m.mid = messages_fts.rowid \
-                   WHERE messages_fts MATCH ?1 AND m.conv = ?2 \
-                   ORDER BY messages_fts.rowid DESC LIMIT ?3";
-        let deadline = std::time::Instant::now() + SEARCH_BUDGET;
-        self.read
-            .progress_handler(1000, Some(move || std::time::Instant::now() > deadline));
-        let found = (|| {
-            let mut stmt = self.read.prepare_cached(sql)?;
-            let rows = stmt.query_map(params![fts, conv, n.saturating_add(1)], message_from_row)?;
-            let mut messages = Vec::new();
-            let mut cut_short = false;
-            for row in rows {
-                match row {
-                    Ok(m) => messages.push(m),
-                    Err(e)
-                        if e.sqlite_error_code()
-                            == Some(rusqlite::ErrorCode::OperationInterrupted) =>
-                    {
-                        cut_short = true;
-                        break;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            Ok((messages, cut_short))
-        })();
-        self.read.progress_handler(0, None::<fn() -> bool>);
-        let (mut messages, cut_short) = found.map_err(unavailable)?;
-        let more = cut_short || messages.len() > n;
-        messages.truncate(n);
-        messages.reverse();
-        Ok(Page { messages, more })
     }
 }
 

@@ -1,5 +1,5 @@
 //! The hub's answers to room and presence requests: join (and resume), part, nick, topic,
-//! names, rooms, history, search; and the dispatch of every request.
+//! names, rooms; and the dispatch of every request.
 //!
 //! Each handler validates, changes the hub's state, then queues frames: the event once-encoded
 //! for every recipient, and the answer (with the request's `id`) for the requester. Refusals
@@ -12,17 +12,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chat_proto::client::{History, Join, Part, Search, Topic};
+use chat_proto::client::{Join, Part, Topic};
 use chat_proto::limits::MAX_TOPIC_LEN;
 use chat_proto::server::{
     HistoryPage, Joined, NameList, NickChanged, Notice, NoticeCode, Parted, RoomList, RoomSummary,
-    SearchResults,
 };
 use chat_proto::{ClientMsg, ErrorCode, ServerMsg};
 use tracing::{debug, warn};
 
+use super::history::committed_only;
 use super::{Hub, LOBBY, SessionId, encode, now_ms};
-use crate::history::{HistoryError, Page, search_words};
+use crate::history::Page;
 use crate::room::Room;
 use chat_proto::nick::{fold_nick, fold_room, validate_nick, validate_room};
 
@@ -349,88 +349,6 @@ impl Hub {
         );
     }
 
-    fn history(&mut self, id: SessionId, m: History) {
-        let Some(key) = self.member_room(id, &m.id, &m.room) else {
-            return;
-        };
-        if m.before.is_some() && m.after.is_some() {
-            let text = "give before or after, not both".to_owned();
-            return self.refuse(id, m.id, ErrorCode::BadRequest, text);
-        }
-        if m.limit == Some(0) {
-            let text = "limit must be at least 1".to_owned();
-            return self.refuse(id, m.id, ErrorCode::BadRequest, text);
-        }
-        let n = m
-            .limit
-            .unwrap_or(self.config.history_on_join)
-            .min(self.config.history_page) as usize;
-        let committed = self.rooms.get(&key).map_or(0, |r| r.last_seq());
-        let page = match (m.before, m.after) {
-            (Some(before), _) => self.history.before(&key, before.min(committed + 1), n),
-            (_, Some(after)) => self
-                .history
-                .after(&key, after, n)
-                .map(|p| committed_only(p, committed)),
-            _ => self.history.before(&key, committed + 1, n),
-        };
-        let room = self.rooms.get(&key).map_or(m.room, |r| r.name.clone());
-        match page {
-            Ok(Page { messages, more }) => self.reply(
-                id,
-                HistoryPage {
-                    id: m.id,
-                    room,
-                    messages,
-                    more,
-                },
-            ),
-            Err(e) => {
-                warn!(error = %e, room, "history store failed");
-                self.refuse(id, m.id, ErrorCode::StoreUnavailable, e.to_string());
-            }
-        }
-    }
-
-    fn search(&mut self, id: SessionId, m: Search) {
-        let Some(key) = self.member_room(id, &m.id, &m.room) else {
-            return;
-        };
-        if search_words(&m.query).is_empty() {
-            let text = "the query has no word to search for".to_owned();
-            return self.refuse(id, m.id, ErrorCode::BadRequest, text);
-        }
-        if m.limit == Some(0) {
-            let text = "limit must be at least 1".to_owned();
-            return self.refuse(id, m.id, ErrorCode::BadRequest, text);
-        }
-        let n = m
-            .limit
-            .unwrap_or(self.config.history_on_join)
-            .min(self.config.history_page) as usize;
-        let committed = self.rooms.get(&key).map_or(0, |r| r.last_seq());
-        let room = self.rooms.get(&key).map_or(m.room, |r| r.name.clone());
-        match self.history.search(&key, &m.query, n) {
-            Ok(mut page) => {
-                page.messages.retain(|msg| msg.seq <= committed);
-                self.reply(
-                    id,
-                    SearchResults {
-                        id: m.id,
-                        room,
-                        query: m.query,
-                        messages: page.messages,
-                        more: page.more,
-                    },
-                );
-            }
-            Err(HistoryError::Unavailable(e)) => {
-                warn!(error = %e, room, "search failed");
-                self.refuse(id, m.id, ErrorCode::StoreUnavailable, e);
-            }
-        }
-    }
-
     /// Everyone sharing at least one room with `id` (not `id` itself).
     pub(super) fn sharers(&self, id: SessionId) -> BTreeSet<SessionId> {
         let mut out = BTreeSet::new();
@@ -458,12 +376,4 @@ impl Hub {
         members.sort_unstable();
         members.into_iter().map(|(_, n)| n.to_owned()).collect()
     }
-}
-
-/// Drops from a forward page the messages the hub has not broadcast yet (they arrive live);
-/// then nothing more is waiting beyond the page.
-fn committed_only(mut page: Page, committed: u64) -> Page {
-    page.messages.retain(|m| m.seq <= committed);
-    page.more = page.more && page.messages.last().is_some_and(|m| m.seq < committed);
-    page
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use chat_proto::server::ChatMessage;
 
 use super::*;
+use crate::history::{Appended, HistoryError, Page};
 
 fn options(dir: &Path) -> StoreOptions {
     StoreOptions {
