@@ -195,7 +195,7 @@ async fn an_unexpected_close_fails_the_receiver() {
     );
 }
 
-/// The real server, if `cargo test --workspace` built it next to this test binary.
+/// The real server, built next to this test binary by `cargo test --workspace`.
 struct ChatServer {
     child: Child,
     addr: SocketAddr,
@@ -208,11 +208,17 @@ impl Drop for ChatServer {
     }
 }
 
-fn chat_server_binary() -> Option<PathBuf> {
+/// The real server binary; a test that cannot find it fails rather than passing unseen.
+fn chat_server_binary() -> PathBuf {
     // target/debug/deps/fanout-HASH → target/debug/chat-server
-    let exe = std::env::current_exe().ok()?;
-    let path = exe.parent()?.parent()?.join("chat-server");
-    path.exists().then_some(path)
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().unwrap().parent().unwrap().join("chat-server");
+    assert!(
+        path.exists(),
+        "chat-server binary not found at {}: run `cargo build --workspace --bins` first",
+        path.display()
+    );
+    path
 }
 
 fn start_chat_server(path: &PathBuf) -> ChatServer {
@@ -261,22 +267,14 @@ fn start_chat_server(path: &PathBuf) -> ChatServer {
 
 #[tokio::test]
 async fn chat_fanout_against_the_real_server_delivers_everything() {
-    let Some(path) = chat_server_binary() else {
-        eprintln!("chat-server binary not built next to this test: build the workspace first");
-        return;
-    };
-    let server = start_chat_server(&path);
+    let server = start_chat_server(&chat_server_binary());
     tiny_fanout(Chat, Proto::Chat, server.addr).await;
     tiny_mix(Chat, Proto::Chat, server.addr).await;
 }
 
 #[tokio::test]
 async fn text_mode_fanout_against_the_real_server_delivers_everything() {
-    let Some(path) = chat_server_binary() else {
-        eprintln!("chat-server binary not built next to this test: build the workspace first");
-        return;
-    };
-    let server = start_chat_server(&path);
+    let server = start_chat_server(&chat_server_binary());
     tiny_fanout(Text, Proto::Text, server.addr).await;
     tiny_mix(Text, Proto::Text, server.addr).await;
 }
