@@ -11,6 +11,7 @@ Scripted:      python3 chat_client.py 127.0.0.1:6666 --name alice --say "hi" --w
 
 import argparse
 import json
+import os
 import socket
 import struct
 import sys
@@ -96,17 +97,26 @@ def describe(kind, m):
     return None
 
 
+# Client message ids must be unique per nick, across runs too (PROTOCOL.md section 8): the
+# server treats a reused id as a resend of the earlier message. A random prefix per run does it.
+ID_PREFIX = os.urandom(4).hex()
+
+
 def handshake(conn, name):
     """Says hello until the server accepts a nick; returns the welcome body."""
     conn.send(HELLO, {"name": name, "client": "python-example/1.0"})
+    tries = 0
     while True:
         kind, m = conn.recv()
         if kind == WELCOME:
             return m
-        if kind == ERROR and m["code"] in ("nick_taken", "nick_invalid"):
+        if kind == ERROR and m["code"] == "nick_taken" and tries < 3:
+            tries += 1
             print(clean(f"{m['message']}; trying {name}_"), file=sys.stderr)
             name += "_"
             conn.send(HELLO, {"name": name})
+        elif kind == ERROR and m["code"] in ("nick_taken", "nick_invalid"):
+            raise SystemExit(clean(f"cannot use that nick: {m['message']}"))
         elif kind == ERROR:
             raise ConnectionError(f"{m['code']}: {m['message']}")
         elif kind == PING:
@@ -118,7 +128,7 @@ def scripted(conn, say, wait_for, timeout):
     deadline = time.monotonic() + timeout
     conn.sock.settimeout(timeout)
     if say:
-        conn.send(SEND, {"id": "py-1", "to": "#lobby", "text": say})
+        conn.send(SEND, {"id": f"{ID_PREFIX}-0", "to": "#lobby", "text": say})
     while time.monotonic() < deadline:
         kind, m = conn.recv()
         if kind == PING:
@@ -161,13 +171,13 @@ def interactive(conn, room):
             conn.send(PART, {"room": room})
         elif line.startswith("/msg "):
             _, nick, text = line.split(" ", 2)
-            conn.send(SEND, {"id": f"py-{counter}", "to": nick, "text": text})
+            conn.send(SEND, {"id": f"{ID_PREFIX}-{counter}", "to": nick, "text": text})
         elif line.startswith("/me "):
-            conn.send(SEND, {"id": f"py-{counter}", "to": room, "text": line[4:], "action": True})
+            conn.send(SEND, {"id": f"{ID_PREFIX}-{counter}", "to": room, "text": line[4:], "action": True})
         elif line == "/quit":
             break
         elif line:
-            conn.send(SEND, {"id": f"py-{counter}", "to": room, "text": line})
+            conn.send(SEND, {"id": f"{ID_PREFIX}-{counter}", "to": room, "text": line})
     conn.send(QUIT, {"reason": "bye"})
 
 
