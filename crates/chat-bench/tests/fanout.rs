@@ -43,23 +43,34 @@ fn common(proto: Proto, addr: SocketAddr) -> Common {
 }
 
 async fn tiny_fanout<D: Driver>(driver: D, proto: Proto, addr: SocketAddr) {
+    fanout_of(driver, proto, addr, SUBS, MESSAGES, 16).await;
+}
+
+async fn fanout_of<D: Driver>(
+    driver: D,
+    proto: Proto,
+    addr: SocketAddr,
+    subs: usize,
+    messages: u64,
+    window: u64,
+) {
     let bench = Bench::new(driver, common(proto, addr)).unwrap();
     let args = FanoutArgs {
         common: bench.common.clone(),
-        subs: SUBS,
-        messages: MESSAGES,
-        window: 16,
+        subs,
+        messages,
+        window,
     };
     let report = fanout::run(&bench, &args).await.unwrap();
     assert_eq!(report.failure, None, "{}", report.line());
-    assert_eq!(report.published, MESSAGES);
+    assert_eq!(report.published, messages);
     assert_eq!(
         report.delivered,
-        MESSAGES * SUBS as u64,
+        messages * subs as u64,
         "{}",
         report.line()
     );
-    assert_eq!(report.latency.count, MESSAGES * SUBS as u64);
+    assert_eq!(report.latency.count, messages * subs as u64);
 }
 
 async fn tiny_mix<D: Driver>(driver: D, proto: Proto, addr: SocketAddr) {
@@ -232,7 +243,7 @@ fn start_chat_server(path: &PathBuf) -> ChatServer {
             "--rate-burst",
             "100000",
         ])
-        .args(["--rate-per-sec", "100000", "--max-conns-per-ip", "100"])
+        .args(["--rate-per-sec", "100000", "--max-conns-per-ip", "1000"])
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -277,4 +288,12 @@ async fn text_mode_fanout_against_the_real_server_delivers_everything() {
     let server = start_chat_server(&chat_server_binary());
     tiny_fanout(Text, Proto::Text, server.addr).await;
     tiny_mix(Text, Proto::Text, server.addr).await;
+}
+
+/// The CI smoke run of issue 8: our server, 100 subscribers, a couple of seconds at most; proves
+/// the chat driver works at a real fan-out. No timing is asserted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smoke_chat_fanout_to_100_subscribers_delivers_everything() {
+    let server = start_chat_server(&chat_server_binary());
+    fanout_of(Chat, Proto::Chat, server.addr, 100, 2_000, 500).await;
 }

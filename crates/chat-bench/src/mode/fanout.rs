@@ -130,9 +130,23 @@ pub(crate) async fn finish<D: Driver>(
     let n = phase.subs.len() as u64;
     let outcomes = join_all(phase.subs, deadline, shared).await;
     let last = tally(report, &outcomes);
-    // Everything is in (or the run timed out): stop the publisher's reader too.
+    // Everything is in (or the run timed out). A publisher that is acked reads its last acks a
+    // moment after the subscribers get the last message: wait for them (up to the deadline)
+    // before stopping its reader, or the run fails for acks that were merely still in flight.
+    let mut task = phase.publisher.task;
+    let pub_out = if bench.driver.acks_publishes() {
+        tokio::select! {
+            out = &mut task => out.unwrap_or_default(),
+            () = tokio::time::sleep_until(deadline) => {
+                shared.cancel.cancel();
+                task.await.unwrap_or_default()
+            }
+        }
+    } else {
+        shared.cancel.cancel();
+        task.await.unwrap_or_default()
+    };
     shared.cancel.cancel();
-    let pub_out = phase.publisher.task.await.unwrap_or_default();
     report.published += phase.published;
     report.expected += phase.published * n;
     report.set_elapsed(last.saturating_sub(phase.start_ns) as f64 / 1e9);
