@@ -15,7 +15,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chat_proto::client::{self, Hello};
-use chat_proto::limits::DEFAULT_MAX_BODY;
 use chat_proto::message::{Ping, Pong};
 use chat_proto::server::Welcome;
 use chat_proto::{ClientCodec, ClientMsg, ErrorCode, ServerMsg};
@@ -100,6 +99,17 @@ impl DetachedCommands {
         out
     }
 }
+
+/// Largest frame body the client accepts from the server.
+///
+/// Deliberately far above any announced `max_body`: that limit is what the server accepts, and
+/// a server frame a little above it (a history page of long messages) must not be fatal, or the
+/// client reconnects into the same frame forever. The bound still keeps memory in check.
+pub const RECEIVE_MAX_BODY: u32 = 16 * 1024 * 1024;
+
+/// How long a session must stay up before the backoff starts over: a server that welcomes us
+/// and then drops us at once is a crash loop, and is retried ever more slowly, up to 30 s.
+pub const STABLE_SESSION: Duration = Duration::from_secs(10);
 
 /// Request id of the history requests that fill the gap after a reconnect.
 pub const GAP_ID: &str = "gap";
@@ -252,6 +262,16 @@ impl Backoff {
         self.next = Self::START;
     }
 
+    /// A connection ended after a session of `up_for` (none: never welcomed); true when the
+    /// backoff started over because the session had been stable.
+    pub fn session_ended(&mut self, up_for: Option<Duration>) -> bool {
+        let stable = up_for.is_some_and(|d| d >= STABLE_SESSION);
+        if stable {
+            self.reset();
+        }
+        stable
+    }
+
     /// The delay before the next attempt.
     pub fn next_delay(&mut self, rng: &mut impl Rng) -> Duration {
         let base = self.next;
@@ -275,8 +295,8 @@ enum Outcome {
     Lost {
         /// Why, for the screen.
         reason: String,
-        /// A session was open (so the backoff starts over).
-        welcomed: bool,
+        /// When the session opened (`welcome`), if it did.
+        welcomed: Option<Instant>,
     },
 }
 
@@ -303,8 +323,7 @@ async fn run(
             Outcome::Quit => return,
             Outcome::Lost { reason, welcomed } => (reason, welcomed),
         };
-        if welcomed {
-            backoff.reset();
+        if backoff.session_ended(welcomed.map(|at| at.elapsed())) {
             attempt = 0;
         }
         let delay = backoff.next_delay(&mut rand::rng());
@@ -347,8 +366,8 @@ async fn serve(
             // The connection attempt finished (or timed out).
             r = &mut connect => match r {
                 Ok(Ok(s)) => break s,
-                Ok(Err(e)) => return lost(format!("cannot connect: {e}"), false),
-                Err(_) => return lost("cannot connect: timed out".to_owned(), false),
+                Ok(Err(e)) => return lost(format!("cannot connect: {e}"), None),
+                Err(_) => return lost("cannot connect: timed out".to_owned(), None),
             },
             // The UI: a quit stops the attempt; a send made before it saw us go offline is
             // dropped (the outbox still holds it).
@@ -359,11 +378,11 @@ async fn serve(
         }
     };
     let _ = stream.set_nodelay(true);
-    let mut framed = Framed::new(stream, ClientCodec::new(DEFAULT_MAX_BODY));
+    let mut framed = Framed::new(stream, ClientCodec::new(RECEIVE_MAX_BODY));
     if let Err(e) = framed.send(ClientMsg::Hello(session.hello())).await {
-        return lost(format!("cannot send hello: {e}"), false);
+        return lost(format!("cannot send hello: {e}"), None);
     }
-    let mut welcomed = false;
+    let mut welcomed: Option<Instant> = None;
     let mut silence = Duration::from_secs(60);
     let mut last_heard = Instant::now();
     let mut pinged = false;
@@ -371,7 +390,7 @@ async fn serve(
         tokio::select! {
             // A command from the UI.
             cmd = cmd_rx.recv() => match cmd {
-                Some(NetCommand::Send(msg)) if welcomed => {
+                Some(NetCommand::Send(msg)) if welcomed.is_some() => {
                     if let Err(e) = framed.send(msg).await {
                         return lost(format!("send failed: {e}"), welcomed);
                     }
@@ -408,8 +427,7 @@ async fn serve(
                     }
                     ServerMsg::Pong(_) => {}
                     ServerMsg::Welcome(w) => {
-                        welcomed = true;
-                        framed.codec_mut().set_max_body(w.limits.max_body.max(DEFAULT_MAX_BODY));
+                        welcomed = Some(Instant::now());
                         silence = Duration::from_secs(u64::from(w.limits.ping_interval_secs.max(5)) * 2);
                         let catch_up = session.after_welcome(&w);
                         info!(nick = %w.nick, rooms = w.rooms.len(), "welcome");
@@ -422,7 +440,7 @@ async fn serve(
                             }
                         }
                     }
-                    ServerMsg::Error(e) if !welcomed && e.code == ErrorCode::NickTaken => {
+                    ServerMsg::Error(e) if welcomed.is_none() && e.code == ErrorCode::NickTaken => {
                         // Our nick is taken (often by our own ghost): ask for another one.
                         session.nick.push('_');
                         let forward = ServerMsg::Error(e);
@@ -430,7 +448,7 @@ async fn serve(
                             return Outcome::Quit;
                         }
                         if let Err(e) = framed.send(ClientMsg::Hello(session.hello())).await {
-                            return lost(format!("cannot send hello: {e}"), false);
+                            return lost(format!("cannot send hello: {e}"), None);
                         }
                     }
                     other => {
@@ -546,6 +564,68 @@ mod tests {
             ..Parted::default()
         }));
         assert!(s.rooms.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_server_frame_above_the_announced_max_body_is_received_not_fatal() {
+        use chat_proto::ServerCodec;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = tokio::spawn(async move {
+            let (sock, _) = listener.accept().await.unwrap();
+            let mut framed = Framed::new(sock, ServerCodec::new(RECEIVE_MAX_BODY));
+            let _hello = framed.next().await;
+            framed
+                .send(&ServerMsg::Welcome(welcome("alice", &["#lobby"])))
+                .await
+                .unwrap();
+            let big = ServerMsg::Message(ChatMessage {
+                room: Some("#lobby".into()),
+                from: "bob".into(),
+                seq: 1,
+                text: "x".repeat(3 * DEFAULT_MAX_BODY_FOR_TEST),
+                ..ChatMessage::default()
+            });
+            framed.send(&big).await.unwrap();
+            // Keep the connection open until the client has read the frame.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        });
+        let (handle, mut events) = spawn(NetConfig {
+            addr,
+            name: "alice".into(),
+            client: "t".into(),
+        });
+        let mut got_big = false;
+        while let Ok(Some(ev)) = timeout(Duration::from_secs(5), events.recv()).await {
+            match ev {
+                NetEvent::Message(ServerMsg::Message(m)) => {
+                    got_big = m.text.len() == 3 * DEFAULT_MAX_BODY_FOR_TEST;
+                    break;
+                }
+                NetEvent::Disconnected { reason, .. } => panic!("disconnected: {reason}"),
+                _ => {}
+            }
+        }
+        handle.quit(None);
+        server.abort();
+        assert!(got_big, "the large frame arrived");
+    }
+
+    const DEFAULT_MAX_BODY_FOR_TEST: usize = chat_proto::limits::DEFAULT_MAX_BODY as usize;
+
+    #[test]
+    fn a_session_dropped_right_after_welcome_keeps_backing_off() {
+        let mut b = Backoff::new();
+        let mut rng = rand::rng();
+        let mut delays = Vec::new();
+        for _ in 0..6 {
+            // Welcomed, then dropped after a second: a crash loop, not a stable session.
+            assert!(!b.session_ended(Some(Duration::from_secs(1))));
+            delays.push(b.next_delay(&mut rng));
+        }
+        assert!(delays[5] >= Duration::from_secs(30), "{delays:?}");
+        assert!(b.session_ended(Some(STABLE_SESSION)));
+        assert!(b.next_delay(&mut rng) < Duration::from_millis(1250));
     }
 
     #[test]
