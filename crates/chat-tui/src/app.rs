@@ -91,6 +91,10 @@ pub struct Line {
     pub ts: i64,
     /// Room (or DM pair) sequence number, for messages the server numbered.
     pub seq: Option<u64>,
+    /// Server message id, for messages the server numbered. Together with `seq` and `ts` it
+    /// identifies a message: `seq` alone repeats (a restarted in-memory server, a DM pair after
+    /// a nick change).
+    pub mid: Option<u64>,
     /// What the line says.
     pub body: LineBody,
 }
@@ -212,9 +216,12 @@ impl Buffer {
         self.lines.iter().filter_map(|l| l.seq).min()
     }
 
-    /// Whether a line with this sequence number is loaded.
-    pub fn has_seq(&self, seq: u64) -> bool {
-        self.lines.iter().rev().any(|l| l.seq == Some(seq))
+    /// Whether this message (`seq`, `mid` and `ts` all equal) is loaded.
+    pub fn has_message(&self, seq: u64, mid: u64, ts: i64) -> bool {
+        self.lines
+            .iter()
+            .rev()
+            .any(|l| l.seq == Some(seq) && l.mid == Some(mid) && l.ts == ts)
     }
 
     /// Whether there is activity worth jumping to.

@@ -169,28 +169,29 @@ impl Session {
     }
 
     /// Learns from a message the server sent.
+    ///
+    /// The stream delivers each room in order, so the last live message (or ack, or join-burst
+    /// page) is where the room stands, even when its numbers went down (a restarted in-memory
+    /// server starts over at 1). Pages asked for by id can be older than the stream, so they
+    /// only ever raise the mark.
     pub fn observe(&mut self, msg: &ServerMsg) {
         match msg {
             ServerMsg::Message(m) => {
                 if let Some(room) = &m.room {
-                    self.seen(room, m.seq);
+                    self.stream_at(room, m.seq);
                 }
             }
-            ServerMsg::Ack(a) => {
+            ServerMsg::Ack(a) if !a.duplicate => {
                 if let Some(room) = &a.room {
-                    self.seen(room, a.seq);
+                    self.stream_at(room, a.seq);
                 }
             }
             ServerMsg::History(page) => {
-                let last = page.messages.last().map(|m| m.seq);
-                match self.rooms.get_mut(&page.room) {
-                    // A join burst (no id) that ends before what we saw: the server started
-                    // over (its history did not survive a restart), so our numbers are void.
-                    Some(known) if page.id.is_none() && *known > last => *known = last,
-                    _ => {
-                        if let Some(seq) = last {
-                            self.seen(&page.room, seq);
-                        }
+                if let Some(last) = page.messages.last() {
+                    if page.id.is_none() {
+                        self.stream_at(&page.room, last.seq);
+                    } else if let Some(known) = self.rooms.get_mut(&page.room) {
+                        *known = Some(known.map_or(last.seq, |k| k.max(last.seq)));
                     }
                 }
             }
@@ -205,10 +206,10 @@ impl Session {
         }
     }
 
-    /// Records that `seq` was seen in `room` (only for rooms we are in).
-    fn seen(&mut self, room: &str, seq: u64) {
+    /// Records that the stream of `room` reached `seq` (only for rooms we are in).
+    fn stream_at(&mut self, room: &str, seq: u64) {
         if let Some(last) = self.rooms.get_mut(room) {
-            *last = Some(last.map_or(seq, |l| l.max(seq)));
+            *last = Some(seq);
         }
     }
 
@@ -539,7 +540,7 @@ mod tests {
     }
 
     #[test]
-    fn a_join_burst_older_than_what_we_saw_means_the_server_started_over() {
+    fn an_empty_resume_page_keeps_the_last_seq() {
         let mut s = Session::new("alice", "t");
         s.after_welcome(&welcome("alice", &["#lobby"]));
         s.observe(&ServerMsg::Message(ChatMessage {
@@ -547,11 +548,26 @@ mod tests {
             seq: 40,
             ..ChatMessage::default()
         }));
+        // Nothing was missed: the join burst's page is empty.
         s.observe(&ServerMsg::History(chat_proto::server::HistoryPage {
             room: "#lobby".into(),
             ..Default::default()
         }));
-        assert_eq!(s.rooms.get("#lobby"), Some(&None));
+        assert_eq!(s.hello().resume.get("#lobby"), Some(&40));
+    }
+
+    #[test]
+    fn a_restarted_server_renumbering_a_room_moves_the_resume_point_down() {
+        let mut s = Session::new("alice", "t");
+        s.after_welcome(&welcome("alice", &["#lobby"]));
+        for seq in [40, 1] {
+            s.observe(&ServerMsg::Message(ChatMessage {
+                room: Some("#lobby".into()),
+                seq,
+                ..ChatMessage::default()
+            }));
+        }
+        assert_eq!(s.hello().resume.get("#lobby"), Some(&1));
     }
 
     #[test]

@@ -64,21 +64,38 @@ fn insert_at(app: &mut App, i: usize, at: usize, line: Line) {
     }
 }
 
-/// Inserts a numbered message in sequence order; false when that sequence number is loaded.
-fn insert_by_seq(app: &mut App, i: usize, line: Line) -> bool {
-    let Some(seq) = line.seq else {
+/// Where a message belongs: the server streams each conversation in order, so a live message
+/// goes at the end; a history page (older messages, or a gap filled while live ones arrived)
+/// goes before the lines that are later than it in both sequence and time (local lines by time
+/// alone). Comparing both keeps a renumbered conversation (a restarted server, a DM after a
+/// nick change) from sorting new messages among old ones.
+enum Placement {
+    /// At the end.
+    Live,
+    /// By sequence and time.
+    Page,
+}
+
+/// Inserts a numbered message; false when this very message (`seq`, `mid`, `ts`) is loaded.
+fn insert_message(app: &mut App, i: usize, line: Line, place: Placement) -> bool {
+    let (Some(seq), Some(mid)) = (line.seq, line.mid) else {
         append(app, i, line);
         return true;
     };
     let buf = &app.buffers[i];
-    if buf.has_seq(seq) {
+    if buf.has_message(seq, mid, line.ts) {
         return false;
     }
-    let at = buf
-        .lines
-        .iter()
-        .position(|l| l.seq.is_some_and(|s| s > seq))
-        .unwrap_or(buf.lines.len());
+    let at = match place {
+        Placement::Live => buf.lines.len(),
+        Placement::Page => {
+            let later = |l: &Line| match l.seq {
+                Some(s) => s > seq && l.ts >= line.ts,
+                None => l.ts > line.ts,
+            };
+            buf.lines.len() - buf.lines.iter().rev().take_while(|l| later(l)).count()
+        }
+    };
     insert_at(app, i, at, line);
     true
 }
@@ -100,6 +117,7 @@ fn chat_line(app: &App, m: &ChatMessage) -> Line {
     Line {
         ts: m.ts,
         seq: Some(m.seq),
+        mid: Some(m.mid),
         body: LineBody::Chat {
             from: line_str(&m.from),
             text,
@@ -120,7 +138,7 @@ fn on_message(app: &mut App, m: ChatMessage, out: &mut Vec<Command>) {
         LineBody::Chat { own, mention, .. } => (*own, *mention),
         _ => (false, false),
     };
-    if !insert_by_seq(app, i, line) {
+    if !insert_message(app, i, line, Placement::Live) {
         return;
     }
     let direct = matches!(app.buffers[i].kind, BufferKind::Dm(_));
@@ -169,6 +187,7 @@ fn membership(app: &mut App, i: usize, nick: &str, joined: bool, ts: i64) {
         Line {
             ts,
             seq: None,
+            mid: None,
             body: LineBody::Membership {
                 joined: j,
                 parted: p,
@@ -184,6 +203,7 @@ fn info(app: &mut App, i: usize, ts: i64, text: String) {
         Line {
             ts,
             seq: None,
+            mid: None,
             body: LineBody::Info(text),
         },
     );
@@ -196,6 +216,7 @@ fn error(app: &mut App, i: usize, ts: i64, text: String) {
         Line {
             ts,
             seq: None,
+            mid: None,
             body: LineBody::Error(text),
         },
     );
@@ -226,6 +247,7 @@ pub fn server_msg(app: &mut App, msg: ServerMsg, out: &mut Vec<Command>) {
                 {
                     line.ts = ack.ts;
                     line.seq = Some(ack.seq);
+                    line.mid = Some(ack.mid);
                     if let LineBody::Chat { delivery, .. } = &mut line.body {
                         *delivery = Delivery::Acked;
                     }
@@ -407,19 +429,9 @@ pub fn server_msg(app: &mut App, msg: ServerMsg, out: &mut Vec<Command>) {
                 .as_deref()
                 .is_some_and(|id| id.starts_with(&format!("{}-older-", app.id_prefix)));
             let was_empty = app.buffers[i].oldest_seq().is_none();
-            let newest_known = app.buffers[i].lines.iter().filter_map(|l| l.seq).max();
-            let newest_sent = page.messages.last().map(|m| m.seq);
-            if page.id.is_none() && newest_known > newest_sent {
-                // A join burst older than what we have: the server's history started over, so
-                // the numbers we hold mean nothing now; keep the text, forget the numbers.
-                for line in &mut app.buffers[i].lines {
-                    line.seq = None;
-                }
-                info(app, i, now, "the server's history was reset".to_owned());
-            }
             for m in &page.messages {
                 let line = chat_line(app, m);
-                insert_by_seq(app, i, line);
+                insert_message(app, i, line, Placement::Page);
             }
             let buf = &mut app.buffers[i];
             if older {

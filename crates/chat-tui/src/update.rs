@@ -268,6 +268,7 @@ pub fn push_local(app: &mut App, i: usize, body: LineBody) {
         Line {
             ts,
             seq: None,
+            mid: None,
             body,
         },
     );
@@ -496,6 +497,7 @@ fn send_message(app: &mut App, to: String, text: String, action: bool, out: &mut
     let line = Line {
         ts: app.now_ms,
         seq: None,
+        mid: None,
         body: LineBody::Chat {
             from: sanitize_line(&app.me).into_owned(),
             text: sanitize_text(&text).into_owned(),

@@ -38,6 +38,36 @@ fn msg(room: &str, from: &str, seq: u64, text: &str) -> ServerMsg {
     })
 }
 
+/// A message with its own `mid` and `ts`: the same `seq` can be a different message.
+fn msg_at(to: &str, from: &str, seq: u64, mid: u64, ts: i64, text: &str) -> ServerMsg {
+    let (room, to) = if to.starts_with('#') {
+        (Some(to.into()), None)
+    } else {
+        (None, Some(to.into()))
+    };
+    ServerMsg::Message(ChatMessage {
+        mid,
+        room,
+        to,
+        from: from.into(),
+        seq,
+        ts,
+        text: text.into(),
+        ..ChatMessage::default()
+    })
+}
+
+fn texts(app: &App) -> Vec<String> {
+    app.active_buffer()
+        .lines
+        .iter()
+        .filter_map(|l| match &l.body {
+            LineBody::Chat { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// alice, connected, in #lobby with bob and carol.
 fn online() -> App {
     let mut app = App::new("alice", "test:1", "T");
@@ -587,8 +617,59 @@ fn returning_to_a_buffer_shows_an_unread_marker_at_the_first_new_line() {
 #[test]
 fn a_restarted_server_whose_numbers_start_over_does_not_hide_new_messages() {
     let mut app = online();
-    net(&mut app, msg("#lobby", "bob", 1, "before the restart"));
-    net(&mut app, msg("#lobby", "bob", 2, "still before"));
+    net(
+        &mut app,
+        msg_at("#lobby", "bob", 1, 11, 1_000, "before the restart"),
+    );
+    net(
+        &mut app,
+        msg_at("#lobby", "bob", 2, 12, 2_000, "still before"),
+    );
+    update(
+        &mut app,
+        Msg::Net(NetEvent::Disconnected {
+            reason: "gone".into(),
+            retry_in: None,
+        }),
+    );
+    update(&mut app, Msg::Net(welcome("alice", &["#lobby"])));
+    net(
+        &mut app,
+        msg_at("#lobby", "bob", 1, 1, 9_000, "after the restart"),
+    );
+    assert_eq!(
+        texts(&app),
+        vec!["before the restart", "still before", "after the restart"]
+    );
+}
+
+#[test]
+fn a_dm_after_a_nick_change_starts_at_seq_1_again_and_is_shown() {
+    let mut app = online();
+    net(&mut app, msg_at("alice", "bob", 1, 21, 1_000, "hi"));
+    net(
+        &mut app,
+        ServerMsg::NickChanged(chat_proto::server::NickChanged {
+            old: "bob".into(),
+            new: "robert".into(),
+            ts: 1_500,
+        }),
+    );
+    net(
+        &mut app,
+        msg_at("alice", "robert", 1, 22, 2_000, "it's robert now"),
+    );
+    let i = app.find_buffer("robert").unwrap();
+    update(&mut app, Msg::Action(Action::GoToBuffer(i + 1)));
+    assert_eq!(texts(&app), vec!["hi", "it's robert now"]);
+}
+
+#[test]
+fn a_clean_resume_with_nothing_missed_keeps_the_numbers_for_paging_back() {
+    let mut app = online();
+    for seq in 100..=140 {
+        net(&mut app, msg("#lobby", "bob", seq, "x"));
+    }
     update(
         &mut app,
         Msg::Net(NetEvent::Disconnected {
@@ -606,8 +687,18 @@ fn a_restarted_server_whose_numbers_start_over_does_not_hide_new_messages() {
             more: false,
         }),
     );
-    net(&mut app, msg("#lobby", "bob", 1, "after the restart"));
-    assert!(matches!(last_body(&app), LineBody::Chat { text, .. } if text == "after the restart"));
+    assert!(
+        !app.active_buffer()
+            .lines
+            .iter()
+            .any(|l| matches!(&l.body, LineBody::Info(t) if t.contains("reset"))),
+        "no false alarm"
+    );
+    let sent = sends(&update(&mut app, Msg::Action(Action::ScrollTop)));
+    assert!(
+        matches!(&sent[..], [ClientMsg::History(h)] if h.before == Some(100)),
+        "{sent:?}"
+    );
 }
 
 #[test]
