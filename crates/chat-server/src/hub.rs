@@ -27,8 +27,10 @@
 //! - `rooms`: request dispatch, and room and presence requests (`join`, `topic`, ...).
 //! - `chat`: `send` (to a room or a user), the store's reports, and `typing`.
 //! - `history`: `history` pages and `search`, bounded by what was broadcast.
+//! - `fit`: keeping every frame within the announced `max_body` (pages, lists, reasons).
 
 mod chat;
+mod fit;
 mod history;
 mod rooms;
 
@@ -38,6 +40,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chat_proto::client::Hello;
+use chat_proto::frame::{HEADER_LEN, Header};
 use chat_proto::server::{QuitEvent, Welcome};
 use chat_proto::{ClientMsg, ErrorCode, ServerMsg, WireMessage};
 use tokio::sync::mpsc::error::TrySendError;
@@ -357,7 +360,7 @@ impl Hub {
         }
         let event = ServerMsg::Quit(QuitEvent {
             nick: nick.to_owned(),
-            reason: Some(reason.to_owned()),
+            reason: Some(fit::clip(reason, fit::MAX_REASON)),
             ts: now_ms(),
         });
         if let Some(frame) = encode(&event) {
@@ -424,6 +427,19 @@ impl Hub {
         if conn.lagging {
             return;
         }
+        // The last guard: a frame over the announced limit would make the client drop us.
+        let body = frame.len().saturating_sub(HEADER_LEN);
+        if body > self.config.max_body as usize {
+            let kind = Header::parse(frame).map(|h| h.kind);
+            error!(
+                session = to,
+                body,
+                ?kind,
+                max_body = self.config.max_body,
+                "refusing to queue a frame larger than max_body"
+            );
+            return;
+        }
         match conn.out_tx.try_send(frame.clone()) {
             Ok(()) => {
                 if let Some((key, s)) = seq {
@@ -453,6 +469,7 @@ impl Hub {
     /// Sends an error answering request `req_id`.
     fn refuse(&mut self, to: SessionId, req_id: Option<String>, code: ErrorCode, text: String) {
         debug!(session = to, %code, reason = text, "request refused");
+        let text = fit::clip(&text, fit::MAX_ERROR_TEXT);
         self.reply(to, ServerMsg::error(req_id, code, text));
     }
 }

@@ -325,6 +325,16 @@ impl<R: AsyncRead + Unpin> Session<R> {
                 return Ok(());
             }
         };
+        // Never more than the limit we announce: the client would drop the connection.
+        let body = frame.len().saturating_sub(chat_proto::frame::HEADER_LEN);
+        if body > self.config.max_body as usize {
+            tracing::error!(
+                body,
+                kind = msg.kind(),
+                "refusing to queue a frame larger than max_body"
+            );
+            return Ok(());
+        }
         match self.out_tx.try_send(frame) {
             Ok(()) => Ok(()),
             // Registered: the hub knows what was queued, so it does the lag disconnect and

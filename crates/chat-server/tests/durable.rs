@@ -313,6 +313,28 @@ async fn a_slow_reader_cut_off_under_load_recovers_every_message_through_resume(
         let (mut again, _) = hello_resume(server.addr, "slow", &[("#lobby", last)]).await;
         let page = again.expect_burst("#lobby").await;
         seen.extend(seqs(&page));
+        // A replay page stops at max_body: page forward until `more` is false.
+        let mut more = page.more;
+        while more {
+            let after = *seen.last().unwrap();
+            again
+                .send(History {
+                    id: Some(format!("p{after}")),
+                    room: "#lobby".into(),
+                    after: Some(after),
+                    limit: Some(200),
+                    ..History::default()
+                })
+                .await;
+            let page = again
+                .recv_until(|m| match m {
+                    ServerMsg::History(h) if h.id.is_some() => Some(h),
+                    _ => None,
+                })
+                .await;
+            seen.extend(seqs(&page));
+            more = page.more;
+        }
         assert_eq!(
             seen,
             (1..=N).collect::<Vec<_>>(),

@@ -16,7 +16,7 @@ use chat_proto::server::{ChatMessage, TypingEvent};
 use chat_proto::{ErrorCode, ServerMsg};
 use tracing::{error, warn};
 
-use super::{Hub, SessionId, encode, now_ms};
+use super::{Hub, SessionId, encode, fit, now_ms};
 use crate::history::{Appended, Done, HistoryError, Record, dm_conv};
 use chat_proto::nick::fold_nick;
 
@@ -164,6 +164,19 @@ impl Hub {
 
     /// Hands a stamped message to the store; it is acked and delivered when committed.
     fn submit(&mut self, sender: SessionId, record: Record, target: Target) {
+        // Escaping can make a text within `max_text` a `message` over `max_body` (a control
+        // character takes 6 bytes); such a frame would lock its readers out, so refuse it.
+        // The headroom keeps every accepted message small enough for a history page too.
+        let len = fit::message_len(&record.msg);
+        let max = (self.config.max_body as usize).saturating_sub(fit::PAGE_HEADROOM);
+        if len > max {
+            self.give_back(&record, &target, true);
+            let text = format!(
+                "text too long once encoded: the relayed message would be {len} bytes, \
+                 over the limit of {max} (control characters count 6 bytes each)"
+            );
+            return self.refuse(sender, record.client_id, ErrorCode::TextInvalid, text);
+        }
         let appended = match self.history.append(record.clone(), self.epoch) {
             Ok(appended) => appended,
             Err(e) => {

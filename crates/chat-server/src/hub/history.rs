@@ -5,10 +5,10 @@
 
 use chat_proto::ErrorCode;
 use chat_proto::client::{History, Search};
-use chat_proto::server::{HistoryPage, SearchResults};
+use chat_proto::server::{ChatMessage, HistoryPage, SearchResults};
 use tracing::warn;
 
-use super::{Hub, SessionId};
+use super::{Hub, SessionId, fit};
 use crate::history::{HistoryError, Page, search_words};
 
 impl Hub {
@@ -38,16 +38,13 @@ impl Hub {
             _ => self.history.before(&key, committed + 1, n),
         };
         let room = self.rooms.get(&key).map_or(m.room, |r| r.name.clone());
+        // A forward page keeps its oldest messages; the others keep the newest.
+        let keep_newest = m.after.is_none();
         match page {
-            Ok(Page { messages, more }) => self.reply(
-                id,
-                HistoryPage {
-                    id: m.id,
-                    room,
-                    messages,
-                    more,
-                },
-            ),
+            Ok(Page { messages, more }) => {
+                let page = self.fit_page(m.id, room, messages, more, keep_newest);
+                self.reply(id, page);
+            }
             Err(e) => {
                 warn!(error = %e, room, "history store failed");
                 self.refuse(id, m.id, ErrorCode::StoreUnavailable, e.to_string());
@@ -59,6 +56,10 @@ impl Hub {
         let Some(key) = self.member_room(id, &m.id, &m.room) else {
             return;
         };
+        if m.query.len() > fit::MAX_QUERY {
+            let text = format!("the query is longer than {} bytes", fit::MAX_QUERY);
+            return self.refuse(id, m.id, ErrorCode::BadRequest, text);
+        }
         if search_words(&m.query).is_empty() {
             let text = "the query has no word to search for".to_owned();
             return self.refuse(id, m.id, ErrorCode::BadRequest, text);
@@ -76,22 +77,48 @@ impl Hub {
         match self.history.search(&key, &m.query, n) {
             Ok(mut page) => {
                 page.messages.retain(|msg| msg.seq <= committed);
-                self.reply(
-                    id,
-                    SearchResults {
-                        id: m.id,
-                        room,
-                        query: m.query,
-                        messages: page.messages,
-                        more: page.more,
-                    },
-                );
+                let mut results = SearchResults {
+                    id: m.id,
+                    room,
+                    query: m.query,
+                    messages: Vec::new(),
+                    more: true,
+                };
+                let budget = fit::array_budget(self.config.max_body, &results);
+                let cut = fit::fit_messages(&mut page.messages, budget, true);
+                results.messages = page.messages;
+                results.more = page.more || cut;
+                self.reply(id, results);
             }
             Err(HistoryError::Unavailable(e)) => {
                 warn!(error = %e, room, "search failed");
                 self.refuse(id, m.id, ErrorCode::StoreUnavailable, e);
             }
         }
+    }
+}
+
+impl Hub {
+    /// A `history_page` of `messages`, cut to fit `max_body` (then `more` is true).
+    pub(super) fn fit_page(
+        &self,
+        id: Option<String>,
+        room: String,
+        mut messages: Vec<ChatMessage>,
+        more: bool,
+        keep_newest: bool,
+    ) -> HistoryPage {
+        let mut page = HistoryPage {
+            id,
+            room,
+            messages: Vec::new(),
+            more: true,
+        };
+        let budget = fit::array_budget(self.config.max_body, &page);
+        let cut = fit::fit_messages(&mut messages, budget, keep_newest);
+        page.messages = messages;
+        page.more = more || cut;
+        page
     }
 }
 

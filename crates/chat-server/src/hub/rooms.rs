@@ -21,7 +21,7 @@ use chat_proto::{ClientMsg, ErrorCode, ServerMsg};
 use tracing::{debug, warn};
 
 use super::history::committed_only;
-use super::{Hub, LOBBY, SessionId, encode, now_ms};
+use super::{Hub, LOBBY, SessionId, encode, fit, now_ms};
 use crate::history::Page;
 use crate::room::Room;
 use chat_proto::nick::{fold_nick, fold_room, validate_nick, validate_room};
@@ -154,6 +154,20 @@ impl Hub {
                 self.history.before(&key, last_seq + 1, n)
             }
         };
+        // Within `max_body`: a replay keeps its oldest messages, a plain join the newest.
+        let page = page.map(|p| {
+            let fitted = self.fit_page(
+                None,
+                room_name.clone(),
+                p.messages,
+                p.more,
+                resume.is_none(),
+            );
+            Page {
+                messages: fitted.messages,
+                more: fitted.more,
+            }
+        });
         // With a capped replay, the client has everything up to the page's end.
         let delivered = match (&page, resume) {
             (Ok(p), Some(_)) if p.more => p.messages.last().map_or(last_seq, |m| m.seq),
@@ -169,15 +183,8 @@ impl Hub {
             }
         }
         self.reply(id, topic);
-        let members = self.member_nicks(&key);
-        self.reply(
-            id,
-            NameList {
-                id: req,
-                room: room_name.clone(),
-                members,
-            },
-        );
+        let names = self.name_list(req, room_name.clone(), &key);
+        self.reply(id, names);
         match page {
             Ok(Page { messages, more }) => {
                 let replay_capped = resume.is_some() && more;
@@ -226,7 +233,7 @@ impl Hub {
         let event = ServerMsg::Parted(Parted {
             room: room.name.clone(),
             nick,
-            reason: m.reason,
+            reason: m.reason.map(|r| fit::clip(&r, fit::MAX_REASON)),
             ts: now_ms(),
         });
         let members: Vec<SessionId> = room.members.iter().copied().collect();
@@ -329,7 +336,17 @@ impl Hub {
             })
             .collect();
         rooms.sort_by(|a, b| a.name.cmp(&b.name));
-        self.reply(id, RoomList { id: req, rooms });
+        let mut list = RoomList {
+            id: req,
+            rooms: Vec::new(),
+        };
+        let budget = fit::array_budget(self.config.max_body, &list);
+        let left = fit::fit_rooms(&mut rooms, budget);
+        if left > 0 {
+            warn!(left, "room list capped to fit max_body");
+        }
+        list.rooms = rooms;
+        self.reply(id, list);
     }
 
     fn names(&mut self, id: SessionId, req: Option<String>, room: &str) {
@@ -338,15 +355,25 @@ impl Hub {
             let text = format!("there is no room {room}");
             return self.refuse(id, req, ErrorCode::NotInRoom, text);
         };
-        let members = self.member_nicks(&key);
-        self.reply(
-            id,
-            NameList {
-                id: req,
-                room: name,
-                members,
-            },
-        );
+        let names = self.name_list(req, name, &key);
+        self.reply(id, names);
+    }
+
+    /// A room's `name_list`, capped (with a marker entry) to fit `max_body`.
+    fn name_list(&self, req: Option<String>, room: String, key: &str) -> NameList {
+        let mut list = NameList {
+            id: req,
+            room,
+            members: Vec::new(),
+        };
+        let mut members = self.member_nicks(key);
+        let budget = fit::array_budget(self.config.max_body, &list);
+        let left = fit::fit_names(&mut members, budget);
+        if left > 0 {
+            warn!(room = list.room, left, "name list capped to fit max_body");
+        }
+        list.members = members;
+        list
     }
 
     /// Everyone sharing at least one room with `id` (not `id` itself).
