@@ -149,6 +149,18 @@ pub struct Outgoing {
     pub retry_at: Option<i64>,
 }
 
+/// A `join` sent and not yet answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingJoin {
+    /// Request id (the error that refuses it carries it).
+    pub id: String,
+    /// The room asked for.
+    pub room: String,
+    /// Typed by the user (`/join`): show the room once joined. Otherwise a rejoin after a
+    /// reconnect, whose buffer already exists.
+    pub by_user: bool,
+}
+
 /// Up/Down history of what was typed in one buffer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InputHistory {
@@ -308,6 +320,10 @@ pub struct App {
     pub completion: Option<Completion>,
     /// Messages not yet acknowledged, oldest first.
     pub outbox: Vec<Outgoing>,
+    /// Requests (joins, history pages) waiting for the pacer; sent before the outbox.
+    pub requests: Vec<chat_proto::ClientMsg>,
+    /// Joins sent (or queued) and not yet answered.
+    pub joins: Vec<PendingJoin>,
     /// Prefix of client message ids: random per run, so ids never collide across runs.
     pub id_prefix: String,
     /// Counter of client message ids.
@@ -350,6 +366,8 @@ impl App {
             mode: InputMode::Normal,
             completion: None,
             outbox: Vec::new(),
+            requests: Vec::new(),
+            joins: Vec::new(),
             id_prefix: id_prefix.into(),
             next_id: 1,
             show_members: true,
@@ -430,10 +448,11 @@ impl App {
                 ..
             }
         ) || (self.is_connected()
-            && self
-                .outbox
-                .iter()
-                .any(|o| o.sent_on != Some(self.generation)))
+            && (!self.requests.is_empty()
+                || self
+                    .outbox
+                    .iter()
+                    .any(|o| o.sent_on != Some(self.generation))))
     }
 
     /// Total unread messages and mentions in buffers other than the active one.

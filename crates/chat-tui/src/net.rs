@@ -4,8 +4,9 @@
 //! answering pings, noticing a dead server, and reconnecting with exponential backoff (1 s
 //! doubling to 30 s, with jitter). [`Session`] remembers what a new connection needs (nick,
 //! rooms, last sequence number seen per room) by watching the traffic go by: the `hello` asks
-//! the server to `resume` from there, rooms the server did not restore are joined again, and a
-//! `history {after}` per room fills the gap.
+//! the server to `resume` every room from there, and the server rejoins them and replays the
+//! gap. Anything beyond that (rooms not restored, `more_history` paging) is sent by the UI,
+//! through its pacer.
 //!
 //! **Architecture Invariant:** events flow through a bounded channel (the socket waits when
 //! the UI falls behind); commands flow through an unbounded one, because they are made at
@@ -111,9 +112,6 @@ pub const RECEIVE_MAX_BODY: u32 = 16 * 1024 * 1024;
 /// and then drops us at once is a crash loop, and is retried ever more slowly, up to 30 s.
 pub const STABLE_SESSION: Duration = Duration::from_secs(10);
 
-/// Request id of the history requests that fill the gap after a reconnect.
-pub const GAP_ID: &str = "gap";
-
 /// Where and who to connect as.
 #[derive(Debug, Clone)]
 pub struct NetConfig {
@@ -154,7 +152,9 @@ impl Session {
         }
     }
 
-    /// The hello for a new connection: resume every room from its last sequence number.
+    /// The hello for a new connection: resume every room we are in from its last sequence
+    /// number (0 for a room where nothing was seen yet), so the server rejoins them all and
+    /// replays what was missed in each join burst.
     pub fn hello(&self) -> Hello {
         Hello {
             name: self.nick.clone(),
@@ -162,7 +162,7 @@ impl Session {
             resume: self
                 .rooms
                 .iter()
-                .filter_map(|(room, seq)| seq.map(|s| (room.clone(), s)))
+                .map(|(room, seq)| (room.clone(), seq.unwrap_or(0)))
                 .collect(),
             ..Hello::default()
         }
@@ -213,31 +213,15 @@ impl Session {
         }
     }
 
-    /// After a `welcome`: what to send to get back to where the last connection was.
-    pub fn after_welcome(&mut self, welcome: &Welcome) -> Vec<ClientMsg> {
+    /// After a `welcome`: the rooms are the ones the server restored. A room it did not
+    /// restore is forgotten here; the UI joins it again (paced, with an id), and its `joined`
+    /// brings it back.
+    pub fn after_welcome(&mut self, welcome: &Welcome) {
         self.nick = welcome.nick.clone();
-        let mut out = Vec::new();
-        for (room, last) in &self.rooms {
-            if !welcome.rooms.contains(room) {
-                out.push(ClientMsg::Join(client::Join {
-                    id: None,
-                    room: room.clone(),
-                }));
-            }
-            if let Some(after) = last {
-                out.push(ClientMsg::History(client::History {
-                    id: Some(GAP_ID.to_owned()),
-                    room: room.clone(),
-                    before: None,
-                    after: Some(*after),
-                    limit: Some(welcome.limits.history_page),
-                }));
-            }
-        }
+        self.rooms.retain(|room, _| welcome.rooms.contains(room));
         for room in &welcome.rooms {
             self.rooms.entry(room.clone()).or_insert(None);
         }
-        out
     }
 }
 
@@ -430,15 +414,10 @@ async fn serve(
                     ServerMsg::Welcome(w) => {
                         welcomed = Some(Instant::now());
                         silence = Duration::from_secs(u64::from(w.limits.ping_interval_secs.max(5)) * 2);
-                        let catch_up = session.after_welcome(&w);
+                        session.after_welcome(&w);
                         info!(nick = %w.nick, rooms = w.rooms.len(), "welcome");
                         if event_tx.send(NetEvent::Connected(w)).await.is_err() {
                             return Outcome::Quit;
-                        }
-                        for m in catch_up {
-                            if let Err(e) = framed.send(m).await {
-                                return lost(format!("send failed: {e}"), welcomed);
-                            }
                         }
                     }
                     ServerMsg::Error(e) if welcomed.is_none() && e.code == ErrorCode::NickTaken => {
@@ -507,7 +486,7 @@ mod tests {
     }
 
     #[test]
-    fn reconnect_rejoins_missing_rooms_and_asks_for_the_gap() {
+    fn hello_resumes_every_joined_room_even_one_with_no_messages_yet() {
         let mut s = Session::new("alice", "t");
         s.after_welcome(&welcome("alice", &["#lobby"]));
         s.observe(&ServerMsg::Joined(Joined {
@@ -516,27 +495,18 @@ mod tests {
             ts: 0,
         }));
         s.observe(&ServerMsg::Message(ChatMessage {
-            room: Some("#rust".into()),
+            room: Some("#lobby".into()),
             seq: 3,
             ..ChatMessage::default()
         }));
-        let out = s.after_welcome(&welcome("alice", &["#lobby"]));
+        let resume = s.hello().resume;
         assert_eq!(
-            out,
-            vec![
-                ClientMsg::Join(client::Join {
-                    id: None,
-                    room: "#rust".into()
-                }),
-                ClientMsg::History(client::History {
-                    id: Some(GAP_ID.to_owned()),
-                    room: "#rust".into(),
-                    before: None,
-                    after: Some(3),
-                    limit: Some(chat_proto::limits::DEFAULT_HISTORY_PAGE),
-                }),
-            ]
+            resume.into_iter().collect::<Vec<_>>(),
+            vec![("#lobby".to_owned(), 3), ("#rust".to_owned(), 0)]
         );
+        // A room the server did not restore is left to the UI to join again.
+        s.after_welcome(&welcome("alice", &["#lobby"]));
+        assert!(!s.rooms.contains_key("#rust"));
     }
 
     #[test]

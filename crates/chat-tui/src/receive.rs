@@ -10,7 +10,7 @@ use chat_proto::{ErrorCode, ServerMsg};
 use crate::app::{App, BufferKind, Delivery, Line, LineBody, MAX_LINES};
 use crate::layout::current_panes;
 use crate::ui::timeline::{Columns, line_rows};
-use crate::update::Command;
+use crate::update::{Command, flush_outbox, switch_to};
 
 /// How long a message refused for rate waits before it is sent again.
 const RATE_RETRY_MS: i64 = 1500;
@@ -30,6 +30,22 @@ pub fn mentions(text: &str, nick: &str) -> bool {
     text.match_indices(&nick).any(|(at, _)| {
         !is_word(text[..at].chars().next_back()) && !is_word(text[at + nick.len()..].chars().next())
     })
+}
+
+/// Queues a `history {after}` page for `room` (paced): catching up after a resume whose
+/// replay was capped.
+fn queue_gap_page(app: &mut App, room: &str, after: u64) {
+    let id = format!("{}-gap-{}", app.id_prefix, app.next_id);
+    app.next_id += 1;
+    app.requests.push(chat_proto::ClientMsg::History(
+        chat_proto::client::History {
+            id: Some(id),
+            room: room.to_owned(),
+            before: None,
+            after: Some(after),
+            limit: Some(app.limits.history_page),
+        },
+    ));
 }
 
 /// Appends a line to buffer `i`, keeping a scrolled view still and trimming old lines.
@@ -258,6 +274,22 @@ pub fn server_msg(app: &mut App, msg: ServerMsg, out: &mut Vec<Command>) {
         ServerMsg::Error(e) => {
             let code = e.code.as_str();
             let text = line_str(&e.message);
+            let join =
+                e.id.as_ref()
+                    .and_then(|id| app.joins.iter().position(|j| &j.id == id));
+            if let Some(k) = join {
+                let j = app.joins.remove(k);
+                let room = line_str(&j.room);
+                let i = match app.find_buffer(&j.room) {
+                    Some(i) => {
+                        app.buffers[i].joined = false;
+                        i
+                    }
+                    None => app.active,
+                };
+                error(app, i, now, format!("cannot join {room}: {code}: {text}"));
+                return;
+            }
             let failed =
                 e.id.as_ref()
                     .and_then(|id| app.outbox.iter().position(|o| &o.id == id));
@@ -304,10 +336,26 @@ pub fn server_msg(app: &mut App, msg: ServerMsg, out: &mut Vec<Command>) {
                 let i = app.active;
                 info(app, i, now, text);
             }
+            if n.code == NoticeCode::MoreHistory {
+                for (room, after) in &n.seqs {
+                    queue_gap_page(app, room, *after);
+                }
+                flush_outbox(app, out);
+            }
         }
         ServerMsg::Joined(j) => {
             let i = app.buffer_for(&j.room);
             if app.is_me(&j.nick) {
+                let key = chat_proto::nick::fold_room(&j.room);
+                let asked = app
+                    .joins
+                    .iter()
+                    .position(|p| chat_proto::nick::fold_room(&p.room) == key);
+                if let Some(k) = asked {
+                    if app.joins.remove(k).by_user {
+                        switch_to(app, i);
+                    }
+                }
                 if !app.buffers[i].joined {
                     app.buffers[i].joined = true;
                     let room = line_str(&j.room);
@@ -428,6 +476,14 @@ pub fn server_msg(app: &mut App, msg: ServerMsg, out: &mut Vec<Command>) {
                 .id
                 .as_deref()
                 .is_some_and(|id| id.starts_with(&format!("{}-older-", app.id_prefix)));
+            let gap = page
+                .id
+                .as_deref()
+                .is_some_and(|id| id.starts_with(&format!("{}-gap-", app.id_prefix)));
+            if let (true, true, Some(last)) = (gap, page.more, page.messages.last()) {
+                queue_gap_page(app, &page.room, last.seq);
+                flush_outbox(app, out);
+            }
             let was_empty = app.buffers[i].oldest_seq().is_none();
             for m in &page.messages {
                 let line = chat_line(app, m);

@@ -364,13 +364,13 @@ fn run_input(app: &mut App, input: command::Input, out: &mut Vec<Command>) {
         }
         I::Join(room) => {
             if online(app, "/join") {
-                let i = app.buffer_for(&room);
-                switch_to(app, i);
-                let id = app.new_message_id();
-                out.push(Command::Send(ClientMsg::Join(client::Join {
-                    id: Some(id),
-                    room,
-                })));
+                // The buffer opens when the server says `joined`; a refusal leaves none behind.
+                if let Some(i) = app.find_buffer(&room).filter(|&i| app.buffers[i].joined) {
+                    switch_to(app, i);
+                    return;
+                }
+                queue_join(app, room, true);
+                flush_outbox(app, out);
             }
         }
         I::Part { room, reason } => {
@@ -480,6 +480,19 @@ fn run_input(app: &mut App, input: command::Input, out: &mut Vec<Command>) {
     }
 }
 
+/// Queues a `join` (sent through the pacer) and remembers it until it is answered.
+pub fn queue_join(app: &mut App, room: String, by_user: bool) {
+    let id = format!("{}-join-{}", app.id_prefix, app.next_id);
+    app.next_id += 1;
+    app.joins.push(crate::app::PendingJoin {
+        id: id.clone(),
+        room: room.clone(),
+        by_user,
+    });
+    app.requests
+        .push(ClientMsg::Join(client::Join { id: Some(id), room }));
+}
+
 /// Closes the active direct-message buffer.
 fn close_active(app: &mut App) {
     let i = app.active;
@@ -534,6 +547,13 @@ pub fn flush_outbox(app: &mut App, out: &mut Vec<Command>) {
         return;
     }
     let (now, generation) = (app.now_ms, app.generation);
+    // Requests first: a join must precede the messages to its room.
+    while !app.requests.is_empty() {
+        if !app.pacer.try_take(now) {
+            return;
+        }
+        out.push(Command::Send(app.requests.remove(0)));
+    }
     for item in &mut app.outbox {
         if item.sent_on == Some(generation) {
             continue;
@@ -580,6 +600,26 @@ fn on_net(app: &mut App, event: NetEvent, out: &mut Vec<Command>) {
             let mut rooms = Vec::new();
             for room in &welcome.rooms {
                 rooms.push(app.buffer_for(room));
+            }
+            // Requests of the last connection are void; rooms we were in that the server did
+            // not restore are joined again (paced, with ids).
+            app.requests.clear();
+            app.joins.clear();
+            let lost: Vec<String> = app
+                .buffers
+                .iter()
+                .enumerate()
+                .filter(|(i, b)| b.joined && !rooms.contains(i))
+                .filter_map(|(_, b)| match &b.kind {
+                    BufferKind::Room(r) => Some(r.clone()),
+                    _ => None,
+                })
+                .collect();
+            for room in lost {
+                if let Some(i) = app.find_buffer(&room) {
+                    app.buffers[i].joined = false;
+                }
+                queue_join(app, room, false);
             }
             if first && app.active == 0 {
                 if let Some(&i) = rooms.first() {

@@ -736,3 +736,126 @@ fn older_history_loaded_at_the_top_keeps_the_view_in_place() {
         .collect();
     assert!(top.contains("line 71"), "{top}");
 }
+
+fn reconnect(app: &mut App, rooms: &[&str]) -> Vec<Command> {
+    update(
+        app,
+        Msg::Net(NetEvent::Disconnected {
+            reason: "gone".into(),
+            retry_in: Some(Duration::from_secs(1)),
+        }),
+    );
+    update(app, Msg::Net(welcome("alice", rooms)))
+}
+
+#[test]
+fn a_room_not_restored_on_reconnect_is_rejoined_with_an_id_and_a_refusal_marks_it() {
+    let mut app = online();
+    net(
+        &mut app,
+        ServerMsg::Joined(Joined {
+            room: "#rust".into(),
+            nick: "alice".into(),
+            ts: 0,
+        }),
+    );
+    let sent = sends(&reconnect(&mut app, &["#lobby"]));
+    let [ClientMsg::Join(client::Join { id: Some(id), room })] = &sent[..] else {
+        panic!("expected one join with an id, got {sent:?}");
+    };
+    assert_eq!(room, "#rust");
+    net(
+        &mut app,
+        ServerMsg::Error(Error {
+            id: Some(id.clone()),
+            code: ErrorCode::RoomInvalid,
+            message: "no such room".into(),
+        }),
+    );
+    let rust = app.find_buffer("#rust").unwrap();
+    assert!(!app.buffers[rust].joined);
+    assert!(matches!(
+        &app.buffers[rust].lines.last().unwrap().body,
+        LineBody::Error(t) if t.contains("cannot join #rust")
+    ));
+}
+
+#[test]
+fn more_history_after_a_resume_pages_forward_through_the_pacer_until_done() {
+    let mut app = online();
+    reconnect(&mut app, &["#lobby"]);
+    let cmds = net(
+        &mut app,
+        ServerMsg::Notice(chat_proto::server::Notice {
+            code: chat_proto::server::NoticeCode::MoreHistory,
+            text: "more history".into(),
+            seqs: [("#lobby".to_owned(), 500)].into_iter().collect(),
+            id: None,
+        }),
+    );
+    let sent = sends(&cmds);
+    let [ClientMsg::History(h)] = &sent[..] else {
+        panic!("expected a history request, got {sent:?}");
+    };
+    assert_eq!((h.after, h.before), (Some(500), None));
+    let page = |id: &str, from: u64, more: bool| {
+        ServerMsg::History(HistoryPage {
+            id: Some(id.to_owned()),
+            room: "#lobby".into(),
+            messages: (from..from + 50)
+                .map(|seq| match msg("#lobby", "bob", seq, "m") {
+                    ServerMsg::Message(m) => m,
+                    _ => unreachable!(),
+                })
+                .collect(),
+            more,
+        })
+    };
+    let sent = sends(&net(&mut app, page(h.id.as_deref().unwrap(), 501, true)));
+    let [ClientMsg::History(h2)] = &sent[..] else {
+        panic!("expected the next page, got {sent:?}");
+    };
+    assert_eq!(h2.after, Some(550));
+    assert!(sends(&net(&mut app, page(h2.id.as_deref().unwrap(), 551, false))).is_empty());
+    assert_eq!(
+        app.active_buffer()
+            .lines
+            .iter()
+            .filter(|l| l.seq.is_some())
+            .count(),
+        100
+    );
+}
+
+#[test]
+fn join_opens_the_buffer_only_when_the_server_says_joined() {
+    let mut app = online();
+    type_str(&mut app, "/join #a,b");
+    let sent = sends(&update(&mut app, Msg::Action(Action::Submit)));
+    let [ClientMsg::Join(client::Join { id: Some(id), .. })] = &sent[..] else {
+        panic!("expected a join with an id, got {sent:?}");
+    };
+    assert!(app.find_buffer("#a,b").is_none(), "no buffer before joined");
+    net(
+        &mut app,
+        ServerMsg::Error(Error {
+            id: Some(id.clone()),
+            code: ErrorCode::RoomInvalid,
+            message: "bad room name".into(),
+        }),
+    );
+    assert!(app.find_buffer("#a,b").is_none(), "no dead buffer");
+    assert!(matches!(last_body(&app), LineBody::Error(t) if t.contains("cannot join")));
+
+    type_str(&mut app, "/join #rust");
+    update(&mut app, Msg::Action(Action::Submit));
+    net(
+        &mut app,
+        ServerMsg::Joined(Joined {
+            room: "#rust".into(),
+            nick: "alice".into(),
+            ts: 0,
+        }),
+    );
+    assert_eq!(app.active_buffer().kind, BufferKind::Room("#rust".into()));
+}
