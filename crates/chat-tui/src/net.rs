@@ -55,6 +55,8 @@ enum NetCommand {
     Send(ClientMsg),
     /// Say goodbye and stop.
     Quit(Option<String>),
+    /// Use this nick from the next attempt on, and connect now if waiting.
+    SetNick(String),
 }
 
 /// The handle to the network task. Dropping every handle stops the task.
@@ -73,6 +75,12 @@ impl NetHandle {
     /// Sends `quit` (when connected) and stops the task.
     pub fn quit(&self, reason: Option<String>) {
         let _ = self.cmd_tx.send(NetCommand::Quit(reason));
+    }
+
+    /// Uses `nick` for the next connection attempt and starts it at once if the client is
+    /// offline (after a refused nick it waits for this).
+    pub fn set_nick(&self, nick: String) {
+        let _ = self.cmd_tx.send(NetCommand::SetNick(nick));
     }
 
     /// A handle connected to nothing, plus the receiver its commands go to (for tests).
@@ -129,6 +137,25 @@ pub fn spawn(config: NetConfig) -> (NetHandle, mpsc::Receiver<NetEvent>) {
     let (event_tx, event_rx) = mpsc::channel(1024);
     tokio::spawn(run(config, cmd_rx, event_tx));
     (NetHandle { cmd_tx }, event_rx)
+}
+
+/// The nick to ask for after `nick` was taken: one `_` more, the base cut so the result stays
+/// within the protocol's limits (a nick that only grows would become invalid and loop).
+pub fn next_nick(nick: &str) -> String {
+    use chat_proto::nick::{MAX_NICK_BYTES, MAX_NICK_COLUMNS};
+    use unicode_segmentation::UnicodeSegmentation;
+    use unicode_width::UnicodeWidthStr;
+    let mut base = String::new();
+    for g in nick.graphemes(true) {
+        if base.width() + g.width() + 1 > MAX_NICK_COLUMNS
+            || base.len() + g.len() + 1 > MAX_NICK_BYTES
+        {
+            break;
+        }
+        base.push_str(g);
+    }
+    base.push('_');
+    base
 }
 
 /// What a new connection needs to know about the last one. Pure: tested without sockets.
@@ -276,6 +303,11 @@ impl Default for Backoff {
 enum Outcome {
     /// The user quit.
     Quit,
+    /// The server refused our nick as invalid: wait for the user to choose another.
+    NickRefused {
+        /// Why, for the screen.
+        reason: String,
+    },
     /// The connection was lost (or never made).
     Lost {
         /// Why, for the screen.
@@ -306,6 +338,28 @@ async fn run(
         let outcome = serve(&config, &mut session, &mut cmd_rx, &event_tx).await;
         let (reason, welcomed) = match outcome {
             Outcome::Quit => return,
+            Outcome::NickRefused { reason } => {
+                // Retrying the same nick cannot work: stop until the user sets another one.
+                attempt = 0;
+                let event = NetEvent::Disconnected {
+                    reason,
+                    retry_in: None,
+                };
+                if event_tx.send(event).await.is_err() {
+                    return;
+                }
+                loop {
+                    match cmd_rx.recv().await {
+                        Some(NetCommand::SetNick(nick)) => {
+                            session.nick = nick;
+                            break;
+                        }
+                        Some(NetCommand::Send(m)) => debug!(kind = ?m, "dropped while offline"),
+                        Some(NetCommand::Quit(_)) | None => return,
+                    }
+                }
+                continue;
+            }
             Outcome::Lost { reason, welcomed } => (reason, welcomed),
         };
         if backoff.session_ended(welcomed.map(|at| at.elapsed())) {
@@ -329,6 +383,11 @@ async fn run(
                 // The UI is still there: drop sends, stop on quit or when every handle is gone.
                 cmd = cmd_rx.recv() => match cmd {
                     Some(NetCommand::Send(m)) => debug!(kind = ?m, "dropped while offline"),
+                    // A new nick: try it now.
+                    Some(NetCommand::SetNick(nick)) => {
+                        session.nick = nick;
+                        break;
+                    }
                     Some(NetCommand::Quit(_)) | None => return,
                 },
             }
@@ -359,6 +418,7 @@ async fn serve(
             cmd = cmd_rx.recv() => match cmd {
                 Some(NetCommand::Quit(_)) | None => return Outcome::Quit,
                 Some(NetCommand::Send(m)) => debug!(?m, "dropped while connecting"),
+                Some(NetCommand::SetNick(nick)) => session.nick = nick,
             },
         }
     };
@@ -381,6 +441,10 @@ async fn serve(
                     }
                 }
                 Some(NetCommand::Send(msg)) => debug!(?msg, "dropped before welcome"),
+                // Connected: a nick change is a `nick` request (the UI sends that); before the
+                // welcome the name is used for the next hello.
+                Some(NetCommand::SetNick(nick)) if welcomed.is_none() => session.nick = nick,
+                Some(NetCommand::SetNick(_)) => {}
                 Some(NetCommand::Quit(reason)) => {
                     let _ = timeout(
                         Duration::from_secs(1),
@@ -422,7 +486,7 @@ async fn serve(
                     }
                     ServerMsg::Error(e) if welcomed.is_none() && e.code == ErrorCode::NickTaken => {
                         // Our nick is taken (often by our own ghost): ask for another one.
-                        session.nick.push('_');
+                        session.nick = next_nick(&session.nick);
                         let forward = ServerMsg::Error(e);
                         if event_tx.send(NetEvent::Message(forward)).await.is_err() {
                             return Outcome::Quit;
@@ -430,6 +494,14 @@ async fn serve(
                         if let Err(e) = framed.send(ClientMsg::Hello(session.hello())).await {
                             return lost(format!("cannot send hello: {e}"), None);
                         }
+                    }
+                    ServerMsg::Error(e) if welcomed.is_none() && e.code == ErrorCode::NickInvalid => {
+                        let reason = format!("nick refused: {}", e.message);
+                        let forward = ServerMsg::Error(e);
+                        if event_tx.send(NetEvent::Message(forward)).await.is_err() {
+                            return Outcome::Quit;
+                        }
+                        return Outcome::NickRefused { reason };
                     }
                     other => {
                         session.observe(&other);
@@ -612,6 +684,82 @@ mod tests {
         assert!(delays[5] >= Duration::from_secs(30), "{delays:?}");
         assert!(b.session_ended(Some(STABLE_SESSION)));
         assert!(b.next_delay(&mut rng) < Duration::from_millis(1250));
+    }
+
+    #[test]
+    fn a_taken_nick_gets_an_underscore_within_32_columns() {
+        assert_eq!(next_nick("alice"), "alice_");
+        let long = "a".repeat(32);
+        let next = next_nick(&long);
+        assert_eq!(next, format!("{}_", "a".repeat(31)));
+        assert!(chat_proto::nick::validate_nick(&next).is_ok());
+        let wide = "界".repeat(16);
+        assert!(chat_proto::nick::validate_nick(&next_nick(&wide)).is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_invalid_nick_stops_until_the_user_sets_another() {
+        use chat_proto::ServerCodec;
+        use chat_proto::server::Error;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (hello_tx, mut hello_rx) = mpsc::unbounded_channel();
+        let server = tokio::spawn(async move {
+            loop {
+                let (sock, _) = listener.accept().await.unwrap();
+                let mut framed = Framed::new(sock, ServerCodec::new(RECEIVE_MAX_BODY));
+                let Some(Ok(Ok(ClientMsg::Hello(h)))) = framed.next().await else {
+                    continue;
+                };
+                let _ = hello_tx.send(h.name.clone());
+                let reply = if h.name.contains(' ') {
+                    ServerMsg::Error(Error {
+                        id: None,
+                        code: ErrorCode::NickInvalid,
+                        message: "no spaces".into(),
+                    })
+                } else {
+                    ServerMsg::Welcome(welcome(&h.name, &["#lobby"]))
+                };
+                framed.send(&reply).await.unwrap();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    drop(framed);
+                });
+            }
+        });
+        let (handle, mut events) = spawn(NetConfig {
+            addr,
+            name: "a b".into(),
+            client: "t".into(),
+        });
+        let stopped = loop {
+            match timeout(Duration::from_secs(5), events.recv()).await {
+                Ok(Some(NetEvent::Disconnected { retry_in, .. })) => break retry_in,
+                Ok(Some(_)) => {}
+                other => panic!("no disconnect: {other:?}"),
+            }
+        };
+        assert_eq!(stopped, None, "no retry planned with a refused nick");
+        assert_eq!(hello_rx.recv().await.as_deref(), Some("a b"));
+        // Nothing more is tried with the same nick.
+        assert!(
+            timeout(Duration::from_millis(1500), hello_rx.recv())
+                .await
+                .is_err()
+        );
+        handle.set_nick("ab".into());
+        assert_eq!(hello_rx.recv().await.as_deref(), Some("ab"));
+        let connected = loop {
+            match timeout(Duration::from_secs(5), events.recv()).await {
+                Ok(Some(NetEvent::Connected(w))) => break w.nick,
+                Ok(Some(_)) => {}
+                other => panic!("not connected: {other:?}"),
+            }
+        };
+        assert_eq!(connected, "ab");
+        handle.quit(None);
+        server.abort();
     }
 
     #[test]

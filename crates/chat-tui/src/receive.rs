@@ -323,6 +323,10 @@ pub fn server_msg(app: &mut App, msg: ServerMsg, out: &mut Vec<Command>) {
             }
             let i = app.active;
             error(app, i, now, format!("{code}: {text}"));
+            if e.code == ErrorCode::NickInvalid && !app.is_connected() {
+                let hint = "choose another nick with /nick newname to connect".to_owned();
+                error(app, i, now, hint);
+            }
         }
         ServerMsg::Notice(n) => {
             let text = line_str(&n.text);

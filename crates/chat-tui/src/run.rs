@@ -108,6 +108,7 @@ where
                 match command {
                     Command::Send(m) => net.send(m),
                     Command::Quit(reason) => net.quit(reason),
+                    Command::SetNick(nick) => net.set_nick(nick),
                     Command::Bell => bell(),
                     Command::Redraw => {
                         terminal.clear()?;

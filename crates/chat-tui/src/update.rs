@@ -48,6 +48,8 @@ pub enum Command {
     Send(ClientMsg),
     /// Leave: send `quit` with this reason and exit.
     Quit(Option<String>),
+    /// Offline: connect as this nick from the next attempt on (at once if waiting).
+    SetNick(String),
     /// Ring the terminal bell.
     Bell,
     /// Repaint every cell (Ctrl-L).
@@ -399,6 +401,17 @@ fn run_input(app: &mut App, input: command::Input, out: &mut Vec<Command>) {
                     reason,
                 })));
             }
+        }
+        I::Nick(nick) if !app.is_connected() => {
+            // Offline (a refused nick, or between attempts): the name for the next attempt.
+            if let Err(e) = chat_proto::nick::validate_nick(&nick) {
+                hint(app, format!("cannot use that nick: {e}"));
+                return;
+            }
+            let shown = sanitize_line(&nick).into_owned();
+            info(app, format!("connecting as {shown}"));
+            app.me = nick.clone();
+            out.push(Command::SetNick(nick));
         }
         I::Nick(nick) => {
             if online(app, "/nick") {

@@ -859,3 +859,22 @@ fn join_opens_the_buffer_only_when_the_server_says_joined() {
     );
     assert_eq!(app.active_buffer().kind, BufferKind::Room("#rust".into()));
 }
+
+#[test]
+fn nick_while_offline_sets_the_name_for_the_next_attempt() {
+    let mut app = App::new("a b", "test:1", "T");
+    update(
+        &mut app,
+        Msg::Net(NetEvent::Disconnected {
+            reason: "nick refused: no spaces".into(),
+            retry_in: None,
+        }),
+    );
+    type_str(&mut app, &format!("/nick {}", "x".repeat(40)));
+    let cmds = update(&mut app, Msg::Action(Action::Submit));
+    assert!(!cmds.iter().any(|c| matches!(c, Command::SetNick(_))));
+    type_str(&mut app, "/nick alice");
+    let cmds = update(&mut app, Msg::Action(Action::Submit));
+    assert_eq!(cmds, vec![Command::SetNick("alice".into())]);
+    assert_eq!(app.me, "alice");
+}
