@@ -41,6 +41,19 @@ impl TokenBucket {
         }
     }
 
+    /// How long until a token is available; zero if one is now. Takes nothing.
+    pub fn time_to_token(&mut self) -> std::time::Duration {
+        self.refill(Instant::now());
+        if self.tokens >= 1.0 {
+            std::time::Duration::ZERO
+        } else if self.per_sec > 0.0 {
+            std::time::Duration::from_secs_f64((1.0 - self.tokens) / self.per_sec)
+        } else {
+            // No refill at all: check again in a while.
+            std::time::Duration::from_secs(3600)
+        }
+    }
+
     fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.per_sec).min(self.capacity);
@@ -75,6 +88,17 @@ mod tests {
         tokio::time::advance(Duration::from_secs(1)).await;
         let taken = std::iter::from_fn(|| bucket.try_take().then_some(())).count();
         assert_eq!(taken, 5, "five tokens per second");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn time_to_token_says_when_the_next_token_is_due() {
+        let mut bucket = TokenBucket::new(2, 5.0);
+        assert_eq!(bucket.time_to_token(), Duration::ZERO);
+        while bucket.try_take() {}
+        let wait = bucket.time_to_token();
+        assert!(wait > Duration::from_millis(199) && wait <= Duration::from_millis(200));
+        tokio::time::advance(wait).await;
+        assert!(bucket.try_take());
     }
 
     #[tokio::test(start_paused = true)]

@@ -17,6 +17,7 @@
 //! - this file: the state, its `select!` loop, frames from the hub to lines, closing.
 //! - `typed`: typed lines to requests: the name, commands, messages, the rate limit.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,7 +37,7 @@ use tracing::{debug, info, warn};
 use super::MAX_LINE;
 use super::charset::Charset;
 use super::close::TextClose;
-use super::line::LineSplitter;
+use super::line::{LineSplitter, Piece};
 use super::render::{View, render};
 use crate::config::Config;
 use crate::hub::{HubHandle, Kick, SessionId};
@@ -82,6 +83,14 @@ struct TextSession<R> {
     last_read: Instant,
     /// Lines refused by the rate limit.
     rate_refused: u64,
+    /// Lines read and not yet handled. While any wait (for a rate token, or their turn) the
+    /// socket is not read: a client over the rate is slowed down by TCP, not refused, so a
+    /// pasted block arrives whole and in order.
+    pending: VecDeque<Piece>,
+    /// When the next pending line may be handled (a rate token is due).
+    next_line_at: Instant,
+    /// Times a client had to wait for the rate limit.
+    throttled: u64,
 }
 
 /// Serves one text connection until it closes. `greet` asks for a name at once (the peer
@@ -122,6 +131,9 @@ pub async fn run<R, W>(
         idle_deadline: now + config.text_idle_timeout,
         last_read: now,
         rate_refused: 0,
+        pending: VecDeque::new(),
+        next_line_at: now,
+        throttled: 0,
         hub,
         config,
     };
@@ -154,10 +166,10 @@ impl<R: AsyncRead + Unpin> TextSession<R> {
     ) -> TextClose {
         let mut scratch = vec![0u8; READ_CHUNK];
         loop {
-            let chunk_deadline = self
-                .lines
-                .has_partial()
+            // A partial line after pending ones waits for them (and for more bytes).
+            let chunk_deadline = (self.lines.has_partial() && self.pending.is_empty())
                 .then(|| self.last_read + self.config.text_chunk_timeout);
+            let reading = self.pending.is_empty();
             let registered = self.nick.is_some();
             let writer_has_room = self.text_tx.capacity() > 0;
             tokio::select! {
@@ -178,22 +190,26 @@ impl<R: AsyncRead + Unpin> TextSession<R> {
                 exit = &mut *writer => {
                     return TextClose::Writer(exit.unwrap_or_else(|e| WriterExit::Failed(io::Error::other(e))));
                 }
-                // Bytes from the peer: handle every line they finish.
-                read = self.rd.read(&mut scratch) => match read {
+                // Bytes from the peer, once every line read before is handled: queue the lines
+                // they finish.
+                read = self.rd.read(&mut scratch), if reading => match read {
                     Ok(0) => return TextClose::PeerClosed,
                     Ok(n) => {
                         self.last_read = Instant::now();
                         self.idle_deadline = self.last_read + self.config.text_idle_timeout;
                         let mut pieces = Vec::new();
                         self.lines.push(&scratch[..n], &mut pieces);
-                        for piece in pieces {
-                            if let Err(close) = self.piece(piece).await {
-                                return close;
-                            }
-                        }
+                        self.pending.extend(pieces);
                     }
                     Err(e) => return TextClose::Io(e),
                 },
+                // The next line read, one per turn (so the hub's frames to us keep flowing),
+                // when the rate limit has a token for it.
+                () = sleep_until(self.next_line_at), if !reading => {
+                    if let Err(close) = self.next_pending().await {
+                        return close;
+                    }
+                }
                 // A frame from the hub, taken only when the writer has room: otherwise it waits
                 // in the hub's queue, where an overflow makes the hub drop us as lagged.
                 frame = self.out_rx.recv(), if writer_has_room => match frame {
@@ -219,6 +235,29 @@ impl<R: AsyncRead + Unpin> TextSession<R> {
                 () = sleep_until(self.idle_deadline), if registered => return TextClose::Idle,
             }
         }
+    }
+
+    /// Handles the oldest pending line if the rate limit allows; else sets when to try again.
+    async fn next_pending(&mut self) -> Result<(), TextClose> {
+        let wait = self.bucket.time_to_token();
+        if !wait.is_zero() {
+            self.throttled += 1;
+            if self.throttled == 1 {
+                info!(session = self.id, peer = %self.peer, nick = ?self.nick, "rate limit reached; reading more slowly");
+            }
+            self.next_line_at = Instant::now() + wait;
+            return Ok(());
+        }
+        let Some(piece) = self.pending.pop_front() else {
+            return Ok(());
+        };
+        // Still typing, as far as the idle clock goes.
+        self.idle_deadline = Instant::now() + self.config.text_idle_timeout;
+        if self.pending.is_empty() {
+            // Reading resumes now: a partial line's silence counts from here.
+            self.last_read = Instant::now();
+        }
+        self.piece(piece).await
     }
 
     /// A frame the hub queued for us: follow what it says about us, then show it.
@@ -360,6 +399,7 @@ impl<R: AsyncRead + Unpin> TextSession<R> {
             reason = %close,
             writer = ?exit,
             rate_refused = self.rate_refused,
+            throttled = self.throttled,
             "text connection closed"
         );
     }
