@@ -183,6 +183,8 @@ pub struct Buffer {
     pub members: Vec<String>,
     /// The room's topic, sanitized; empty when none.
     pub topic: String,
+    /// When the topic was set, as the server said (none: unknown).
+    pub topic_ts: Option<i64>,
     /// Whether we are in the room (false after `/part` or while offline).
     pub joined: bool,
     /// Rows scrolled up from the bottom; 0 follows new messages.
@@ -211,6 +213,7 @@ impl Buffer {
             lines: Vec::new(),
             members: Vec::new(),
             topic: String::new(),
+            topic_ts: None,
             joined: false,
             scroll: 0,
             unseen_below: 0,

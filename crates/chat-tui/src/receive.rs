@@ -391,12 +391,25 @@ pub fn server_msg(app: &mut App, msg: ServerMsg, out: &mut Vec<Command>) {
                 return;
             }
             remove_member(&mut app.buffers[i].members, &p.nick);
-            membership(app, i, &p.nick, false, p.ts);
+            match &p.reason {
+                Some(reason) if !reason.is_empty() => {
+                    let text = format!("{} left ({})", line_str(&p.nick), line_str(reason));
+                    info(app, i, p.ts, text);
+                }
+                _ => membership(app, i, &p.nick, false, p.ts),
+            }
         }
         ServerMsg::Quit(q) => {
             for i in 0..app.buffers.len() {
                 if remove_member(&mut app.buffers[i].members, &q.nick) {
-                    membership(app, i, &q.nick, false, q.ts);
+                    match &q.reason {
+                        // "quit" is what a plain disconnect says: not worth a line of its own.
+                        Some(reason) if !reason.is_empty() && reason != "quit" => {
+                            let text = format!("{} left ({})", line_str(&q.nick), line_str(reason));
+                            info(app, i, q.ts, text);
+                        }
+                        _ => membership(app, i, &q.nick, false, q.ts),
+                    }
                 }
             }
         }
@@ -429,8 +442,14 @@ pub fn server_msg(app: &mut App, msg: ServerMsg, out: &mut Vec<Command>) {
             let i = app.buffer_for(&t.room);
             let topic = line_str(&t.topic);
             let buf = &mut app.buffers[i];
-            let changed = buf.topic != topic;
+            // A topic re-sent in a join burst (after a reconnect) is news only when it differs
+            // and was set after the one we know; a bare re-send (no setter, no time) is not.
+            let newer = t.set_by.is_some() && t.ts.is_some_and(|ts| Some(ts) > buf.topic_ts);
+            let changed = buf.topic != topic && newer;
             buf.topic = topic.clone();
+            if t.ts.is_some() {
+                buf.topic_ts = t.ts;
+            }
             if t.id.is_some() || (changed && buf.joined && !buf.lines.is_empty()) {
                 let by = t
                     .set_by

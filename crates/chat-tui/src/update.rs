@@ -63,6 +63,8 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Command> {
     let mut out = Vec::new();
     match msg {
         Msg::Action(action) => on_action(app, action, &mut out),
+        // The "Send N lines?" prompt is showing: a paste must not change what is asked about.
+        Msg::Paste(_) if app.mode == InputMode::ConfirmSend => {}
         Msg::Paste(text) => {
             app.completion = None;
             let text = text.replace("\r\n", "\n").replace('\r', "\n");
@@ -293,7 +295,14 @@ fn submit(app: &mut App, out: &mut Vec<Command>) {
         return;
     }
     let parsed = command::parse(&text);
-    if let command::Input::Text(body) = &parsed {
+    let body = match &parsed {
+        command::Input::Text(body) | command::Input::Me(body) => Some(body),
+        command::Input::Msg {
+            text: Some(body), ..
+        } => Some(body),
+        _ => None,
+    };
+    if let Some(body) = body {
         let max = app.limits.max_text as usize;
         if body.len() > max {
             hint(

@@ -878,3 +878,120 @@ fn nick_while_offline_sets_the_name_for_the_next_attempt() {
     assert_eq!(cmds, vec![Command::SetNick("alice".into())]);
     assert_eq!(app.me, "alice");
 }
+
+#[test]
+fn me_and_msg_text_are_length_checked_like_plain_text() {
+    let mut app = online();
+    let long = "x".repeat(app.limits.max_text as usize + 1);
+    for input in [format!("/me {long}"), format!("/msg bob {long}")] {
+        type_str(&mut app, &input);
+        let sent = sends(&update(&mut app, Msg::Action(Action::Submit)));
+        assert!(sent.is_empty(), "{input:.20} was sent");
+        assert!(matches!(last_body(&app), LineBody::Error(t) if t.contains("too long")));
+        app.input = tui_input::Input::default();
+    }
+}
+
+#[test]
+fn part_and_quit_reasons_are_shown() {
+    let mut app = online();
+    net(
+        &mut app,
+        ServerMsg::Parted(chat_proto::server::Parted {
+            room: "#lobby".into(),
+            nick: "bob".into(),
+            reason: Some("lunch".into()),
+            ts: 1,
+        }),
+    );
+    assert!(matches!(last_body(&app), LineBody::Info(t) if t == "bob left (lunch)"));
+    net(
+        &mut app,
+        ServerMsg::Quit(chat_proto::server::QuitEvent {
+            nick: "carol".into(),
+            reason: Some("bye".into()),
+            ts: 2,
+        }),
+    );
+    assert!(matches!(last_body(&app), LineBody::Info(t) if t == "carol left (bye)"));
+}
+
+#[test]
+fn a_topic_re_sent_after_a_reconnect_is_not_reported_as_a_change() {
+    let mut app = online();
+    let topic = |text: &str, set_by: Option<&str>, ts: Option<i64>| {
+        ServerMsg::Topic(chat_proto::server::TopicInfo {
+            id: None,
+            room: "#lobby".into(),
+            topic: text.into(),
+            set_by: set_by.map(Into::into),
+            ts,
+            locked: false,
+        })
+    };
+    net(
+        &mut app,
+        ServerMsg::Joined(Joined {
+            room: "#lobby".into(),
+            nick: "alice".into(),
+            ts: 0,
+        }),
+    );
+    net(&mut app, topic("rust", Some("bob"), Some(1_000)));
+    net(&mut app, msg("#lobby", "bob", 1, "hi"));
+    let before = app.active_buffer().lines.len();
+    reconnect(&mut app, &["#lobby"]);
+    let after_reconnect = app.active_buffer().lines.len();
+    net(&mut app, topic("rust", Some("bob"), Some(1_000)));
+    net(&mut app, topic("", None, None));
+    assert_eq!(
+        app.active_buffer().lines.len(),
+        after_reconnect,
+        "no topic lines"
+    );
+    assert!(after_reconnect > before);
+    net(&mut app, topic("new", Some("carol"), Some(5_000)));
+    assert!(matches!(last_body(&app), LineBody::Info(t) if t == "carol set the topic: new"));
+}
+
+#[test]
+fn join_burst_history_goes_above_the_you_joined_line() {
+    let mut app = online();
+    type_str(&mut app, "/join #rust");
+    update(&mut app, Msg::Action(Action::Submit));
+    net(
+        &mut app,
+        ServerMsg::Joined(Joined {
+            room: "#rust".into(),
+            nick: "alice".into(),
+            ts: 1_800_000_000_000,
+        }),
+    );
+    net(
+        &mut app,
+        ServerMsg::History(HistoryPage {
+            id: None,
+            room: "#rust".into(),
+            messages: (1..=3)
+                .map(|seq| match msg("#rust", "bob", seq, "old") {
+                    ServerMsg::Message(m) => m,
+                    _ => unreachable!(),
+                })
+                .collect(),
+            more: false,
+        }),
+    );
+    let ts: Vec<i64> = app.active_buffer().lines.iter().map(|l| l.ts).collect();
+    assert!(ts.windows(2).all(|w| w[0] <= w[1]), "{ts:?}");
+    assert!(matches!(last_body(&app), LineBody::Info(t) if t.starts_with("you joined")));
+}
+
+#[test]
+fn a_paste_during_the_send_prompt_does_not_edit_the_input() {
+    let mut app = online();
+    update(&mut app, Msg::Paste("1\n2\n3\n4\n5\n6".into()));
+    update(&mut app, Msg::Action(Action::Submit));
+    assert_eq!(app.mode, InputMode::ConfirmSend);
+    update(&mut app, Msg::Paste("sneaky".into()));
+    assert_eq!(app.input.value(), "1\n2\n3\n4\n5\n6");
+}
