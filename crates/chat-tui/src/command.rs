@@ -19,6 +19,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/who", "list the members of this room"),
     ("/topic", "[text]: show the topic, or set it"),
     ("/rooms", "list the rooms on the server"),
+    ("/search", "words: search this room's history"),
     ("/clear", "clear this buffer's screen"),
     ("/quit", "[reason]: leave"),
 ];
@@ -66,6 +67,8 @@ pub enum Input {
     Topic(Option<String>),
     /// `/rooms`.
     Rooms,
+    /// `/search words`.
+    Search(String),
     /// `/clear`.
     Clear,
     /// `/quit [reason]`.
@@ -122,6 +125,8 @@ pub fn parse(line: &str) -> Input {
         "names" | "who" => Input::Names,
         "topic" => Input::Topic(opt(args)),
         "rooms" | "list" => Input::Rooms,
+        "search" | "grep" if args.is_empty() => Input::Usage("/search words"),
+        "search" | "grep" => Input::Search(args.to_owned()),
         "clear" => Input::Clear,
         "quit" | "exit" => Input::Quit(opt(args)),
         _ => Input::Unknown(name.to_owned()),

@@ -520,11 +520,35 @@ pub fn server_msg(app: &mut App, msg: ServerMsg, out: &mut Vec<Command>) {
                 buf.more_before = page.more;
             }
         }
+        ServerMsg::SearchResults(r) => {
+            // Shown as information lines, not as messages: they are copies of old messages,
+            // out of order with the timeline and never counted as unread.
+            let i = app.find_buffer(&r.room).unwrap_or(app.active);
+            let query = line_str(&r.query);
+            let more = if r.more { ", more exist" } else { "" };
+            let head = format!(
+                "search \"{query}\": {} result{}{more}",
+                r.messages.len(),
+                if r.messages.len() == 1 { "" } else { "s" }
+            );
+            info(app, i, now, head);
+            for m in &r.messages {
+                let when = jiff::Timestamp::from_millisecond(m.ts)
+                    .map(|t| {
+                        t.to_zoned(app.tz.clone())
+                            .strftime("%Y-%m-%d %H:%M")
+                            .to_string()
+                    })
+                    .unwrap_or_default();
+                let text = sanitize_text(&m.text).replace('\n', " ");
+                let line = format!("  [{when}] #{} <{}> {text}", m.seq, line_str(&m.from));
+                info(app, i, now, line);
+            }
+        }
         ServerMsg::Typing(_)
         | ServerMsg::Welcome(_)
         | ServerMsg::Ping(_)
         | ServerMsg::Pong(_)
-        | ServerMsg::SearchResults(_)
         | ServerMsg::FileOffered(_)
         | ServerMsg::FileAccepted(_)
         | ServerMsg::FileDeclined(_)

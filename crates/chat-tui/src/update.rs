@@ -481,6 +481,20 @@ fn run_input(app: &mut App, input: command::Input, out: &mut Vec<Command>) {
                 })));
             }
         }
+        I::Search(query) => {
+            if let Some(room) = active_room(app, "/search") {
+                if online(app, "/search") {
+                    let id = format!("{}-search-{}", app.id_prefix, app.next_id);
+                    app.next_id += 1;
+                    out.push(Command::Send(ClientMsg::Search(client::Search {
+                        id: Some(id),
+                        room,
+                        query,
+                        limit: None,
+                    })));
+                }
+            }
+        }
         I::Clear => {
             let buf = app.active_buffer_mut();
             buf.lines.clear();

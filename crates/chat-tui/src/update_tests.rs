@@ -995,3 +995,102 @@ fn a_paste_during_the_send_prompt_does_not_edit_the_input() {
     update(&mut app, Msg::Paste("sneaky".into()));
     assert_eq!(app.input.value(), "1\n2\n3\n4\n5\n6");
 }
+
+#[test]
+fn search_asks_the_server_and_shows_marked_results_with_time_and_nick() {
+    let mut app = online();
+    type_str(&mut app, "/search tokio select");
+    let sent = sends(&update(&mut app, Msg::Action(Action::Submit)));
+    let [ClientMsg::Search(q)] = &sent[..] else {
+        panic!("expected a search, got {sent:?}");
+    };
+    assert_eq!(
+        (q.room.as_str(), q.query.as_str()),
+        ("#lobby", "tokio select")
+    );
+    let hit = match msg("#lobby", "bob", 7, "tokio select! is neat") {
+        ServerMsg::Message(m) => m,
+        _ => unreachable!(),
+    };
+    net(
+        &mut app,
+        ServerMsg::SearchResults(chat_proto::server::SearchResults {
+            id: q.id.clone(),
+            room: "#lobby".into(),
+            query: "tokio select".into(),
+            messages: vec![hit],
+            more: false,
+        }),
+    );
+    let lines: Vec<String> = app
+        .active_buffer()
+        .lines
+        .iter()
+        .filter_map(|l| match &l.body {
+            LineBody::Info(t) => Some(t.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|t| t == "search \"tokio select\": 1 result"),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|t| t.contains("2023-11-14 22:13") && t.contains("<bob> tokio select! is neat")),
+        "{lines:?}"
+    );
+    assert!(texts(&app).is_empty(), "results are not chat lines");
+}
+
+#[test]
+fn a_duplicate_ack_after_a_reconnect_marks_the_line_acked_and_adds_none() {
+    let mut app = online();
+    type_str(&mut app, "once");
+    let first = sends(&update(&mut app, Msg::Action(Action::Submit)));
+    let again = sends(&reconnect(&mut app, &["#lobby"]));
+    assert_eq!(first, again);
+    let id = again[0].request_id().unwrap().to_owned();
+    net(
+        &mut app,
+        ServerMsg::Ack(Ack {
+            id: Some(id),
+            mid: 9,
+            room: Some("#lobby".into()),
+            seq: 9,
+            ts: 1_700_000_009_000,
+            duplicate: true,
+            ..Ack::default()
+        }),
+    );
+    // The resume page holds the same message (it was stored before the drop).
+    net(
+        &mut app,
+        ServerMsg::History(HistoryPage {
+            id: None,
+            room: "#lobby".into(),
+            messages: vec![ChatMessage {
+                mid: 9,
+                room: Some("#lobby".into()),
+                from: "alice".into(),
+                seq: 9,
+                ts: 1_700_000_009_000,
+                text: "once".into(),
+                ..ChatMessage::default()
+            }],
+            more: false,
+        }),
+    );
+    assert_eq!(texts(&app), vec!["once"]);
+    assert!(app.outbox.is_empty());
+    assert!(app.active_buffer().lines.iter().any(|l| matches!(
+        l.body,
+        LineBody::Chat {
+            delivery: Delivery::Acked,
+            ..
+        }
+    )));
+}
