@@ -20,7 +20,8 @@
 //! When a client's queue is full the hub marks it lagged: it takes the last `seq` it queued to
 //! that client per room, drops it from every room and the nick table, announces its `quit` with
 //! reason `lagged`, and kicks its session (a oneshot, which never blocks) with those sequences.
-//! The session then writes `error lagged` and `notice lagged` after the queue drains, and closes.
+//! The session then writes `notice lagged` (with the sequences) and `error lagged` after the
+//! queue drains, and closes.
 //!
 //! # Layout
 //! - this file: the handle, the commands, the actor loop, delivery and lag, register and leave.

@@ -145,7 +145,7 @@ impl<R: AsyncRead + Unpin> Session<R> {
                 // No `hello` in time.
                 () = sleep_until(self.handshake_deadline), if !registered => {
                     let t = self.config.handshake_timeout;
-                    return Close::fatal(ErrorCode::HandshakeTimeout, format!("no hello within {t:?}"));
+                    return Close::fatal(ErrorCode::HandshakeTimeout, format!("no accepted hello within {t:?}"));
                 }
                 // A frame began but did not complete in time (slowloris).
                 () = sleep_until(frame_deadline.unwrap_or(self.handshake_deadline)), if frame_deadline.is_some() => {
@@ -185,9 +185,9 @@ impl<R: AsyncRead + Unpin> Session<R> {
                 Err(e) => {
                     self.bad_frames += 1;
                     debug!(session = self.id, peer = %self.peer, error = %e, "bad frame refused");
-                    if !self.take_token() {
-                        continue;
-                    }
+                    // Counts toward the rate limit, but is always answered: a refusal
+                    // costs us little, and a client that floods without reading lags out.
+                    let _ = self.take_token();
                     self.push(ServerMsg::error(None, e.code(), e.to_string()))
                         .await?;
                 }

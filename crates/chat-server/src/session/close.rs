@@ -63,18 +63,20 @@ impl Close {
     pub(super) fn final_frames(&self) -> Vec<ServerMsg> {
         match self {
             Close::Fatal { code, reason } => vec![ServerMsg::error(None, *code, reason.clone())],
+            // The notice (with the seqs to resume from) first: a client may stop reading at
+            // the fatal error.
             Close::Lagged { seqs } => vec![
-                ServerMsg::error(
-                    None,
-                    ErrorCode::Lagged,
-                    "you fell behind and were disconnected",
-                ),
                 ServerMsg::Notice(Notice {
                     code: NoticeCode::Lagged,
                     text: "you fell behind; reconnect and resume".into(),
                     seqs: seqs.clone(),
                     id: None,
                 }),
+                ServerMsg::error(
+                    None,
+                    ErrorCode::Lagged,
+                    "you fell behind and were disconnected",
+                ),
             ],
             Close::Shutdown | Close::HubGone => vec![
                 ServerMsg::Notice(Notice {
