@@ -1,37 +1,120 @@
 //! The in-memory store: the last N messages per conversation, gone when the server stops.
+//!
+//! Memory mode is ephemeral and bounded: besides `keep` messages per conversation, the store
+//! holds at most [`MAX_BYTES`] of messages and [`MAX_CONVS`] conversations in all. Beyond
+//! either, the conversation appended to least recently loses its whole history (and its last
+//! `seq`: a room re-created after that starts again at 1, as after a restart). A busy room keeps
+//! its history; a room nobody has written to for a long time is the first to go.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use super::{Appended, Done, HistoryError, HistoryStore, Page, Record, search_words};
 
-/// Keeps the last `keep` messages of every conversation in memory. Appends are stored at once.
+/// Bytes of messages kept in all conversations together, by default.
+pub const MAX_BYTES: usize = 256 * 1024 * 1024;
+/// Conversations (rooms and direct conversations) kept, by default.
+pub const MAX_CONVS: usize = 20_000;
+
+/// Keeps the last `keep` messages of every conversation in memory, within a total budget.
+/// Appends are stored at once.
 #[derive(Debug)]
 pub struct MemoryHistory {
     /// Most messages kept per conversation; older ones are forgotten.
     keep: usize,
+    /// Most bytes kept in all (approximate: texts, names and a fixed cost per message).
+    max_bytes: usize,
+    /// Most conversations kept.
+    max_convs: usize,
+    /// Bytes kept now, as `max_bytes` counts them.
+    bytes: usize,
     /// Per conversation, records in increasing `seq`.
     convs: HashMap<String, VecDeque<Record>>,
-    /// Per conversation, the highest `seq` ever stored (it outlives forgotten messages).
+    /// Per conversation, the highest `seq` ever stored (it outlives forgotten messages, not an
+    /// evicted conversation).
     last_seqs: HashMap<String, u64>,
+    /// Per conversation, the tick of its last append; and the reverse, oldest first.
+    touched: HashMap<String, u64>,
+    lru: BTreeMap<u64, String>,
+    tick: u64,
     /// (sender fold, client id) → (conversation, seq) of the kept messages that had an id.
     sent: HashMap<(String, String), (String, u64)>,
     last_mid: u64,
 }
 
+/// What a record costs in [`MemoryHistory::bytes`].
+fn cost(r: &Record) -> usize {
+    const PER_RECORD: usize = 160;
+    PER_RECORD
+        + r.msg.text.len()
+        + r.msg.from.len()
+        + r.conv.len()
+        + r.sender_fold.len()
+        + r.client_id.as_ref().map_or(0, String::len)
+        + r.msg.room.as_ref().map_or(0, String::len)
+        + r.msg.to.as_ref().map_or(0, String::len)
+}
+
 impl MemoryHistory {
-    /// An empty store keeping up to `keep` messages per conversation.
+    /// An empty store keeping up to `keep` messages per conversation, within the default
+    /// budget ([`MAX_BYTES`], [`MAX_CONVS`]).
     pub fn new(keep: usize) -> Self {
+        Self::with_budget(keep, MAX_BYTES, MAX_CONVS)
+    }
+
+    /// An empty store keeping up to `keep` messages per conversation, `max_bytes` and
+    /// `max_convs` conversations in all.
+    pub fn with_budget(keep: usize, max_bytes: usize, max_convs: usize) -> Self {
         MemoryHistory {
             keep: keep.max(1),
+            max_bytes,
+            max_convs: max_convs.max(1),
+            bytes: 0,
             convs: HashMap::new(),
             last_seqs: HashMap::new(),
+            touched: HashMap::new(),
+            lru: BTreeMap::new(),
+            tick: 0,
             sent: HashMap::new(),
             last_mid: 0,
         }
     }
 
+    /// Bytes kept now (approximate), and conversations kept.
+    pub fn usage(&self) -> (usize, usize) {
+        (self.bytes, self.convs.len())
+    }
+
     fn log(&self, conv: &str) -> Option<&VecDeque<Record>> {
         self.convs.get(conv)
+    }
+
+    /// Marks `conv` as the most recently appended to.
+    fn touch(&mut self, conv: &str) {
+        self.tick += 1;
+        if let Some(old) = self.touched.insert(conv.to_owned(), self.tick) {
+            self.lru.remove(&old);
+        }
+        self.lru.insert(self.tick, conv.to_owned());
+    }
+
+    /// Forgets the least recently appended conversations but `keep_conv` until within budget.
+    fn evict(&mut self, keep_conv: &str) {
+        while self.bytes > self.max_bytes || self.convs.len() > self.max_convs {
+            let victim = self.lru.values().find(|c| c.as_str() != keep_conv).cloned();
+            let Some(victim) = victim else {
+                return;
+            };
+            if let Some(t) = self.touched.remove(&victim) {
+                self.lru.remove(&t);
+            }
+            self.last_seqs.remove(&victim);
+            for old in self.convs.remove(&victim).unwrap_or_default() {
+                self.bytes = self.bytes.saturating_sub(cost(&old));
+                if let Some(id) = old.client_id {
+                    self.sent.remove(&(old.sender_fold, id));
+                }
+            }
+        }
     }
 }
 
@@ -44,9 +127,13 @@ fn page(records: impl Iterator<Item = Record>, more: bool) -> Page {
 
 impl HistoryStore for MemoryHistory {
     fn append(&mut self, record: Record, _epoch: u64) -> Result<Appended, HistoryError> {
-        let log = self.convs.entry(record.conv.clone()).or_default();
+        let conv = record.conv.clone();
+        self.touch(&conv);
+        self.bytes += cost(&record);
+        let log = self.convs.entry(conv.clone()).or_default();
         if log.len() == self.keep {
             if let Some(old) = log.pop_front() {
+                self.bytes = self.bytes.saturating_sub(cost(&old));
                 if let Some(id) = old.client_id {
                     self.sent.remove(&(old.sender_fold, id));
                 }
@@ -61,6 +148,7 @@ impl HistoryStore for MemoryHistory {
         self.last_seqs.insert(record.conv.clone(), record.msg.seq);
         self.last_mid = self.last_mid.max(record.msg.mid);
         log.push_back(record);
+        self.evict(&conv);
         Ok(Appended::Stored)
     }
 
@@ -167,6 +255,31 @@ mod tests {
             assert_eq!(h.append(record(seq), 0).unwrap(), Appended::Stored);
         }
         h
+    }
+
+    #[test]
+    fn many_rooms_keep_the_store_within_its_budget() {
+        let mut h = MemoryHistory::with_budget(1000, 1024 * 1024, 100);
+        for room in 0..500 {
+            for seq in 1..=10 {
+                let mut r = record(seq);
+                r.conv = format!("#r{room}");
+                r.client_id = Some(format!("{room}-{seq}"));
+                r.msg.text = "x".repeat(16 * 1024);
+                h.append(r, 0).unwrap();
+            }
+            let (bytes, convs) = h.usage();
+            assert!(
+                bytes <= 1024 * 1024 && convs <= 100,
+                "{bytes} bytes, {convs} rooms"
+            );
+        }
+        assert!(h.sent.len() <= h.convs.values().map(VecDeque::len).sum());
+        assert!(h.last_seqs.len() <= 100 && h.lru.len() == h.convs.len());
+        // The newest room is whole; the oldest is forgotten, seq and all.
+        assert_eq!(h.before("#r499", 11, 50).unwrap().messages.len(), 10);
+        assert_eq!(h.last_seq("#r0").unwrap(), 0);
+        assert!(h.find_sent("alice", "0-1").unwrap().is_none());
     }
 
     fn seqs(page: &Page) -> Vec<u64> {

@@ -20,6 +20,10 @@ use super::{Hub, SessionId, encode, fit, now_ms};
 use crate::history::{Appended, Done, HistoryError, Record, dm_conv};
 use chat_proto::nick::fold_nick;
 
+/// Direct conversations whose last `seq` the hub caches, at most; beyond it the cache is
+/// cleared (but for conversations with messages in flight) and refilled from the store.
+const MAX_DM_SEQS: usize = 10_000;
+
 /// Where a pending message goes once committed.
 pub(super) enum Target {
     /// To the members of the room with this folded name.
@@ -141,6 +145,16 @@ impl Hub {
                 }
             },
         };
+        if self.dm_seqs.len() >= MAX_DM_SEQS {
+            // Forget the cached sequences but those with messages in flight: the others are
+            // read back from the store when next needed.
+            let in_flight: std::collections::HashSet<&str> = self
+                .pending
+                .iter()
+                .map(|p| p.record.conv.as_str())
+                .collect();
+            self.dm_seqs.retain(|c, _| in_flight.contains(c.as_str()));
+        }
         self.dm_seqs.insert(conv.clone(), last + 1);
         let msg = ChatMessage {
             mid: self.next_mid,
