@@ -114,6 +114,18 @@ pub struct Config {
     #[arg(long, env = "CHAT_MAX_ROOMS_PER_USER", default_value_t = 100)]
     pub max_rooms_per_user: usize,
 
+    /// Largest file that may be offered, in bytes (0: no file transfer).
+    #[arg(long, env = "CHAT_MAX_FILE_SIZE", default_value_t = 1 << 30)]
+    pub max_file_size: u64,
+
+    /// Transfers one user may have open at once: offers it sends, and offers it receives.
+    #[arg(long, env = "CHAT_MAX_TRANSFERS_PER_USER", default_value_t = 4)]
+    pub max_transfers_per_user: usize,
+
+    /// Time a file offer can be accepted (and a paused transfer resumed).
+    #[arg(long, env = "CHAT_FILE_OFFER_TTL", default_value = "10m", value_parser = parse_duration)]
+    pub file_offer_ttl: Duration,
+
     /// Time a new connection has to send `hello`.
     #[arg(long, env = "CHAT_HANDSHAKE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
@@ -191,6 +203,9 @@ impl Default for Config {
             max_conns_per_ip: 16,
             max_conns: 10_000,
             max_rooms_per_user: 100,
+            max_file_size: 1 << 30,
+            max_transfers_per_user: 4,
+            file_offer_ttl: Duration::from_secs(10 * 60),
             handshake_timeout: Duration::from_secs(5),
             ping_interval: Duration::from_secs(30),
             max_missed_pongs: 2,
@@ -217,8 +232,7 @@ impl Config {
             rate_per_sec: self.rate_per_sec,
             history_page: self.history_page,
             ping_interval_secs: u32::try_from(self.ping_interval.as_secs()).unwrap_or(u32::MAX),
-            // File transfer is not served yet: no file may be offered.
-            max_file_size: 0,
+            max_file_size: self.max_file_size,
         }
     }
 }

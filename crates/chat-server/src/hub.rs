@@ -29,11 +29,13 @@
 //! - `chat`: `send` (to a room or a user), the store's reports, and `typing`.
 //! - `history`: `history` pages and `search`, bounded by what was broadcast.
 //! - `fit`: keeping every frame within the announced `max_body` (pages, lists, reasons).
+//! - `transfer`: file offers and the relay of chunks, with credit-based flow control.
 
 mod chat;
 mod fit;
 mod history;
 mod rooms;
+mod transfer;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -191,6 +193,7 @@ pub fn spawn(
         pending_ids: HashMap::new(),
         pending_base: 0,
         epoch: 0,
+        transfers: transfer::Transfers::default(),
     };
     tracker.spawn(hub.run(rx));
     HubHandle { tx }
@@ -241,10 +244,14 @@ struct Hub {
     pending_base: u64,
     /// Bumped when a store failure rewinds the sequences (see [`crate::history`]).
     epoch: u64,
+    /// Open file transfers.
+    transfers: transfer::Transfers,
 }
 
 impl Hub {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut sweep = tokio::time::interval(transfer::SWEEP_INTERVAL);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let in_flight = self.pending.len();
             let cmd = tokio::select! {
@@ -254,6 +261,12 @@ impl Hub {
                         Some(done) => self.finish(done),
                         None => self.store_gone(),
                     }
+                    self.kick_lagged();
+                    continue;
+                }
+                // Now and then: drop expired file offers.
+                _ = sweep.tick() => {
+                    self.expire_transfers();
                     self.kick_lagged();
                     continue;
                 }
@@ -327,6 +340,7 @@ impl Hub {
         for (name, after) in rooms {
             self.join_room(id, None, &name, after);
         }
+        self.transfers_joined(id);
         debug!(
             session = id,
             nick,
@@ -342,6 +356,7 @@ impl Hub {
         if self.nicks.get(&conn.fold) == Some(&id) {
             self.nicks.remove(&conn.fold);
         }
+        self.transfers_left(&conn.fold, &conn.nick);
         let mut sharers = BTreeSet::new();
         for key in &conn.rooms {
             if let Some(room) = self.rooms.get_mut(key) {

@@ -42,6 +42,12 @@ use crate::writer::{self, Finish, WriterExit};
 mod close;
 pub use close::Close;
 
+/// File chunks and acks a connection may send in a burst.
+const FILE_BURST: u32 = 1024;
+
+/// File chunks and acks per second, sustained (512 MiB/s in 64 KiB chunks).
+const FILE_PER_SEC: f64 = 8192.0;
+
 /// A session's state besides its writer.
 struct Session<R> {
     id: SessionId,
@@ -56,6 +62,8 @@ struct Session<R> {
     /// Fires if the hub drops us as lagged; `None` before registration.
     kick_rx: Option<oneshot::Receiver<Kick>>,
     bucket: TokenBucket,
+    /// File chunks and acks: not chat, so not in `bucket`; over it the reader waits.
+    file_bucket: TokenBucket,
     handshake_deadline: Instant,
     next_ping: Instant,
     pings_unanswered: u32,
@@ -89,6 +97,7 @@ pub async fn run<R, W>(
         nick: None,
         kick_rx: None,
         bucket: TokenBucket::new(config.rate_burst, config.rate_per_sec),
+        file_bucket: TokenBucket::new(FILE_BURST, FILE_PER_SEC),
         handshake_deadline: now + config.handshake_timeout,
         next_ping: now + config.ping_interval,
         pings_unanswered: 0,
@@ -214,6 +223,21 @@ impl<R: AsyncRead + Unpin> Session<R> {
             }
             // Its arrival already reset the idle clock.
             ClientMsg::Pong(_) => return Ok(()),
+            // File data and its acks are bounded by the transfer window, not the chat rate;
+            // their own bucket slows this reader down rather than refusing (which would break
+            // the transfer).
+            ClientMsg::FileChunk(_) | ClientMsg::FileAck(_) if self.nick.is_some() => {
+                let wait = self.file_bucket.time_to_token();
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+                let _ = self.file_bucket.try_take();
+                return self
+                    .hub
+                    .request(self.id, msg)
+                    .await
+                    .map_err(|_| Close::HubGone);
+            }
             _ => {}
         }
         let req_id = msg.request_id().map(str::to_owned);
@@ -258,7 +282,14 @@ impl<R: AsyncRead + Unpin> Session<R> {
             | ClientMsg::ListRooms(_)
             | ClientMsg::Names(_)
             | ClientMsg::History(_)
-            | ClientMsg::Search(_) => self
+            | ClientMsg::Search(_)
+            | ClientMsg::FileOffer(_)
+            | ClientMsg::FileAccept(_)
+            | ClientMsg::FileDecline(_)
+            | ClientMsg::FileChunk(_)
+            | ClientMsg::FileDone(_)
+            | ClientMsg::FileCancel(_)
+            | ClientMsg::FileAck(_) => self
                 .hub
                 .request(self.id, msg)
                 .await
@@ -270,16 +301,6 @@ impl<R: AsyncRead + Unpin> Session<R> {
             | ClientMsg::Mute(_) => {
                 let msg = unavailable(ErrorCode::Forbidden, "accounts and operator commands are");
                 self.push(msg).await
-            }
-            ClientMsg::FileOffer(_)
-            | ClientMsg::FileAccept(_)
-            | ClientMsg::FileDecline(_)
-            | ClientMsg::FileChunk(_)
-            | ClientMsg::FileDone(_)
-            | ClientMsg::FileCancel(_)
-            | ClientMsg::FileAck(_) => {
-                self.push(unavailable(ErrorCode::FileRefused, "file transfer is"))
-                    .await
             }
             ClientMsg::Ping(_) | ClientMsg::Pong(_) => Ok(()),
         }

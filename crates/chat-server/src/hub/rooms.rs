@@ -43,6 +43,13 @@ impl Hub {
             ClientMsg::Names(m) => self.names(id, m.id, &m.room),
             ClientMsg::History(m) => self.history(id, m),
             ClientMsg::Search(m) => self.search(id, m),
+            ClientMsg::FileOffer(m) => self.file_offer(id, m),
+            ClientMsg::FileAccept(m) => self.file_accept(id, m),
+            ClientMsg::FileDecline(m) => self.file_decline(id, m),
+            ClientMsg::FileChunk(m) => self.file_chunk(id, m),
+            ClientMsg::FileDone(m) => self.file_done(id, m),
+            ClientMsg::FileCancel(m) => self.file_cancel(id, m),
+            ClientMsg::FileAck(m) => self.file_ack(id, m),
             other => debug!(session = id, ?other, "request the hub does not handle"),
         }
     }

@@ -136,6 +136,13 @@ pub fn render(msg: &ServerMsg, view: View<'_>, out: &mut Vec<String>) {
                 message(m, view, out);
             }
         }
+        ServerMsg::FileOffered(f) if f.from != view.me => out.push(format!(
+            "*** {} offers the file {} ({} bytes) to {}; text clients cannot accept files",
+            sanitize_line(&f.from),
+            sanitize_line(&f.name),
+            f.size,
+            sanitize_line(&f.to)
+        )),
         ServerMsg::History(_)
         | ServerMsg::Ack(_)
         | ServerMsg::Typing(_)
@@ -329,6 +336,27 @@ mod tests {
         );
         let empty = ServerMsg::History(HistoryPage::default());
         assert!(lines(empty, "me").is_empty());
+    }
+
+    #[test]
+    fn file_offers_show_as_a_line_text_clients_cannot_accept() {
+        let offer = chat_proto::server::FileOffered {
+            file: 7,
+            from: "alice".into(),
+            to: "#rust".into(),
+            name: "notes\u{1b}[2J.txt".into(),
+            size: 12,
+            ..Default::default()
+        };
+        let got = lines(ServerMsg::FileOffered(offer.clone()), "me");
+        assert_eq!(got.len(), 1);
+        assert!(
+            got[0].starts_with("*** alice offers the file notes"),
+            "{got:?}"
+        );
+        assert!(got[0].ends_with("(12 bytes) to #rust; text clients cannot accept files"));
+        assert!(!got[0].contains('\u{1b}'));
+        assert!(lines(ServerMsg::FileOffered(offer), "alice").is_empty());
     }
 
     #[test]
