@@ -12,6 +12,7 @@ use ratatui::style::Color;
 use tui_input::Input;
 
 use crate::pacer::SendPacer;
+use crate::transfer::{DEFAULT_MAX_DOWNLOAD, Transfer};
 
 /// Most lines a buffer keeps; older ones are dropped (and can be fetched again as history).
 pub const MAX_LINES: usize = 5000;
@@ -347,6 +348,10 @@ pub struct App {
     pub limits: Limits,
     /// Paces the outbox by the server's announced rate, keeping sends in order.
     pub pacer: SendPacer,
+    /// File transfers, both ways, oldest first.
+    pub transfers: Vec<Transfer>,
+    /// Largest download accepted; bigger offers are declined.
+    pub max_download: u64,
     /// Set when the user asked to quit.
     pub quit: bool,
 }
@@ -381,6 +386,8 @@ impl App {
             theme: Theme::default(),
             limits: Limits::default(),
             pacer: SendPacer::new(&Limits::default(), 0),
+            transfers: Vec::new(),
+            max_download: DEFAULT_MAX_DOWNLOAD,
             quit: false,
         }
     }
@@ -450,12 +457,13 @@ impl App {
                 retry_at: Some(_),
                 ..
             }
-        ) || (self.is_connected()
-            && (!self.requests.is_empty()
-                || self
-                    .outbox
-                    .iter()
-                    .any(|o| o.sent_on != Some(self.generation))))
+        ) || self.transfers.iter().any(|t| t.state.shows_gauge())
+            || (self.is_connected()
+                && (!self.requests.is_empty()
+                    || self
+                        .outbox
+                        .iter()
+                        .any(|o| o.sent_on != Some(self.generation))))
     }
 
     /// Total unread messages and mentions in buffers other than the active one.

@@ -20,6 +20,15 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/topic", "[text]: show the topic, or set it"),
     ("/rooms", "list the rooms on the server"),
     ("/search", "words: search this room's history"),
+    (
+        "/send",
+        "path [nick|#room]: offer a file (default: this conversation)",
+    ),
+    ("/accept", "id: accept an offered file"),
+    ("/decline", "id: decline an offered file"),
+    ("/cancel", "id: cancel a file transfer"),
+    ("/files", "list file transfers (also /transfers)"),
+    ("/transfers", "list file transfers"),
     ("/clear", "clear this buffer's screen"),
     ("/quit", "[reason]: leave"),
 ];
@@ -69,6 +78,21 @@ pub enum Input {
     Rooms,
     /// `/search words`.
     Search(String),
+    /// `/send path [to]`.
+    SendFile {
+        /// The file, as typed (`~/` expands).
+        path: String,
+        /// Nick or room; the active buffer's when absent.
+        to: Option<String>,
+    },
+    /// `/accept id`.
+    Accept(u64),
+    /// `/decline id`.
+    Decline(u64),
+    /// `/cancel id`.
+    CancelFile(u64),
+    /// `/files` or `/transfers`.
+    Files,
     /// `/clear`.
     Clear,
     /// `/quit [reason]`.
@@ -127,10 +151,43 @@ pub fn parse(line: &str) -> Input {
         "rooms" | "list" => Input::Rooms,
         "search" | "grep" if args.is_empty() => Input::Usage("/search words"),
         "search" | "grep" => Input::Search(args.to_owned()),
+        "send" | "sendfile" => match send_args(args) {
+            Some((path, to)) => Input::SendFile { path, to },
+            None => {
+                Input::Usage("/send path [nick|#room]  (quote a path with spaces: \"my file\")")
+            }
+        },
+        "accept" => file_id(first).map_or(Input::Usage("/accept id"), Input::Accept),
+        "decline" => file_id(first).map_or(Input::Usage("/decline id"), Input::Decline),
+        "cancel" => file_id(first).map_or(Input::Usage("/cancel id"), Input::CancelFile),
+        "files" | "transfers" => Input::Files,
         "clear" => Input::Clear,
         "quit" | "exit" => Input::Quit(opt(args)),
         _ => Input::Unknown(name.to_owned()),
     }
+}
+
+/// A transfer id: `7` or `#7`.
+fn file_id(s: &str) -> Option<u64> {
+    s.strip_prefix('#').unwrap_or(s).parse().ok()
+}
+
+/// `path [to]`, where a path with spaces is quoted (`"my file.txt" bob`).
+fn send_args(args: &str) -> Option<(String, Option<String>)> {
+    let (path, rest) = if let Some(quoted) = args.strip_prefix('"') {
+        let end = quoted.find('"')?;
+        (&quoted[..end], &quoted[end + 1..])
+    } else {
+        match args.split_once(char::is_whitespace) {
+            Some((p, r)) => (p, r),
+            None => (args, ""),
+        }
+    };
+    let rest = rest.trim();
+    if path.is_empty() || rest.contains(char::is_whitespace) {
+        return None;
+    }
+    Some((path.to_owned(), (!rest.is_empty()).then(|| rest.to_owned())))
 }
 
 /// `rust` → `#rust`; `#rust` stays.
@@ -172,6 +229,36 @@ mod tests {
                 text: None
             }
         );
+    }
+
+    #[test]
+    fn send_takes_a_path_and_an_optional_target() {
+        assert_eq!(
+            parse("/send notes.txt bob"),
+            Input::SendFile {
+                path: "notes.txt".into(),
+                to: Some("bob".into())
+            }
+        );
+        assert_eq!(
+            parse("/send \"my notes.txt\" #rust"),
+            Input::SendFile {
+                path: "my notes.txt".into(),
+                to: Some("#rust".into())
+            }
+        );
+        assert_eq!(
+            parse("/send ~/a.bin"),
+            Input::SendFile {
+                path: "~/a.bin".into(),
+                to: None
+            }
+        );
+        assert!(matches!(parse("/send"), Input::Usage(_)));
+        assert_eq!(parse("/accept 7"), Input::Accept(7));
+        assert_eq!(parse("/decline #7"), Input::Decline(7));
+        assert!(matches!(parse("/cancel x"), Input::Usage(_)));
+        assert_eq!(parse("/transfers"), Input::Files);
     }
 
     #[test]

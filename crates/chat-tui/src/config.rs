@@ -7,6 +7,8 @@
 //! mouse = false
 //! colors = true                      # false: bold/reverse/underline only
 //! nick_colors = ["red", "green", "#ff8800"]
+//! download_dir = "~/Downloads/chat"  # default: the XDG download directory
+//! max_download = "1GiB"              # larger offers are declined
 //! ```
 //! Command-line flags override the file.
 
@@ -32,6 +34,10 @@ pub struct Config {
     pub colors: Option<bool>,
     /// Palette for nick colours (names like `red`, or `#rrggbb`).
     pub nick_colors: Option<Vec<String>>,
+    /// Where received files go.
+    pub download_dir: Option<PathBuf>,
+    /// Largest file accepted (`500MiB`, `2G`, or bytes).
+    pub max_download: Option<String>,
 }
 
 impl Config {
@@ -65,6 +71,36 @@ impl Config {
     }
 }
 
+/// A size such as `1048576`, `512KiB`, `500M` or `2GiB` (binary units).
+pub fn parse_size(text: &str) -> anyhow::Result<u64> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("invalid size {text:?}"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => anyhow::bail!("invalid size unit in {text:?}"),
+    };
+    n.checked_mul(1 << shift)
+        .with_context(|| format!("size too large: {text:?}"))
+}
+
+/// `~/x` → `$HOME/x`.
+pub fn expand_home(path: &Path) -> PathBuf {
+    match path.strip_prefix("~") {
+        Ok(rest) => directories::BaseDirs::new()
+            .map(|b| b.home_dir().join(rest))
+            .unwrap_or_else(|| path.to_path_buf()),
+        Err(_) => path.to_path_buf(),
+    }
+}
+
 /// The project directories (`chat`), if a home directory is known.
 fn dirs() -> Option<directories::ProjectDirs> {
     directories::ProjectDirs::from("", "", "chat")
@@ -95,6 +131,14 @@ mod tests {
         assert_eq!(c.name.as_deref(), Some("alice"));
         assert_eq!(c.bell, Some(false));
         assert_eq!(c.palette().unwrap().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!(parse_size("1024").unwrap(), 1024);
+        assert_eq!(parse_size("512KiB").unwrap(), 512 * 1024);
+        assert_eq!(parse_size("2G").unwrap(), 2 << 30);
+        assert!(parse_size("2 parsecs").is_err());
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub const ROOMS_WIDTH: u16 = 16;
 pub const MEMBERS_WIDTH: u16 = 16;
 /// Most rows the input grows to.
 pub const MAX_INPUT_ROWS: u16 = 5;
+/// Most transfer gauges shown at once.
+pub const MAX_GAUGE_ROWS: u16 = 3;
 /// Widest the nick column gets; longer nicks are cut with `…`.
 pub const MAX_NICK_COLUMN: usize = 12;
 
@@ -31,6 +33,8 @@ pub struct Panes {
     pub timeline: Rect,
     /// Member list, when shown and wide enough.
     pub members: Option<Rect>,
+    /// One row per running file transfer, below the timeline.
+    pub transfers: Option<Rect>,
     /// Status bar.
     pub status: Rect,
     /// Input.
@@ -67,12 +71,27 @@ pub fn panes(app: &App, area: Rect) -> Panes {
         None
     };
     let topic = Rect::new(x, area.y, width, 1.min(main_h));
-    let timeline = Rect::new(x, area.y + topic.height, width, main_h - topic.height);
+    let mut timeline = Rect::new(x, area.y + topic.height, width, main_h - topic.height);
+    let gauges = u16::try_from(
+        app.transfers
+            .iter()
+            .filter(|t| t.state.shows_gauge())
+            .count(),
+    )
+    .unwrap_or(u16::MAX)
+    .min(MAX_GAUGE_ROWS);
+    let transfers = if gauges > 0 && timeline.height > gauges + 2 {
+        timeline.height -= gauges;
+        Some(Rect::new(x, timeline.y + timeline.height, width, gauges))
+    } else {
+        None
+    };
     Panes {
         rooms,
         topic,
         timeline,
         members,
+        transfers,
         status,
         input,
     }

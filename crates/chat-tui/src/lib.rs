@@ -16,6 +16,8 @@
 //!   [`editor`] input history, paste and completion, [`command`] parses `/commands`.
 //! - [`keymap`]: keys to actions.
 //! - [`layout`]: pane geometry and grapheme-aware wrapping, shared by drawing and scrolling.
+//! - [`transfer`]: file transfers as data and their state machine; [`filename`] makes
+//!   offered names safe; [`files`] does their IO (hashing, chunks, `.part` files).
 //! - [`ui`]: drawing the screen.
 //! - [`net`]: the network client (reconnect, resume, backoff).
 //! - [`pacer`]: client-side flood control that keeps the outbox in order.
@@ -27,6 +29,8 @@ pub mod app;
 pub mod command;
 pub mod config;
 pub mod editor;
+pub mod filename;
+pub mod files;
 pub mod keymap;
 pub mod layout;
 pub mod net;
@@ -34,5 +38,6 @@ pub mod pacer;
 pub mod receive;
 pub mod run;
 pub mod terminal;
+pub mod transfer;
 pub mod ui;
 pub mod update;

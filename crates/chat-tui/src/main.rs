@@ -7,7 +7,9 @@ use std::sync::Mutex;
 use anyhow::Context;
 use chat_tui::app::App;
 use chat_tui::config::{self, Config};
+use chat_tui::files::{self, FilesConfig};
 use chat_tui::net::{self, NetConfig};
+use chat_tui::run::FileIo;
 use chat_tui::terminal::{self, TerminalGuard};
 use clap::Parser;
 use crossterm::event::EventStream;
@@ -35,6 +37,12 @@ struct Args {
     /// Log file (default: chat/chat-tui.log in the XDG state directory).
     #[arg(long)]
     log_file: Option<PathBuf>,
+    /// Where received files go (default: the XDG download directory, else ~/Downloads).
+    #[arg(long)]
+    download_dir: Option<PathBuf>,
+    /// Largest file to accept, e.g. `500MiB` (default 1GiB); larger offers are declined.
+    #[arg(long)]
+    max_download: Option<String>,
 }
 
 /// Logs go to a file, never to the screen.
@@ -108,6 +116,14 @@ async fn main() -> anyhow::Result<()> {
         app.theme.nick_palette = palette;
     }
     let mouse = args.mouse || config.mouse.unwrap_or(false);
+    if let Some(max) = args.max_download.as_ref().or(config.max_download.as_ref()) {
+        app.max_download = config::parse_size(max).context("--max-download")?;
+    }
+    let download_dir = args
+        .download_dir
+        .or(config.download_dir.clone())
+        .map(|d| config::expand_home(&d))
+        .unwrap_or_else(files::default_download_dir);
 
     terminal::install_panic_hook();
     let (guard, mut term) = TerminalGuard::enter(mouse).context("cannot set up the terminal")?;
@@ -116,6 +132,11 @@ async fn main() -> anyhow::Result<()> {
         name,
         client: format!("chat-tui/{}", env!("CARGO_PKG_VERSION")),
     });
+    let (files_handle, files_rx) = files::spawn(FilesConfig { download_dir }, handle.chunks());
+    let file_io = FileIo {
+        handle: files_handle,
+        events: files_rx,
+    };
     let mut bell = || {
         use std::io::Write;
         let mut out = std::io::stdout();
@@ -128,6 +149,7 @@ async fn main() -> anyhow::Result<()> {
         EventStream::new(),
         handle,
         net_rx,
+        file_io,
         terminate_signal(),
         &mut bell,
     )

@@ -8,9 +8,17 @@
 //! gap. Anything beyond that (rooms not restored, `more_history` paging) is sent by the UI,
 //! through its pacer.
 //!
+//! File data has its own lane: the uploads in [`crate::files`] put [`Outbound`] chunks into a
+//! small bounded channel that the connection drains only when no command from the UI and no
+//! frame from the server is waiting, so chat frames interleave between chunks and are never
+//! queued behind a file. Chunks are not paced (the pacer is for chat requests); flow control
+//! is the transfer window.
+//!
 //! **Architecture Invariant:** events flow through a bounded channel (the socket waits when
 //! the UI falls behind); commands flow through an unbounded one, because they are made at
-//! human speed, and that keeps the two channels from forming a cycle of bounded waits.
+//! human speed, and that keeps the two channels from forming a cycle of bounded waits. The
+//! chunk channel is bounded and only uploads wait on it; nothing the net task waits on waits
+//! for an upload.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -59,11 +67,26 @@ enum NetCommand {
     SetNick(String),
 }
 
+/// A frame of file data (a chunk or `file_done`) for the connection of `generation`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outbound {
+    /// The connection it belongs to (counting `welcome`s from 1); on any other it is dropped,
+    /// because after a reconnect the transfer continues from the offset the recipient asks for.
+    pub generation: u64,
+    /// The frame.
+    pub msg: ClientMsg,
+}
+
+/// Chunks waiting for the socket: a few, so an upload reads ahead little.
+const CHUNK_QUEUE: usize = 4;
+
 /// The handle to the network task. Dropping every handle stops the task.
 #[derive(Debug, Clone)]
 pub struct NetHandle {
     /// To the network task; unbounded (see the module's invariant).
     cmd_tx: mpsc::UnboundedSender<NetCommand>,
+    /// File data to the network task; bounded, uploads wait on it.
+    chunk_tx: mpsc::Sender<Outbound>,
 }
 
 impl NetHandle {
@@ -83,10 +106,19 @@ impl NetHandle {
         let _ = self.cmd_tx.send(NetCommand::SetNick(nick));
     }
 
+    /// Where uploads put their chunks.
+    pub fn chunks(&self) -> mpsc::Sender<Outbound> {
+        self.chunk_tx.clone()
+    }
+
     /// A handle connected to nothing, plus the receiver its commands go to (for tests).
     pub fn detached() -> (NetHandle, DetachedCommands) {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-        (NetHandle { cmd_tx }, DetachedCommands { cmd_rx })
+        let (chunk_tx, chunk_rx) = mpsc::channel(CHUNK_QUEUE);
+        (
+            NetHandle { cmd_tx, chunk_tx },
+            DetachedCommands { cmd_rx, chunk_rx },
+        )
     }
 }
 
@@ -94,6 +126,8 @@ impl NetHandle {
 #[derive(Debug)]
 pub struct DetachedCommands {
     cmd_rx: mpsc::UnboundedReceiver<NetCommand>,
+    /// File data sent through the handle.
+    pub chunk_rx: mpsc::Receiver<Outbound>,
 }
 
 impl DetachedCommands {
@@ -134,9 +168,10 @@ pub struct NetConfig {
 /// Starts the network task; it connects at once.
 pub fn spawn(config: NetConfig) -> (NetHandle, mpsc::Receiver<NetEvent>) {
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (chunk_tx, chunk_rx) = mpsc::channel(CHUNK_QUEUE);
     let (event_tx, event_rx) = mpsc::channel(1024);
-    tokio::spawn(run(config, cmd_rx, event_tx));
-    (NetHandle { cmd_tx }, event_rx)
+    tokio::spawn(run(config, cmd_rx, chunk_rx, event_tx));
+    (NetHandle { cmd_tx, chunk_tx }, event_rx)
 }
 
 /// The nick to ask for after `nick` was taken: one `_` more, the base cut so the result stays
@@ -321,9 +356,12 @@ enum Outcome {
 async fn run(
     config: NetConfig,
     mut cmd_rx: mpsc::UnboundedReceiver<NetCommand>,
+    mut chunk_rx: mpsc::Receiver<Outbound>,
     event_tx: mpsc::Sender<NetEvent>,
 ) {
     let mut session = Session::new(config.name.clone(), config.client.clone());
+    // Counts `welcome`s, like `App::generation`: chunks tagged with another one are stale.
+    let mut generation = 0u64;
     let mut backoff = Backoff::new();
     let mut attempt = 0;
     loop {
@@ -335,7 +373,12 @@ async fn run(
         {
             return;
         }
-        let outcome = serve(&config, &mut session, &mut cmd_rx, &event_tx).await;
+        let lanes = Lanes {
+            cmd_rx: &mut cmd_rx,
+            chunk_rx: &mut chunk_rx,
+            generation: &mut generation,
+        };
+        let outcome = serve(&config, &mut session, lanes, &event_tx).await;
         let (reason, welcomed) = match outcome {
             Outcome::Quit => return,
             Outcome::NickRefused { reason } => {
@@ -395,13 +438,28 @@ async fn run(
     }
 }
 
+/// What a connection takes from the UI and the uploads.
+struct Lanes<'a> {
+    /// UI commands.
+    cmd_rx: &'a mut mpsc::UnboundedReceiver<NetCommand>,
+    /// File data.
+    chunk_rx: &'a mut mpsc::Receiver<Outbound>,
+    /// `welcome`s so far.
+    generation: &'a mut u64,
+}
+
 /// One connection: connect, hello, then shuttle messages until it ends.
 async fn serve(
     config: &NetConfig,
     session: &mut Session,
-    cmd_rx: &mut mpsc::UnboundedReceiver<NetCommand>,
+    lanes: Lanes<'_>,
     event_tx: &mpsc::Sender<NetEvent>,
 ) -> Outcome {
+    let Lanes {
+        cmd_rx,
+        chunk_rx,
+        generation,
+    } = lanes;
     let lost = |reason: String, welcomed| Outcome::Lost { reason, welcomed };
     let connect = timeout(Duration::from_secs(10), TcpStream::connect(&config.addr));
     tokio::pin!(connect);
@@ -433,6 +491,9 @@ async fn serve(
     let mut pinged = false;
     loop {
         tokio::select! {
+            // In this order: the UI's commands, then the server's frames, then file data, so a
+            // chat line waits for at most the one chunk being written.
+            biased;
             // A command from the UI.
             cmd = cmd_rx.recv() => match cmd {
                 Some(NetCommand::Send(msg)) if welcomed.is_some() => {
@@ -477,6 +538,7 @@ async fn serve(
                     ServerMsg::Pong(_) => {}
                     ServerMsg::Welcome(w) => {
                         welcomed = Some(Instant::now());
+                        *generation += 1;
                         silence = Duration::from_secs(u64::from(w.limits.ping_interval_secs.max(5)) * 2);
                         session.after_welcome(&w);
                         info!(nick = %w.nick, rooms = w.rooms.len(), "welcome");
@@ -508,6 +570,14 @@ async fn serve(
                         if event_tx.send(NetEvent::Message(other)).await.is_err() {
                             return Outcome::Quit;
                         }
+                    }
+                }
+            }
+            // File data for this connection; a chunk of an earlier one is dropped.
+            Some(out) = chunk_rx.recv(), if welcomed.is_some() => {
+                if out.generation == *generation {
+                    if let Err(e) = framed.send(out.msg).await {
+                        return lost(format!("send failed: {e}"), welcomed);
                     }
                 }
             }

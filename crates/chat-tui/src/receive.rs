@@ -9,6 +9,7 @@ use chat_proto::{ErrorCode, ServerMsg};
 
 use crate::app::{App, BufferKind, Delivery, Line, LineBody, MAX_LINES};
 use crate::layout::current_panes;
+use crate::transfer;
 use crate::ui::timeline::{Columns, line_rows};
 use crate::update::{Command, flush_outbox, switch_to};
 
@@ -271,6 +272,7 @@ pub fn server_msg(app: &mut App, msg: ServerMsg, out: &mut Vec<Command>) {
                 }
             }
         }
+        ServerMsg::Error(e) if transfer::on_error(app, &e) => {}
         ServerMsg::Error(e) => {
             let code = e.code.as_str();
             let text = line_str(&e.message);
@@ -545,17 +547,14 @@ pub fn server_msg(app: &mut App, msg: ServerMsg, out: &mut Vec<Command>) {
                 info(app, i, now, line);
             }
         }
-        ServerMsg::Typing(_)
-        | ServerMsg::Welcome(_)
-        | ServerMsg::Ping(_)
-        | ServerMsg::Pong(_)
-        | ServerMsg::FileOffered(_)
-        | ServerMsg::FileAccepted(_)
-        | ServerMsg::FileDeclined(_)
-        | ServerMsg::FileCancelled(_)
-        | ServerMsg::FileProgress(_)
-        | ServerMsg::FileChunk(_)
-        | ServerMsg::FileDone(_) => {}
+        ServerMsg::FileOffered(o) => transfer::on_offered(app, o, out),
+        ServerMsg::FileAccepted(a) => transfer::on_accepted(app, a, out),
+        ServerMsg::FileDeclined(d) => transfer::on_declined(app, d),
+        ServerMsg::FileCancelled(c) => transfer::on_cancelled(app, c, out),
+        ServerMsg::FileProgress(p) => transfer::on_progress(app, p, out),
+        ServerMsg::FileChunk(c) => transfer::on_chunk(app, c, out),
+        ServerMsg::FileDone(d) => transfer::on_done(app, d, out),
+        ServerMsg::Typing(_) | ServerMsg::Welcome(_) | ServerMsg::Ping(_) | ServerMsg::Pong(_) => {}
     }
 }
 

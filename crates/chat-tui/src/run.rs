@@ -13,8 +13,10 @@ use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
 use crate::app::App;
+use crate::files::FilesHandle;
 use crate::keymap::{Action, map_key};
 use crate::net::{NetEvent, NetHandle};
+use crate::transfer::FileEvent;
 use crate::ui;
 use crate::update::{Command, Msg, update};
 
@@ -41,14 +43,25 @@ pub fn event_msg(app: &App, event: Event) -> Option<Msg> {
     }
 }
 
+/// The file IO: a handle for jobs and the receiver of its reports.
+#[derive(Debug)]
+pub struct FileIo {
+    /// Takes jobs.
+    pub handle: FilesHandle,
+    /// Reports.
+    pub events: mpsc::Receiver<FileEvent>,
+}
+
 /// Runs the client until the user quits, the terminal's event stream ends, or `shutdown`
 /// completes (SIGTERM). `bell` rings the terminal bell.
+#[allow(clippy::too_many_arguments)]
 pub async fn run<B, E, S>(
     terminal: &mut Terminal<B>,
     app: &mut App,
     mut events: E,
     net: NetHandle,
     mut net_rx: mpsc::Receiver<NetEvent>,
+    files: FileIo,
     shutdown: S,
     bell: &mut dyn FnMut(),
 ) -> anyhow::Result<()>
@@ -66,6 +79,10 @@ where
     app.now_ms = now_ms();
     terminal.draw(|f| ui::draw(app, f))?;
     let mut net_open = true;
+    let FileIo {
+        handle: files,
+        events: mut files_rx,
+    } = files;
     loop {
         let countdown = app.needs_tick();
         let msgs: Vec<Msg> = tokio::select! {
@@ -92,6 +109,17 @@ where
                     Vec::new()
                 }
             },
+            // Reports of the file IO (hashes, stored data, finished downloads).
+            Some(event) = files_rx.recv() => {
+                let mut batch = vec![Msg::File(event)];
+                while batch.len() < EVENT_BATCH {
+                    match files_rx.try_recv() {
+                        Ok(e) => batch.push(Msg::File(e)),
+                        Err(_) => break,
+                    }
+                }
+                batch
+            }
             // The reconnect countdown and rate-limit retries; no tick otherwise.
             _ = tick.tick(), if countdown => vec![Msg::Tick],
             // SIGTERM / SIGHUP: leave like /quit.
@@ -115,6 +143,7 @@ where
                         render = true;
                     }
                     Command::Render => render = true,
+                    Command::File(job) => files.send(job),
                 }
             }
         }

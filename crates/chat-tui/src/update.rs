@@ -17,6 +17,7 @@ use crate::layout::current_panes;
 use crate::net::NetEvent;
 use crate::pacer::SendPacer;
 use crate::receive;
+use crate::transfer::{self, FileEvent, FileJob};
 use crate::ui::timeline;
 
 /// Inputs with more lines than this ask before they are sent.
@@ -35,6 +36,8 @@ pub enum Msg {
     Paste(String),
     /// Something from the network client.
     Net(NetEvent),
+    /// Something from the file IO.
+    File(FileEvent),
     /// A second passed (countdowns).
     Tick,
     /// The terminal is now this many columns and rows.
@@ -56,6 +59,8 @@ pub enum Command {
     Redraw,
     /// Draw again (the model changed on a tick).
     Render,
+    /// File IO for a transfer.
+    File(FileJob),
 }
 
 /// Applies `msg` to `app`; returns what the runtime must do.
@@ -71,6 +76,7 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Command> {
             editor::insert_str(app, &text);
         }
         Msg::Net(event) => on_net(app, event, &mut out),
+        Msg::File(event) => transfer::on_file_event(app, event, &mut out),
         Msg::Tick => {
             if matches!(
                 app.conn,
@@ -78,7 +84,8 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Command> {
                     retry_at: Some(_),
                     ..
                 }
-            ) {
+            ) || app.transfers.iter().any(|t| t.state.shows_gauge())
+            {
                 out.push(Command::Render);
             }
             flush_outbox(app, &mut out);
@@ -495,6 +502,33 @@ fn run_input(app: &mut App, input: command::Input, out: &mut Vec<Command>) {
                 }
             }
         }
+        I::SendFile { path, to } => {
+            let to = match to.or_else(|| app.active_buffer().kind.target().map(str::to_owned)) {
+                Some(to) => to,
+                None => {
+                    hint(
+                        app,
+                        "/send path nick|#room (this buffer has no one to send to)",
+                    );
+                    return;
+                }
+            };
+            if online(app, "/send") {
+                transfer::start_send(app, path, to, out);
+            }
+        }
+        I::Accept(file) => {
+            if online(app, "/accept") {
+                transfer::accept(app, file, out);
+            }
+        }
+        I::Decline(file) => {
+            if online(app, "/decline") {
+                transfer::decline(app, file, out);
+            }
+        }
+        I::CancelFile(file) => transfer::cancel(app, file, out),
+        I::Files => transfer::list(app),
         I::Clear => {
             let buf = app.active_buffer_mut();
             buf.lines.clear();
@@ -676,6 +710,9 @@ fn on_net(app: &mut App, event: NetEvent, out: &mut Vec<Command>) {
                 item.retry_at = None;
             }
             flush_outbox(app, out);
+            if !first {
+                transfer::on_reconnected(app, out);
+            }
         }
         NetEvent::Disconnected { reason, retry_in } => {
             let was_connected = app.is_connected();
@@ -692,6 +729,7 @@ fn on_net(app: &mut App, event: NetEvent, out: &mut Vec<Command>) {
             for buf in &mut app.buffers {
                 buf.loading_older = false;
             }
+            transfer::on_disconnected(app);
             app.conn = ConnState::Disconnected { reason, retry_at };
         }
         NetEvent::Message(msg) => receive::server_msg(app, msg, out),

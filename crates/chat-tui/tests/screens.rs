@@ -252,3 +252,80 @@ fn help_lists_commands_and_keys() {
     let screen = render(&mut app, 120, 40);
     insta::assert_snapshot!("help_120x40", screen);
 }
+
+#[test]
+fn file_transfers_show_a_gauge_each() {
+    use chat_proto::server::{FileAccepted, FileOffered};
+    use chat_tui::transfer::FileEvent;
+    let mut app = connected(&["alice", "bob", "carol"]);
+    // carol offers a 10 MiB file to the room; we accept it and 4 MiB are in after 2 s.
+    net(
+        &mut app,
+        ServerMsg::FileOffered(FileOffered {
+            id: None,
+            file: 7,
+            from: "carol".into(),
+            to: "#lobby".into(),
+            name: "holiday-photos.tar".into(),
+            size: 10 << 20,
+            sha256: "ab".repeat(32),
+            expires: T0 + 600_000,
+        }),
+    );
+    type_and_send(&mut app, "/accept 7");
+    update(
+        &mut app,
+        Msg::File(FileEvent::Opened { file: 7, offset: 0 }),
+    );
+    // We send notes.txt to bob, who has acknowledged a quarter of it.
+    type_and_send(&mut app, "/send notes.txt bob");
+    let key = app.transfers[1].key.clone();
+    update(
+        &mut app,
+        Msg::File(FileEvent::Hashed {
+            key: key.clone(),
+            path: "/home/alice/notes.txt".into(),
+            name: "notes.txt".into(),
+            size: 400 << 10,
+            sha256: "cd".repeat(32),
+        }),
+    );
+    net(
+        &mut app,
+        ServerMsg::FileOffered(FileOffered {
+            id: Some(key),
+            file: 8,
+            from: "alice".into(),
+            to: "bob".into(),
+            name: "notes.txt".into(),
+            size: 400 << 10,
+            sha256: "cd".repeat(32),
+            expires: T0 + 600_000,
+        }),
+    );
+    net(
+        &mut app,
+        ServerMsg::FileAccepted(FileAccepted {
+            file: 8,
+            by: "bob".into(),
+            offset: 0,
+        }),
+    );
+    app.now_ms = T0 + 2_000;
+    update(
+        &mut app,
+        Msg::File(FileEvent::Stored {
+            file: 7,
+            offset: 4 << 20,
+        }),
+    );
+    net(
+        &mut app,
+        ServerMsg::FileProgress(chat_proto::server::FileProgress {
+            file: 8,
+            offset: 100 << 10,
+        }),
+    );
+    update(&mut app, Msg::Action(Action::GoToBuffer(2)));
+    check("file_gauges", app);
+}

@@ -4,9 +4,11 @@
 //! - [`timeline`]: the messages of the active buffer.
 //! - [`bars`]: topic line, status bar, room list and member list.
 //! - [`input`]: the input area and the cursor.
+//! - [`gauge`]: a progress row per running file transfer.
 //! - [`style`]: colours and modifiers.
 
 pub mod bars;
+pub mod gauge;
 pub mod input;
 pub mod style;
 pub mod timeline;
@@ -26,6 +28,9 @@ pub fn draw(app: &App, frame: &mut Frame<'_>) {
     timeline::draw(app, frame, p.timeline);
     if let Some(area) = p.members {
         bars::members(app, frame, area);
+    }
+    if let Some(area) = p.transfers {
+        gauge::draw(app, frame, area);
     }
     bars::status(app, frame, p.status);
     input::draw(app, frame, p.input);
