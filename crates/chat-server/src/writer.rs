@@ -2,8 +2,10 @@
 //!
 //! It owns the receiving end of the connection's bounded outbound queue. Every frame in the
 //! queue is already encoded (`Bytes`, shared with the other recipients of a broadcast). On each
-//! wake-up it takes everything queued (`try_recv` until empty) and writes it with vectored
-//! writes, so a burst of frames costs one syscall, not one per frame.
+//! wake-up it takes what is queued (`try_recv`, up to 64 KiB), copies the small frames into one
+//! contiguous buffer and writes it, so a burst of frames costs one syscall with one or two
+//! slices, not one syscall or one slice per frame. The buffer lives only while there is
+//! something to write: an idle connection holds none.
 //!
 //! A write that makes no progress for `write_timeout` ends the task with [`WriterExit::Stalled`]:
 //! the session then closes the connection as lagged. To close, the session sends a [`Finish`]:
@@ -11,7 +13,6 @@
 //! still queued, appends the finishing frames (an `error`, a `notice`) and shuts its half of the
 //! socket down, all within the finish timeout.
 
-use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::time::Duration;
 
@@ -19,9 +20,6 @@ use bytes::{Buf, Bytes};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep, sleep_until, timeout_at};
-
-/// Slices per vectored write (well under every platform's `IOV_MAX`).
-const MAX_IOV: usize = 512;
 
 /// How the session asks the writer to end the connection.
 #[derive(Debug)]
@@ -66,7 +64,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut finish_rx = Some(finish_rx);
-    let mut batch: VecDeque<Bytes> = VecDeque::new();
+    let mut batch = Outbox::default();
     // A finish that arrived mid-write, and the deadline it set.
     let mut finishing: Option<(Finish, Instant)> = None;
     loop {
@@ -90,13 +88,10 @@ where
                     Err(_) => return WriterExit::Abandoned,
                 }
             }
-            // Frames to send: take everything queued and write it in one go.
+            // Frames to send: take what is queued (up to one write's worth) and write it.
             frame = rx.recv() => match frame {
                 Some(first) => {
-                    batch.push_back(first);
-                    while let Ok(more) = rx.try_recv() {
-                        batch.push_back(more);
-                    }
+                    batch.fill(first, &mut rx);
                     if let Err(exit) =
                         write_batch(&mut wr, &mut batch, write_timeout, &mut finish_rx, &mut finishing).await
                     {
@@ -110,25 +105,135 @@ where
     }
 }
 
+/// Bytes of queued frames copied into one buffer for one write; a frame that does not fit
+/// goes out as a second slice of the same write, and the rest waits in the queue.
+const COALESCE_MAX: usize = 64 * 1024;
+/// Frames larger than this are never copied: they go out as their own slice.
+const COPY_MAX: usize = 16 * 1024;
+
+/// What one wake-up writes: small frames copied into one contiguous buffer (so a burst of
+/// ~150-byte frames is one slice, not hundreds), then at most one frame sent as it is (a lone
+/// frame, a large one, or the one that did not fit). `buf[pos..]` and then `tail` are unwritten.
+///
+/// The buffer is allocated for the burst at hand and freed once it is written, so an idle
+/// connection keeps no write buffer.
+#[derive(Debug, Default)]
+struct Outbox {
+    buf: Vec<u8>,
+    pos: usize,
+    tail: Option<Bytes>,
+}
+
+impl Outbox {
+    fn is_empty(&self) -> bool {
+        self.pos == self.buf.len() && self.tail.is_none()
+    }
+
+    /// Whether another frame may join this write.
+    fn has_room(&self) -> bool {
+        self.tail.is_none() && self.buf.len() < COALESCE_MAX
+    }
+
+    /// Appends a frame: copied if small and it fits, else as the tail (which closes the outbox).
+    fn push(&mut self, frame: Bytes) {
+        debug_assert!(self.has_room());
+        if frame.len() <= COPY_MAX && self.buf.len() + frame.len() <= COALESCE_MAX {
+            self.buf.extend_from_slice(&frame);
+        } else {
+            self.tail = Some(frame);
+        }
+    }
+
+    /// Takes `first` and whatever else is queued, up to one write's worth. A lone frame is not
+    /// copied at all.
+    fn fill(&mut self, first: Bytes, rx: &mut mpsc::Receiver<Bytes>) {
+        debug_assert!(
+            self.is_empty(),
+            "filled only once the last batch is written"
+        );
+        // A large frame, or a lone one, goes out as it is, without a copy.
+        if first.len() > COPY_MAX {
+            self.tail = Some(first);
+            return;
+        }
+        let Ok(second) = rx.try_recv() else {
+            self.tail = Some(first);
+            return;
+        };
+        if self.buf.capacity() == 0 {
+            // Room for what is queued now, so the buffer is allocated once for this burst.
+            let queued = first.len() + second.len() + rx.len().saturating_mul(second.len());
+            self.buf.reserve(queued.min(COALESCE_MAX) + 1024);
+        }
+        // `first` is small, so there is room for `second` after it (copied or as the tail).
+        self.push(first);
+        self.push(second);
+        while self.has_room() {
+            match rx.try_recv() {
+                Ok(more) => self.push(more),
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// The unwritten bytes, at most two slices.
+    fn slices(&self) -> ([IoSlice<'_>; 2], usize) {
+        let head = &self.buf[self.pos..];
+        let tail = self.tail.as_deref().unwrap_or(&[]);
+        match (head.is_empty(), tail.is_empty()) {
+            (false, false) => ([IoSlice::new(head), IoSlice::new(tail)], 2),
+            (false, true) => ([IoSlice::new(head), IoSlice::new(&[])], 1),
+            (true, _) => ([IoSlice::new(tail), IoSlice::new(&[])], 1),
+        }
+    }
+
+    /// Drops `n` written bytes from the front; frees the buffer once everything is written.
+    fn advance(&mut self, mut n: usize) {
+        let head = self.buf.len() - self.pos;
+        if n < head {
+            self.pos += n;
+            return;
+        }
+        n -= head;
+        self.pos = self.buf.len();
+        if let Some(tail) = self.tail.as_mut() {
+            tail.advance(n.min(tail.len()));
+            if tail.is_empty() {
+                self.tail = None;
+            }
+        }
+        if self.is_empty() {
+            self.buf = Vec::new();
+            self.pos = 0;
+        }
+    }
+
+    /// Appends bytes that must go out after everything else (when finishing): no size limit.
+    fn extend(&mut self, frame: &[u8]) {
+        if let Some(tail) = self.tail.take() {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+            self.buf.extend_from_slice(&tail);
+        }
+        self.buf.extend_from_slice(frame);
+    }
+}
+
 /// Writes the whole batch, watching for a finish. A finish that arrives mid-batch does not cut
 /// the batch (that could tear a frame); it only shortens the deadline.
 async fn write_batch<W: AsyncWrite + Unpin>(
     wr: &mut W,
-    batch: &mut VecDeque<Bytes>,
+    batch: &mut Outbox,
     stall: Duration,
     finish_rx: &mut Option<oneshot::Receiver<Finish>>,
     finishing: &mut Option<(Finish, Instant)>,
 ) -> Result<(), WriterExit> {
     while !batch.is_empty() {
-        let slices: Vec<IoSlice<'_>> = batch
-            .iter()
-            .take(MAX_IOV)
-            .map(|b| IoSlice::new(b))
-            .collect();
+        let (slices, used) = batch.slices();
         let deadline = finishing.as_ref().map(|(_, d)| *d);
         let step = tokio::select! {
             // Progress on the socket.
-            res = wr.write_vectored(&slices) => Step::Wrote(res),
+            res = wr.write_vectored(&slices[..used]) => Step::Wrote(res),
             // No progress for the whole write timeout: the peer stopped reading.
             () = sleep(stall) => Step::Stalled,
             // The finish deadline passed while the batch was still going out.
@@ -141,10 +246,9 @@ async fn write_batch<W: AsyncWrite + Unpin>(
                 }
             }, if finish_rx.is_some() => Step::FinishArrived(f),
         };
-        drop(slices);
         match step {
             Step::Wrote(Ok(0)) => return Err(WriterExit::Failed(io::ErrorKind::WriteZero.into())),
-            Step::Wrote(Ok(n)) => advance(batch, n),
+            Step::Wrote(Ok(n)) => batch.advance(n),
             Step::Wrote(Err(e)) => return Err(WriterExit::Failed(e)),
             Step::Stalled => return Err(WriterExit::Stalled),
             Step::FinishDue => return Err(WriterExit::FinishTimedOut),
@@ -172,29 +276,26 @@ async fn write_batch<W: AsyncWrite + Unpin>(
 async fn finish_up<W: AsyncWrite + Unpin>(
     mut wr: W,
     mut rx: mpsc::Receiver<Bytes>,
-    mut batch: VecDeque<Bytes>,
+    mut batch: Outbox,
     frames: Vec<Bytes>,
     deadline: Instant,
 ) -> WriterExit {
     // Refuse further frames, then take what was queued before the refusal.
     rx.close();
     while let Ok(more) = rx.try_recv() {
-        batch.push_back(more);
+        batch.extend(&more);
     }
-    batch.extend(frames);
+    for frame in &frames {
+        batch.extend(frame);
+    }
     let written = timeout_at(deadline, async {
         while !batch.is_empty() {
-            let slices: Vec<IoSlice<'_>> = batch
-                .iter()
-                .take(MAX_IOV)
-                .map(|b| IoSlice::new(b))
-                .collect();
-            let n = wr.write_vectored(&slices).await?;
-            drop(slices);
+            let (slices, used) = batch.slices();
+            let n = wr.write_vectored(&slices[..used]).await?;
             if n == 0 {
                 return Err(io::Error::from(io::ErrorKind::WriteZero));
             }
-            advance(&mut batch, n);
+            batch.advance(n);
         }
         wr.flush().await?;
         wr.shutdown().await
@@ -204,22 +305,6 @@ async fn finish_up<W: AsyncWrite + Unpin>(
         Ok(Ok(())) => WriterExit::Finished,
         Ok(Err(e)) => WriterExit::Failed(e),
         Err(_) => WriterExit::FinishTimedOut,
-    }
-}
-
-/// Drops `n` written bytes from the front of the batch.
-fn advance(batch: &mut VecDeque<Bytes>, mut n: usize) {
-    while n > 0 {
-        let Some(front) = batch.front_mut() else {
-            return;
-        };
-        if front.len() <= n {
-            n -= front.len();
-            batch.pop_front();
-        } else {
-            front.advance(n);
-            n = 0;
-        }
     }
 }
 
@@ -234,16 +319,53 @@ mod tests {
     }
 
     #[test]
-    fn advance_drops_whole_and_partial_frames() {
-        let mut batch: VecDeque<Bytes> = frames(3).into();
-        advance(&mut batch, 4);
-        assert_eq!(batch.len(), 2);
-        assert_eq!(&batch[0][..], b"1]");
-        advance(&mut batch, 3);
-        assert_eq!(batch.len(), 1);
-        assert_eq!(&batch[0][..], b"2]");
-        advance(&mut batch, 2);
+    fn the_outbox_coalesces_in_order_and_frees_its_buffer() {
+        let (tx, mut rx) = mpsc::channel(16);
+        for f in frames(3) {
+            tx.try_send(f).unwrap();
+        }
+        let mut batch = Outbox::default();
+        let first = rx.try_recv().unwrap();
+        batch.fill(first, &mut rx);
+        let (slices, used) = batch.slices();
+        assert_eq!(used, 1);
+        assert_eq!(&*slices[0], b"[0][1][2]");
+        batch.advance(4);
+        let (slices, _) = batch.slices();
+        assert_eq!(&*slices[0], b"1][2]");
+        batch.advance(5);
         assert!(batch.is_empty());
+        assert_eq!(batch.buf.capacity(), 0, "no buffer kept while idle");
+
+        // A lone frame is written as it is; a large one goes after the small ones.
+        batch.fill(Bytes::from_static(b"solo"), &mut rx);
+        assert_eq!(batch.buf.capacity(), 0);
+        assert_eq!(&*batch.slices().0[0], b"solo");
+        batch.advance(4);
+        tx.try_send(Bytes::from(vec![b'x'; COPY_MAX + 1])).unwrap();
+        tx.try_send(Bytes::from_static(b"after")).unwrap();
+        batch.fill(Bytes::from_static(b"small"), &mut rx);
+        let (slices, used) = batch.slices();
+        assert_eq!(used, 2);
+        assert_eq!(&*slices[0], b"small");
+        assert_eq!(slices[1].len(), COPY_MAX + 1);
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            Bytes::from_static(b"after"),
+            "waits its turn"
+        );
+        batch.advance(3);
+        batch.advance(COPY_MAX + 3);
+        assert!(batch.is_empty());
+
+        // A large frame first: it goes alone and nothing queued behind it is taken yet.
+        tx.try_send(Bytes::from_static(b"next")).unwrap();
+        batch.fill(Bytes::from(vec![b'y'; COPY_MAX + 1]), &mut rx);
+        assert_eq!(batch.slices().1, 1);
+        assert_eq!(batch.slices().0[0].len(), COPY_MAX + 1);
+        batch.advance(COPY_MAX + 1);
+        assert!(batch.is_empty());
+        assert_eq!(rx.try_recv().unwrap(), Bytes::from_static(b"next"));
     }
 
     #[tokio::test]
