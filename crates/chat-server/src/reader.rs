@@ -6,15 +6,20 @@
 //! [`FrameReader::partial_since`] says since when an incomplete one has been waiting.
 
 use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::task::{Poll, ready};
 
 use bytes::BytesMut;
 use chat_proto::{ClientMsg, FrameError, MessageError, ServerCodec};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 
 /// Bytes asked for per read.
 const READ_CHUNK: usize = 8 * 1024;
+/// Above this, an emptied buffer is given back rather than kept for the next read.
+const KEEP_MAX: usize = 1024;
 
 /// The read half of a connection and its undecoded bytes.
 #[derive(Debug)]
@@ -34,7 +39,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(rd: R, max_body: u32) -> Self {
         FrameReader {
             rd,
-            buf: BytesMut::with_capacity(READ_CHUNK),
+            buf: BytesMut::new(),
             codec: ServerCodec::new(max_body),
             partial_since: None,
             last_read: Instant::now(),
@@ -42,9 +47,25 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 
     /// Reads whatever the peer sent next; `Ok(0)` is end of stream. Cancel-safe.
+    ///
+    /// An idle connection holds no read buffer: when nothing is buffered the read goes into a
+    /// stack buffer and only the bytes that arrived are copied in (all of them are taken by
+    /// [`FrameReader::next_message`] unless a frame is incomplete). Mid-frame, the read goes
+    /// straight into the buffer.
     pub async fn read_more(&mut self) -> io::Result<usize> {
-        self.buf.reserve(READ_CHUNK);
-        let n = self.rd.read_buf(&mut self.buf).await?;
+        let n = if self.buf.is_empty() {
+            std::future::poll_fn(|cx| {
+                let mut stack = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+                let mut rb = ReadBuf::uninit(&mut stack);
+                ready!(Pin::new(&mut self.rd).poll_read(cx, &mut rb))?;
+                self.buf.extend_from_slice(rb.filled());
+                Poll::Ready(Ok::<_, io::Error>(rb.filled().len()))
+            })
+            .await?
+        } else {
+            self.buf.reserve(READ_CHUNK);
+            self.rd.read_buf(&mut self.buf).await?
+        };
         if n > 0 {
             self.last_read = Instant::now();
             self.partial_since.get_or_insert(self.last_read);
@@ -56,6 +77,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// frame is buffered. `Err` means the stream cannot be resynchronised.
     pub fn next_message(&mut self) -> Result<Option<Result<ClientMsg, MessageError>>, FrameError> {
         let item = self.codec.decode(&mut self.buf)?;
+        if self.buf.is_empty() && self.buf.capacity() > KEEP_MAX {
+            // Whatever frames were cut from it keep their bytes; we keep nothing while idle.
+            self.buf = BytesMut::new();
+        }
         if item.is_some() {
             // The rest of the buffer (if any) is a new frame: at the latest it started arriving
             // with the last read.
