@@ -77,8 +77,8 @@ async fn accept(receiver: &mut Client, file: u64, offset: u64) {
 
 /// A sender as a client would write it: sends from each `file_accepted` offset while within
 /// the window, `file_done` at the end, and stops once every byte is acknowledged. Returns the
-/// offsets it was asked to (re)start from.
-async fn send_file(sender: &mut Client, file: u64, data: &[u8]) -> Vec<u64> {
+/// offsets it was asked to (re)start from. Stops early once `stop_at` bytes are acknowledged.
+async fn send_file(sender: &mut Client, file: u64, data: &[u8], stop_at: u64) -> Vec<u64> {
     let size = data.len() as u64;
     let (mut next, mut acked, mut done_sent) = (u64::MAX, 0u64, false);
     let mut starts = Vec::new();
@@ -99,7 +99,7 @@ async fn send_file(sender: &mut Client, file: u64, data: &[u8]) -> Vec<u64> {
             sender.send(FileDone { file }).await;
             done_sent = true;
         }
-        if acked == size {
+        if acked == size || acked >= stop_at {
             return starts;
         }
         match sender.recv().await {
@@ -175,7 +175,7 @@ async fn ten_mib_arrive_identical_while_chat_keeps_flowing() {
         let done = Arc::new(AtomicBool::new(false));
         let started = Instant::now();
         let sending = async {
-            let starts = send_file(&mut alice, file, &data).await;
+            let starts = send_file(&mut alice, file, &data, u64::MAX).await;
             assert_eq!(starts, [0]);
         };
         let receiving = async {
@@ -257,7 +257,8 @@ async fn a_cut_connection_resumes_from_the_acked_offset() {
         let file = offer(&mut alice, "bob", "resume.bin", &data).await;
         accept(&mut bob, file, 0).await;
         let sender_data = data.clone();
-        let sender = tokio::spawn(async move { send_file(&mut alice, file, &sender_data).await });
+        let sender =
+            tokio::spawn(async move { send_file(&mut alice, file, &sender_data, u64::MAX).await });
 
         let mut stored = Vec::new();
         assert!(!receive_file(&mut bob, file, &mut stored, 2 << 20).await);
@@ -401,6 +402,66 @@ async fn bad_offers_and_stray_chunks_are_refused() {
         };
         alice.send(past).await;
         alice.expect_error(ErrorCode::FileRefused).await;
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_returning_sender_is_asked_to_continue_where_relaying_stopped() {
+    bounded(60, async {
+        let server = TestServer::start(test_config()).await;
+        let addr = server.addr;
+        let mut alice = Client::login(addr, "alice").await;
+        let mut bob = Client::login(addr, "bob").await;
+        let data = Arc::new(random_bytes(3 << 20, 5));
+        let file = offer(&mut alice, "bob", "sender.bin", &data).await;
+        accept(&mut bob, file, 0).await;
+        let expected = data.clone();
+        let receiver = tokio::spawn(async move {
+            let mut stored = Vec::new();
+            assert!(receive_file(&mut bob, file, &mut stored, usize::MAX).await);
+            assert!(stored == *expected, "bytes identical");
+            bob
+        });
+        assert_eq!(send_file(&mut alice, file, &data, 1 << 20).await, [0]);
+        drop(alice);
+
+        let mut alice = relogin(addr, "alice").await;
+        // The server repeats the offer and says where to go on from.
+        let starts = send_file(&mut alice, file, &data, u64::MAX).await;
+        assert_eq!(starts.len(), 1);
+        assert!(starts[0] >= 1 << 20, "{starts:?}");
+        receiver.await.unwrap();
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn expired_offers_are_cancelled_by_the_server() {
+    bounded(20, async {
+        let server = TestServer::start(chat_server::Config {
+            file_offer_ttl: Duration::from_millis(300),
+            ..test_config()
+        })
+        .await;
+        let mut alice = Client::login(server.addr, "alice").await;
+        let mut bob = Client::login(server.addr, "bob").await;
+        let file = offer(&mut alice, "bob", "late.txt", b"hello").await;
+        for c in [&mut alice, &mut bob] {
+            let cancelled = c
+                .recv_until(|m| match m {
+                    ServerMsg::FileCancelled(x) => Some(x),
+                    _ => None,
+                })
+                .await;
+            assert_eq!(cancelled.file, file);
+            assert_eq!(cancelled.by, "server");
+            assert_eq!(cancelled.reason.as_deref(), Some("expired"));
+        }
+        bob.send(FileAccept { file, offset: 0 }).await;
+        bob.expect_error(ErrorCode::FileRefused).await;
         server.stop().await;
     })
     .await;

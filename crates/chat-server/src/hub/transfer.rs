@@ -16,15 +16,21 @@
 //! A room offer may be accepted by several members: each is a leg with its own position, and
 //! a chunk is relayed to every leg expecting that offset (a sender that answers each
 //! `file_accepted` by sending from its offset serves them all).
+//!
+//! # Layout
+//! - this file: the transfers as plain data, offers, accept/decline/cancel, expiry, and what
+//!   a departure or a return does.
+//! - `relay`: the data path: chunks within the window, acks, `file_done`.
+
+mod relay;
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use chat_proto::client::{FileAccept, FileAck, FileCancel, FileDecline, FileOffer};
-use chat_proto::message::{FileChunk, FileDone};
+use chat_proto::client::{FileAccept, FileCancel, FileDecline, FileOffer};
 use chat_proto::nick::fold_nick;
 use chat_proto::server::{
-    FileAccepted, FileCancelled, FileDeclined, FileOffered, FileProgress, Notice, NoticeCode,
+    FileAccepted, FileCancelled, FileDeclined, FileOffered, Notice, NoticeCode,
 };
 use chat_proto::{ErrorCode, ServerMsg};
 use tokio::time::Instant;
@@ -83,6 +89,9 @@ struct Leg {
     acked: u64,
     /// End offsets of relayed chunks not yet acknowledged.
     inflight: VecDeque<u64>,
+    /// The offset of the last `file_accepted` the sender got: the window counts from here
+    /// or from `acked`, whichever is further (a returning sender starts from `next`).
+    base: u64,
     state: LegState,
     done_sent: bool,
 }
@@ -304,6 +313,7 @@ impl Hub {
                 nick: nick.clone(),
                 next: m.offset,
                 acked: m.offset,
+                base: m.offset,
                 inflight: VecDeque::new(),
                 state: LegState::Active,
                 done_sent: false,
@@ -344,184 +354,6 @@ impl Hub {
             by: nick,
         };
         self.send_to_fold(&from, declined);
-    }
-
-    /// Relays a chunk to every leg expecting its offset, within the window.
-    pub(super) fn file_chunk(&mut self, id: SessionId, c: FileChunk) {
-        let Some((_, fold)) = self.who(id) else {
-            return;
-        };
-        let max_frames = Transfers::max_frames(
-            self.config.outbound_queue,
-            self.config.max_transfers_per_user,
-        );
-        let file = c.file;
-        let len = c.data.len() as u64;
-        let Some(t) = self.transfers.map.get_mut(&file) else {
-            return self.file_refuse(id, None, format!("no file {file} (unknown or expired)"));
-        };
-        if t.from_fold != fold {
-            return self.file_refuse(id, None, format!("you are not sending file {file}"));
-        }
-        let end = c.offset.saturating_add(len);
-        if len == 0 || end > t.size {
-            let text = format!(
-                "chunk {}..{end} is empty or past the size {}",
-                c.offset, t.size
-            );
-            return self.file_refuse(id, None, text);
-        }
-        if t.legs.values().any(|l| l.state == LegState::Paused)
-            && t.legs.values().all(|l| l.state != LegState::Active)
-        {
-            // In flight when the receiver left; it will ask again from what it stored.
-            return;
-        }
-        let mut wanted = Vec::new();
-        let mut expected = Vec::new();
-        for (leg_fold, leg) in &t.legs {
-            if leg.state != LegState::Active {
-                continue;
-            }
-            if leg.next != c.offset {
-                expected.push(leg.next);
-                continue;
-            }
-            if end > leg.acked + WINDOW || leg.inflight.len() >= max_frames {
-                let text = format!(
-                    "chunk {}..{end} of file {file} is beyond the window ({WINDOW} bytes, \
-                     {max_frames} chunks past the last ack at {})",
-                    c.offset, leg.acked
-                );
-                return self.file_refuse(id, None, text);
-            }
-            wanted.push(leg_fold.clone());
-        }
-        if wanted.is_empty() {
-            let text = if expected.is_empty() {
-                format!("file {file} is not accepted (yet)")
-            } else {
-                expected.sort_unstable();
-                format!(
-                    "chunk of file {file} at offset {}: expected {expected:?}",
-                    c.offset
-                )
-            };
-            return self.file_refuse(id, None, text);
-        }
-        let mut to = Vec::with_capacity(wanted.len());
-        for leg_fold in &wanted {
-            if let Some(leg) = t.legs.get_mut(leg_fold) {
-                leg.next = end;
-                leg.inflight.push_back(end);
-            }
-            if let Some(s) = self.nicks.get(leg_fold) {
-                to.push(*s);
-            }
-        }
-        if let Some(frame) = encode(&ServerMsg::FileChunk(c)) {
-            for s in to {
-                self.deliver(s, &frame, None);
-            }
-        }
-    }
-
-    /// The receiver stored data up to an offset: frees window, tells the sender.
-    pub(super) fn file_ack(&mut self, id: SessionId, m: FileAck) {
-        let Some((_, fold)) = self.who(id) else {
-            return;
-        };
-        let Some(t) = self.transfers.map.get_mut(&m.file) else {
-            return self.file_refuse(id, None, format!("no file {} (unknown or expired)", m.file));
-        };
-        let Some(leg) = t.legs.get_mut(&fold) else {
-            return self.file_refuse(id, None, format!("you do not receive file {}", m.file));
-        };
-        if m.offset > leg.next {
-            let text = format!(
-                "ack at {} is past what was relayed ({})",
-                m.offset, leg.next
-            );
-            return self.file_refuse(id, None, text);
-        }
-        if m.offset <= leg.acked {
-            return;
-        }
-        leg.acked = m.offset;
-        while leg.inflight.front().is_some_and(|&e| e <= m.offset) {
-            leg.inflight.pop_front();
-        }
-        let complete = leg.done_sent && leg.acked == t.size;
-        if complete {
-            leg.state = LegState::Complete;
-        }
-        let from = t.from_fold.clone();
-        let low = t.lowest_ack().unwrap_or(m.offset);
-        let progress = (low != t.progress).then(|| {
-            t.progress = low;
-            FileProgress {
-                file: m.file,
-                offset: low,
-            }
-        });
-        let progress = progress.or_else(|| {
-            complete.then_some(FileProgress {
-                file: m.file,
-                offset: m.offset,
-            })
-        });
-        if let Some(p) = progress {
-            self.send_to_fold(&from, p);
-        }
-        if complete {
-            self.file_finished(m.file);
-        }
-    }
-
-    /// A direct transfer whose receiver has every byte is over.
-    fn file_finished(&mut self, file: u64) {
-        if self.transfers.map.get(&file).is_some_and(|t| !t.room) {
-            self.transfers.map.remove(&file);
-            info!(file, "file transfer complete");
-        }
-    }
-
-    pub(super) fn file_done(&mut self, id: SessionId, m: FileDone) {
-        let Some((_, fold)) = self.who(id) else {
-            return;
-        };
-        let Some(t) = self.transfers.map.get_mut(&m.file) else {
-            return self.file_refuse(id, None, format!("no file {} (unknown or expired)", m.file));
-        };
-        if t.from_fold != fold {
-            return self.file_refuse(id, None, format!("you are not sending file {}", m.file));
-        }
-        let size = t.size;
-        let mut to = Vec::new();
-        let mut complete = false;
-        for (leg_fold, leg) in &mut t.legs {
-            if leg.state == LegState::Active && leg.next == size && !leg.done_sent {
-                leg.done_sent = true;
-                if leg.acked == size {
-                    leg.state = LegState::Complete;
-                    complete = true;
-                }
-                to.extend(self.nicks.get(leg_fold).copied());
-            }
-        }
-        if to.is_empty() {
-            let text = format!("file {}: no receiver has all {size} bytes relayed", m.file);
-            return self.file_refuse(id, None, text);
-        }
-        let file = m.file;
-        if let Some(frame) = encode(&ServerMsg::FileDone(m)) {
-            for s in to {
-                self.deliver(s, &frame, None);
-            }
-        }
-        if complete {
-            self.file_finished(file);
-        }
     }
 
     pub(super) fn file_cancel(&mut self, id: SessionId, m: FileCancel) {
@@ -658,13 +490,14 @@ impl Hub {
         files.sort_unstable();
         let mut out: Vec<ServerMsg> = Vec::new();
         for file in files {
-            let Some(t) = self.transfers.map.get(&file) else {
+            let Some(t) = self.transfers.map.get_mut(&file) else {
                 continue;
             };
             if t.from_fold == fold {
                 out.push(t.offered(None, file).into());
-                for (f, l) in &t.legs {
+                for (f, l) in &mut t.legs {
                     if l.state == LegState::Active && self.nicks.contains_key(f) {
+                        l.base = l.next;
                         out.push(
                             FileAccepted {
                                 file,
@@ -675,7 +508,12 @@ impl Hub {
                         );
                     }
                 }
-            } else if self.may_receive(t, id, &fold) {
+                continue;
+            }
+            let Some(t) = self.transfers.map.get(&file) else {
+                continue;
+            };
+            if self.may_receive(t, id, &fold) {
                 out.push(t.offered(None, file).into());
             }
         }
