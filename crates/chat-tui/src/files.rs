@@ -308,6 +308,7 @@ async fn upload(
     let mut f = File::open(&spec.path).await.map_err(err)?;
     f.seek(SeekFrom::Start(spec.offset)).await.map_err(err)?;
     let mut pos = spec.offset;
+    debug!(file = spec.file, pos, "upload starts");
     let out = |msg| Outbound {
         generation: spec.generation,
         msg,

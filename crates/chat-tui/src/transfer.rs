@@ -734,8 +734,8 @@ pub fn on_progress(app: &mut App, p: FileProgress, out: &mut Vec<Command>) {
     t.offset = p.offset.min(t.size).max(t.offset);
     if t.offset >= t.size {
         t.state = TransferState::Done;
+        // The upload ends by itself after `file_done`; stopping it here could cut that off.
         let (chat, name, peer) = (t.chat.clone(), t.name.clone(), line(&t.peer));
-        out.push(Command::File(FileJob::Stop { file: p.file }));
         say(app, &chat, LineBody::Info(format!("sent {name} to {peer}")));
         return;
     }

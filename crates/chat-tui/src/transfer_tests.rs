@@ -172,7 +172,7 @@ fn sender_offers_streams_within_the_window_and_is_done_when_all_is_acknowledged(
             offset: size,
         }),
     );
-    assert_eq!(jobs(&cmds), vec![FileJob::Stop { file: 7 }]);
+    assert!(jobs(&cmds).is_empty());
     assert_eq!(app.transfers[0].state, TransferState::Done);
     assert!(all_text(&app).contains("sent notes.txt to bob"));
 }
