@@ -199,7 +199,9 @@ impl Conn {
             }
             Dialect::Text { greet } => {
                 let halves = stream.into_split();
-                text::run(id, peer, halves, hub, config, shutdown, greet).await;
+                // Boxed: every connection's task is sized for its largest state, and a text
+                // session's is larger than a framed one's.
+                Box::pin(text::run(id, peer, halves, hub, config, shutdown, greet)).await;
             }
             Dialect::Tls => refuse_tls(stream, peer, config.close_timeout).await,
         }

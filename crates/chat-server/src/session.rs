@@ -107,7 +107,9 @@ pub async fn run<R, W>(
         config,
     };
     let close = session.serve(&mut writer, &shutdown).await;
-    session.close(close, finish_tx, writer).await;
+    // Boxed: the closing state is allocated only when the connection ends, so an idle
+    // session's task is no larger than its read loop.
+    Box::pin(session.close(close, finish_tx, writer)).await;
 }
 
 impl<R: AsyncRead + Unpin> Session<R> {
@@ -266,7 +268,8 @@ impl<R: AsyncRead + Unpin> Session<R> {
             )
         };
         match msg {
-            ClientMsg::Hello(hello) => self.hello(hello).await,
+            // Boxed: a once-per-connection path kept out of every idle session's state.
+            ClientMsg::Hello(hello) => Box::pin(self.hello(hello)).await,
             ClientMsg::Quit(q) => Err(Close::Quit(q.reason.unwrap_or_else(|| "quit".into()))),
             _ if self.nick.is_none() => {
                 let text = "send hello first";
