@@ -681,6 +681,11 @@ pub fn on_offered(app: &mut App, o: FileOffered, out: &mut Vec<Command>) {
         o.file
     );
     say(app, &chat, LineBody::Info(text));
+    // An offer waits for an answer: flag it like a mention where it landed.
+    let i = app.buffer_for(&chat);
+    if i != app.active {
+        app.buffers[i].mentions += 1;
+    }
     if app.bell {
         out.push(Command::Bell);
     }

@@ -187,6 +187,11 @@ fn recipient_sees_the_offer_accepts_stores_acks_and_verifies() {
         "{}",
         all_text(&app)
     );
+    let dm = app.find_buffer("alice").unwrap();
+    assert_eq!(
+        app.buffers[dm].mentions, 1,
+        "an offer off screen is flagged"
+    );
     let cmds = type_line(&mut app, "/accept 7");
     assert!(matches!(&jobs(&cmds)[..], [FileJob::Open { file: 7, size: s, .. }] if *s == size));
     assert!(sent(&cmds).is_empty(), "accept waits for the .part");
