@@ -216,6 +216,25 @@ struct Conn {
     lagging: bool,
     /// Most frames seen waiting in its queue at once.
     peak_queued: usize,
+    /// Folded nicks it exchanged direct messages with in this run, most recent last (at most
+    /// [`MAX_DM_PEERS`]): they hear its nick changes and its quit, so their DM buffers stay true.
+    dm_peers: VecDeque<String>,
+}
+
+/// Direct-message partners remembered per connection for presence events.
+const MAX_DM_PEERS: usize = 64;
+
+impl Conn {
+    /// Remembers `fold` as a direct-message partner (most recent last, bounded).
+    fn add_dm_peer(&mut self, fold: &str) {
+        if let Some(i) = self.dm_peers.iter().position(|f| f == fold) {
+            self.dm_peers.remove(i);
+        }
+        if self.dm_peers.len() == MAX_DM_PEERS {
+            self.dm_peers.pop_front();
+        }
+        self.dm_peers.push_back(fold.to_owned());
+    }
 }
 
 /// The actor's state. Only its own task touches it.
@@ -325,6 +344,7 @@ impl Hub {
                 last_seq: HashMap::new(),
                 lagging: false,
                 peak_queued: 0,
+                dm_peers: VecDeque::new(),
             },
         );
         let rooms = self.resume_rooms(&resume);
@@ -350,7 +370,8 @@ impl Hub {
         Ok(nick)
     }
 
-    /// Removes a session from the nick table and its rooms; returns it and who shared a room.
+    /// Removes a session from the nick table and its rooms; returns it and who shared a room
+    /// or a direct conversation with it.
     fn remove(&mut self, id: SessionId) -> Option<(Conn, BTreeSet<SessionId>)> {
         let conn = self.conns.remove(&id)?;
         if self.nicks.get(&conn.fold) == Some(&id) {
@@ -367,6 +388,11 @@ impl Hub {
                 }
             }
         }
+        sharers.extend(
+            conn.dm_peers
+                .iter()
+                .filter_map(|f| self.nicks.get(f).copied()),
+        );
         Some((conn, sharers))
     }
 

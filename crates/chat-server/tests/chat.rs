@@ -453,6 +453,54 @@ async fn a_direct_message_reaches_only_its_target() {
 }
 
 #[tokio::test]
+async fn direct_message_partners_hear_nick_changes_and_quits_without_sharing_a_room() {
+    bounded(10, async {
+        let server = TestServer::start(test_config()).await;
+        let mut a = Client::login(server.addr, "amy").await;
+        let mut b = Client::login(server.addr, "ben").await;
+        // ben leaves #lobby: from now on the two share no room.
+        b.send(Part {
+            id: None,
+            room: "#lobby".into(),
+            reason: None,
+        })
+        .await;
+        b.recv_until(|m| matches!(m, ServerMsg::Parted(_)).then_some(()))
+            .await;
+        a.say("ben", "psst", "d1").await;
+        a.recv_ack().await;
+        assert_eq!(b.recv_message().await.text, "psst");
+        a.send(Nick {
+            id: None,
+            nick: "amelia".into(),
+        })
+        .await;
+        let changed = b
+            .recv_until(|m| match m {
+                ServerMsg::NickChanged(n) => Some(n),
+                _ => None,
+            })
+            .await;
+        assert_eq!(
+            (changed.old.as_str(), changed.new.as_str()),
+            ("amy", "amelia")
+        );
+        drop(a);
+        let quit = b
+            .recv_until(|m| match m {
+                ServerMsg::Quit(q) => Some(q),
+                _ => None,
+            })
+            .await;
+        assert_eq!(
+            quit.nick, "amelia",
+            "the partner is followed across the rename"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn nick_changes_reach_everyone_sharing_a_room() {
     bounded(10, async {
         let server = TestServer::start(test_config()).await;

@@ -334,7 +334,24 @@ impl Hub {
             Target::Direct(target) => {
                 if target != p.sender {
                     self.reply(target, message);
+                    self.remember_dm_peers(p.sender, target);
                 }
+            }
+        }
+    }
+
+    /// Each side of a direct conversation hears the other's nick changes and quit from now on.
+    fn remember_dm_peers(&mut self, a: SessionId, b: SessionId) {
+        let folds = (
+            self.conns.get(&a).map(|c| c.fold.clone()),
+            self.conns.get(&b).map(|c| c.fold.clone()),
+        );
+        if let (Some(fa), Some(fb)) = folds {
+            if let Some(c) = self.conns.get_mut(&a) {
+                c.add_dm_peer(&fb);
+            }
+            if let Some(c) = self.conns.get_mut(&b) {
+                c.add_dm_peer(&fa);
             }
         }
     }

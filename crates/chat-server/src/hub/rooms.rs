@@ -274,8 +274,17 @@ impl Hub {
         };
         let old = std::mem::replace(&mut conn.nick, new.clone());
         let old_fold = std::mem::replace(&mut conn.fold, fold.clone());
+        let peers: Vec<String> = conn.dm_peers.iter().cloned().collect();
         self.nicks.remove(&old_fold);
-        self.nicks.insert(fold, id);
+        self.nicks.insert(fold.clone(), id);
+        // DM partners keep hearing about this user under its new name.
+        for peer in peers {
+            if let Some(p) = self.nicks.get(&peer).and_then(|s| self.conns.get_mut(s)) {
+                if let Some(slot) = p.dm_peers.iter_mut().find(|f| **f == old_fold) {
+                    slot.clone_from(&fold);
+                }
+            }
+        }
         let mut to = self.sharers(id);
         to.insert(id);
         let event = ServerMsg::NickChanged(NickChanged {
@@ -383,7 +392,8 @@ impl Hub {
         list
     }
 
-    /// Everyone sharing at least one room with `id` (not `id` itself).
+    /// Everyone sharing at least one room with `id`, and its online direct-message partners
+    /// (not `id` itself): the audience of its nick changes and its quit.
     pub(super) fn sharers(&self, id: SessionId) -> BTreeSet<SessionId> {
         let mut out = BTreeSet::new();
         if let Some(conn) = self.conns.get(&id) {
@@ -392,6 +402,12 @@ impl Hub {
                     out.extend(room.members.iter().copied().filter(|&s| s != id));
                 }
             }
+            out.extend(
+                conn.dm_peers
+                    .iter()
+                    .filter_map(|f| self.nicks.get(f).copied())
+                    .filter(|&s| s != id),
+            );
         }
         out
     }
