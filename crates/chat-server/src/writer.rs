@@ -271,6 +271,19 @@ async fn write_batch<W: AsyncWrite + Unpin>(
     }
 }
 
+/// Writes the whole batch, with no timeout of its own.
+async fn write_all<W: AsyncWrite + Unpin>(wr: &mut W, batch: &mut Outbox) -> io::Result<()> {
+    while !batch.is_empty() {
+        let (slices, used) = batch.slices();
+        let n = wr.write_vectored(&slices[..used]).await?;
+        if n == 0 {
+            return Err(io::Error::from(io::ErrorKind::WriteZero));
+        }
+        batch.advance(n);
+    }
+    Ok(())
+}
+
 /// Writes what is left of the batch, everything still queued and the finishing frames, then
 /// shuts the write half down; all before `deadline`.
 async fn finish_up<W: AsyncWrite + Unpin>(
@@ -280,23 +293,22 @@ async fn finish_up<W: AsyncWrite + Unpin>(
     frames: Vec<Bytes>,
     deadline: Instant,
 ) -> WriterExit {
-    // Refuse further frames, then take what was queued before the refusal.
+    // Refuse further frames; what was queued before the refusal still goes out, one write's
+    // worth at a time (copying the whole queue could hold thousands of shared broadcast frames
+    // per connection), then the finishing frames (a few small ones, copied).
     rx.close();
-    while let Ok(more) = rx.try_recv() {
-        batch.extend(&more);
-    }
-    for frame in &frames {
-        batch.extend(frame);
-    }
     let written = timeout_at(deadline, async {
-        while !batch.is_empty() {
-            let (slices, used) = batch.slices();
-            let n = wr.write_vectored(&slices[..used]).await?;
-            if n == 0 {
-                return Err(io::Error::from(io::ErrorKind::WriteZero));
+        loop {
+            write_all(&mut wr, &mut batch).await?;
+            match rx.try_recv() {
+                Ok(first) => batch.fill(first, &mut rx),
+                Err(_) => break,
             }
-            batch.advance(n);
         }
+        for frame in &frames {
+            batch.extend(frame);
+        }
+        write_all(&mut wr, &mut batch).await?;
         wr.flush().await?;
         wr.shutdown().await
     })
