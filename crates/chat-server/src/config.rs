@@ -32,6 +32,14 @@ pub struct Config {
     #[arg(long, env = "CHAT_BIND", default_value = "127.0.0.1:6666")]
     pub bind: SocketAddr,
 
+    /// A private server: `hello` must carry this `server_password`.
+    #[arg(long, env = "CHAT_SERVER_PASSWORD", hide_env_values = true)]
+    pub server_password: Option<String>,
+
+    /// How long a failed login counts towards throttling (3 failures per account and per IP).
+    #[arg(long, env = "CHAT_AUTH_WINDOW", default_value = "60s", value_parser = parse_duration)]
+    pub auth_window: Duration,
+
     /// Message of the day, sent in `welcome`.
     #[arg(long, env = "CHAT_MOTD")]
     pub motd: Option<String>,
@@ -65,6 +73,7 @@ pub struct Config {
     pub history_keep: usize,
 
     /// Where messages are kept: `sqlite` (durable, in --data-dir) or `memory` (lost on exit).
+    /// Registered accounts live in the same place: with `memory` they are lost on exit too.
     #[arg(long, env = "CHAT_HISTORY", value_enum, default_value_t = HistoryKind::Sqlite)]
     pub history: HistoryKind,
 
@@ -183,6 +192,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 6666)),
+            server_password: None,
+            auth_window: Duration::from_secs(60),
             motd: None,
             max_body: DEFAULT_MAX_BODY,
             max_text: DEFAULT_MAX_TEXT,

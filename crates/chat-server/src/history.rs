@@ -122,6 +122,10 @@ pub trait HistoryStore: Send {
     -> Result<Option<Record>, HistoryError>;
     /// The newest `n` messages of `conv` containing every word of `query`, oldest first.
     fn search(&self, conv: &str, query: &str, n: usize) -> Result<Page, HistoryError>;
+    /// The SQLite database that also keeps accounts and bans; `None` keeps them in memory.
+    fn db_path(&self) -> Option<std::path::PathBuf> {
+        None
+    }
 }
 
 /// The conversation key of a direct conversation between two folded nicks, in either order.

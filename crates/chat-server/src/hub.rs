@@ -29,8 +29,10 @@
 //! - `chat`: `send` (to a room or a user), the store's reports, and `typing`.
 //! - `history`: `history` pages and `search`, bounded by what was broadcast.
 //! - `fit`: keeping every frame within the announced `max_body` (pages, lists, reasons).
+//! - `account`: registered nicks (argon2 hashes), login checks off the hub, throttling.
 //! - `transfer`: file offers and the relay of chunks, with credit-based flow control.
 
+mod account;
 mod chat;
 mod fit;
 mod history;
@@ -121,6 +123,22 @@ enum Command {
     Lagged { id: SessionId },
     /// The session is gone; `reason` goes to its rooms in `quit`.
     Leave { id: SessionId, reason: String },
+    /// From the blocking pool: whether the `hello` password matched the account `fold`.
+    Verified {
+        conn: ConnInfo,
+        hello: Hello,
+        reply: oneshot::Sender<Result<String, Refused>>,
+        fold: String,
+        ok: bool,
+    },
+    /// From the blocking pool: a `register` hashed (and stored), or why not.
+    Hashed {
+        id: SessionId,
+        req: Option<String>,
+        fold: String,
+        nick: String,
+        hash: Result<String, String>,
+    },
 }
 
 /// A cloneable handle to the hub. Dropping every handle stops the hub.
@@ -178,7 +196,10 @@ pub fn spawn(
         0
     });
     let done_rx = history.completions();
+    let accounts = account::Accounts::load(history.db_path(), config.auth_window);
     let hub = Hub {
+        self_tx: tx.downgrade(),
+        accounts,
         config,
         history,
         done_rx,
@@ -219,6 +240,8 @@ struct Conn {
     /// Folded nicks it exchanged direct messages with in this run, most recent last (at most
     /// [`MAX_DM_PEERS`]): they hear its nick changes and its quit, so their DM buffers stay true.
     dm_peers: VecDeque<String>,
+    /// Folded nicks whose password it gave (or registered) on this connection.
+    authed: BTreeSet<String>,
 }
 
 /// Direct-message partners remembered per connection for presence events.
@@ -240,6 +263,10 @@ impl Conn {
 /// The actor's state. Only its own task touches it.
 struct Hub {
     config: Arc<Config>,
+    /// For the blocking pool to report back; weak, so it never keeps the hub alive.
+    self_tx: mpsc::WeakSender<Command>,
+    /// Registered nicks and login throttling.
+    accounts: account::Accounts,
     history: Box<dyn HistoryStore>,
     /// The store's reports on queued appends; `None` for a store that stores at once.
     done_rx: Option<mpsc::Receiver<Done>>,
@@ -296,11 +323,21 @@ impl Hub {
                 },
             };
             match cmd {
-                Command::Register { conn, hello, reply } => {
-                    let answer = self.register(conn, hello);
-                    // The session may have gone meanwhile; then it will send `Leave`.
-                    let _ = reply.send(answer);
-                }
+                Command::Register { conn, hello, reply } => self.hello(conn, hello, reply),
+                Command::Verified {
+                    conn,
+                    hello,
+                    reply,
+                    fold,
+                    ok,
+                } => self.verified(conn, hello, reply, fold, ok),
+                Command::Hashed {
+                    id,
+                    req,
+                    fold,
+                    nick,
+                    hash,
+                } => self.hashed(id, req, fold, nick, hash),
                 Command::Request { id, msg } => self.request(id, msg),
                 Command::Lagged { id } => self.mark_lagged(id),
                 Command::Leave { id, reason } => {
@@ -316,7 +353,13 @@ impl Hub {
         debug!(in_flight = self.pending.len(), "hub stopped");
     }
 
-    fn register(&mut self, info: ConnInfo, hello: Hello) -> Result<String, Refused> {
+    /// Admits a session under its `hello` nick; `authed` is the account it proved.
+    fn register(
+        &mut self,
+        info: ConnInfo,
+        hello: Hello,
+        authed: Option<String>,
+    ) -> Result<String, Refused> {
         let nick = hello.name;
         let resume = hello.resume;
         validate_nick(&nick).map_err(|e| Refused {
@@ -344,6 +387,7 @@ impl Hub {
                 last_seq: HashMap::new(),
                 lagging: false,
                 peak_queued: 0,
+                authed: authed.into_iter().collect(),
                 dm_peers: VecDeque::new(),
             },
         );

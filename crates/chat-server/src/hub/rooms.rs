@@ -50,6 +50,7 @@ impl Hub {
             ClientMsg::FileDone(m) => self.file_done(id, m),
             ClientMsg::FileCancel(m) => self.file_cancel(id, m),
             ClientMsg::FileAck(m) => self.file_ack(id, m),
+            ClientMsg::Register(m) => self.register_nick(id, m),
             other => debug!(session = id, ?other, "request the hub does not handle"),
         }
     }
@@ -268,6 +269,10 @@ impl Hub {
         if self.nicks.get(&fold).is_some_and(|&owner| owner != id) {
             let text = format!("nick {new:?} is in use");
             return self.refuse(id, req, ErrorCode::NickTaken, text);
+        }
+        if !self.may_use(id, &fold) {
+            let text = format!("nick {new:?} is registered: log in with it in hello");
+            return self.refuse(id, req, ErrorCode::AuthFailed, text);
         }
         let Some(conn) = self.conns.get_mut(&id) else {
             return;

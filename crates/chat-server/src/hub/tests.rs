@@ -163,3 +163,152 @@ async fn a_full_queue_is_kicked_with_its_last_seqs_and_never_grows() {
     // And its nick is free again.
     let _again = connect(&hub, 3, "slow", 8).await;
 }
+
+fn hello_as(id: SessionId, nick: &str, password: Option<&str>) -> (ConnInfo, Hello, Peer) {
+    let (out_tx, rx) = mpsc::channel(64);
+    let (kick_tx, kick) = oneshot::channel();
+    let conn = ConnInfo {
+        id,
+        peer: SocketAddr::from(([127, 0, 0, 1], 1)),
+        out_tx,
+        kick_tx,
+    };
+    let hello = Hello {
+        name: nick.into(),
+        password: password.map(str::to_owned),
+        ..Hello::default()
+    };
+    (conn, hello, Peer { rx, kick })
+}
+
+#[tokio::test]
+async fn a_registered_nick_and_its_confusables_need_the_password() {
+    let hub = start();
+    let mut alice = connect(&hub, 1, "alice", 64).await;
+    let register = chat_proto::client::Register {
+        id: Some("r1".into()),
+        password: "correct horse".into(),
+    };
+    hub.request(1, ClientMsg::Register(register)).await.unwrap();
+    let notice = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let frame = alice.rx.recv().await.unwrap();
+            if let ServerMsg::Notice(n) = decode(&frame) {
+                return n;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(notice.id.as_deref(), Some("r1"));
+    assert_eq!(notice.text, "nick alice is now registered");
+    hub.leave(1, "bye".into()).await.unwrap();
+
+    let mut id = 10;
+    for nick in ["alice", "Alice", "ALICE", "\u{430}lice", "alice\u{200b}"] {
+        id += 1;
+        let (conn, hello, _peer) = hello_as(id, nick, None);
+        let refused = hub.register(conn, hello).await.unwrap().unwrap_err();
+        assert_eq!(refused.code, ErrorCode::AuthFailed, "{nick:?}");
+    }
+    let (conn, hello, _peer) = hello_as(20, "\u{430}lice", Some("correct horse"));
+    assert_eq!(
+        hub.register(conn, hello).await.unwrap().unwrap(),
+        "\u{430}lice"
+    );
+    hub.leave(20, "bye".into()).await.unwrap();
+    for nick in ["ALICE", "\u{430}lice", "alice\u{200b}"] {
+        id += 1;
+        let (conn, hello, _peer) = hello_as(id, nick, Some("wrong horse"));
+        let refused = hub.register(conn, hello).await.unwrap().unwrap_err();
+        assert_eq!(refused.code, ErrorCode::AuthFailed, "{nick:?}");
+        assert!(!refused.message.contains("horse"));
+    }
+    // The fourth attempt within the window is refused unchecked, even with the right password.
+    let (conn, hello, _peer) = hello_as(30, "alice", Some("correct horse"));
+    let refused = hub.register(conn, hello).await.unwrap().unwrap_err();
+    assert_eq!(refused.code, ErrorCode::AuthThrottled);
+    // A short register password is refused.
+    let short = chat_proto::client::Register {
+        id: Some("r2".into()),
+        password: "short".into(),
+    };
+    let _bob = connect(&hub, 40, "bob", 64).await;
+    hub.request(40, ClientMsg::Register(short)).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_password_logs_in_and_nick_changes_to_a_registered_nick_are_refused() {
+    let tracker = TaskTracker::new();
+    let config = Config {
+        auth_window: std::time::Duration::from_secs(8),
+        ..Config::default()
+    };
+    let hub = spawn(
+        Arc::new(config),
+        Box::new(MemoryHistory::new(100)),
+        CancellationToken::new(),
+        &tracker,
+    );
+    let mut alice = connect(&hub, 1, "alice", 64).await;
+    let register = chat_proto::client::Register {
+        id: None,
+        password: "correct horse".into(),
+    };
+    hub.request(1, ClientMsg::Register(register)).await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while !matches!(
+            decode(&alice.rx.recv().await.unwrap()),
+            ServerMsg::Notice(_)
+        ) {}
+    })
+    .await
+    .unwrap();
+    hub.request(
+        1,
+        ClientMsg::Nick(chat_proto::client::Nick {
+            id: None,
+            nick: "al".into(),
+        }),
+    )
+    .await
+    .unwrap();
+    // Another session cannot change to the registered nick once alice left it.
+    let mut bob = connect(&hub, 2, "bob", 64).await;
+    drain(&mut bob.rx);
+    let to_alice = chat_proto::client::Nick {
+        id: Some("n1".into()),
+        nick: "Alice".into(),
+    };
+    hub.request(2, ClientMsg::Nick(to_alice)).await.unwrap();
+    let err = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            if let ServerMsg::Error(e) = decode(&bob.rx.recv().await.unwrap()) {
+                return e;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(err.code, ErrorCode::AuthFailed);
+    // Alice (as `al`) may take her account's nick back.
+    drain(&mut alice.rx);
+    let back = chat_proto::client::Nick {
+        id: None,
+        nick: "alice".into(),
+    };
+    hub.request(1, ClientMsg::Nick(back)).await.unwrap();
+    hub.leave(1, "bye".into()).await.unwrap();
+    // Three failures, throttled; after the window, the right password logs in.
+    for id in 10..13 {
+        let (conn, hello, _peer) = hello_as(id, "alice", Some("wrong horse"));
+        let refused = hub.register(conn, hello).await.unwrap().unwrap_err();
+        assert_eq!(refused.code, ErrorCode::AuthFailed);
+    }
+    let (conn, hello, _peer) = hello_as(13, "alice", Some("correct horse"));
+    let refused = hub.register(conn, hello).await.unwrap().unwrap_err();
+    assert_eq!(refused.code, ErrorCode::AuthThrottled);
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    let (conn, hello, _peer) = hello_as(14, "ALICE", Some("correct horse"));
+    assert_eq!(hub.register(conn, hello).await.unwrap().unwrap(), "ALICE");
+}

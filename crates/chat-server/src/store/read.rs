@@ -70,6 +70,10 @@ pub fn fts_query(query: &str) -> Option<String> {
 }
 
 impl HistoryStore for SqliteStore {
+    fn db_path(&self) -> Option<std::path::PathBuf> {
+        Some(self.path().to_owned())
+    }
+
     fn append(&mut self, record: Record, epoch: u64) -> Result<Appended, HistoryError> {
         let Some(jobs) = &self.jobs else {
             return Err(HistoryError::Unavailable("the store is closed".into()));

@@ -46,6 +46,20 @@ pub const MIGRATIONS: &[&str] = &[
         INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.mid, old.text);
     END;
     ",
+    // 2: accounts (registered nicks with an argon2 hash) and bans.
+    "
+    CREATE TABLE accounts (
+        fold    TEXT PRIMARY KEY,   -- folded nick (chat_proto::nick::fold_nick)
+        hash    TEXT NOT NULL,      -- argon2 PHC string; never the password
+        created INTEGER NOT NULL    -- ms since the epoch
+    ) WITHOUT ROWID;
+    CREATE TABLE bans (
+        target  TEXT PRIMARY KEY,   -- folded nick, or an IP address
+        reason  TEXT,
+        until   INTEGER,            -- ms since the epoch; NULL = permanent
+        by      TEXT NOT NULL
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes.
