@@ -36,6 +36,11 @@ pub struct Config {
     #[arg(long, env = "CHAT_SERVER_PASSWORD", hide_env_values = true)]
     pub server_password: Option<String>,
 
+    /// An operator's nick (repeatable). It must be registered: only a session that logged in
+    /// with its password may kick, ban, mute and lock topics.
+    #[arg(long = "admin", env = "CHAT_ADMINS", value_delimiter = ',')]
+    pub admins: Vec<String>,
+
     /// How long a failed login counts towards throttling (3 failures per account and per IP).
     #[arg(long, env = "CHAT_AUTH_WINDOW", default_value = "60s", value_parser = parse_duration)]
     pub auth_window: Duration,
@@ -193,6 +198,7 @@ impl Default for Config {
         Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 6666)),
             server_password: None,
+            admins: Vec::new(),
             auth_window: Duration::from_secs(60),
             motd: None,
             max_body: DEFAULT_MAX_BODY,

@@ -30,12 +30,14 @@
 //! - `history`: `history` pages and `search`, bounded by what was broadcast.
 //! - `fit`: keeping every frame within the announced `max_body` (pages, lists, reasons).
 //! - `account`: registered nicks (argon2 hashes), login checks off the hub, throttling.
+//! - `operator`: `--admin` powers: kick, ban, unban, mute, topic locks.
 //! - `transfer`: file offers and the relay of chunks, with credit-based flow control.
 
 mod account;
 mod chat;
 mod fit;
 mod history;
+mod operator;
 mod rooms;
 mod transfer;
 
@@ -199,6 +201,8 @@ pub fn spawn(
     let accounts = account::Accounts::load(history.db_path(), config.auth_window);
     let hub = Hub {
         self_tx: tx.downgrade(),
+        bans: operator::Bans::load(history.db_path()),
+        mutes: HashMap::new(),
         accounts,
         config,
         history,
@@ -267,6 +271,10 @@ struct Hub {
     self_tx: mpsc::WeakSender<Command>,
     /// Registered nicks and login throttling.
     accounts: account::Accounts,
+    /// Bans in force.
+    bans: operator::Bans,
+    /// Folded nick → its mutes.
+    mutes: HashMap<String, Vec<operator::MuteEntry>>,
     history: Box<dyn HistoryStore>,
     /// The store's reports on queued appends; `None` for a store that stores at once.
     done_rx: Option<mpsc::Receiver<Done>>,

@@ -25,6 +25,8 @@ pub struct Room {
     pub topic_by: Option<String>,
     /// When the topic was set.
     pub topic_ts: Option<Timestamp>,
+    /// Set by an operator: only operators change the topic.
+    pub topic_locked: bool,
     /// The `seq` the next message gets.
     next_seq: u64,
     /// The highest committed `seq`: everything up to it is in the store and was broadcast.
@@ -42,6 +44,7 @@ impl Room {
             topic: String::new(),
             topic_by: None,
             topic_ts: None,
+            topic_locked: false,
             next_seq: last_seq + 1,
             committed: last_seq,
             pending: 0,
@@ -90,7 +93,7 @@ impl Room {
             topic: self.topic.clone(),
             set_by: self.topic_by.clone(),
             ts: self.topic_ts,
-            locked: false,
+            locked: self.topic_locked,
         }
     }
 }

@@ -197,6 +197,10 @@ impl super::Hub {
             }
         }
         let fold = chat_proto::nick::fold_nick(&hello.name);
+        if let Some(text) = self.bans.find(&fold, conn.peer.ip()) {
+            let _ = reply.send(refuse(ErrorCode::Forbidden, text));
+            return;
+        }
         let Some(hash) = self.accounts.hash_of(&fold).map(str::to_owned) else {
             // The session may have gone meanwhile; then it will send `Leave`.
             let _ = reply.send(self.register(conn, hello, None));

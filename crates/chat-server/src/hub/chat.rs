@@ -102,6 +102,10 @@ impl Hub {
         let Some(key) = self.member_room(id, &m.id, &m.to) else {
             return;
         };
+        if self.muted(id, Some(&key)) {
+            let text = format!("you are muted in {}", m.to);
+            return self.refuse(id, m.id, ErrorCode::Forbidden, text);
+        }
         let Some(room) = self.rooms.get_mut(&key) else {
             return;
         };
@@ -126,6 +130,10 @@ impl Hub {
     }
 
     fn send_direct(&mut self, id: SessionId, from: String, from_fold: String, m: Send) {
+        if self.muted(id, None) {
+            let text = "you are muted".to_owned();
+            return self.refuse(id, m.id, ErrorCode::Forbidden, text);
+        }
         let to_fold = fold_nick(&m.to);
         let Some(target) = self.nicks.get(&to_fold).copied() else {
             let text = format!("nobody called {:?} is online", m.to);

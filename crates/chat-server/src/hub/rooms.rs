@@ -51,6 +51,10 @@ impl Hub {
             ClientMsg::FileCancel(m) => self.file_cancel(id, m),
             ClientMsg::FileAck(m) => self.file_ack(id, m),
             ClientMsg::Register(m) => self.register_nick(id, m),
+            ClientMsg::Kick(m) => self.kick(id, m),
+            ClientMsg::Ban(m) => self.ban(id, m),
+            ClientMsg::Unban(m) => self.unban(id, m),
+            ClientMsg::Mute(m) => self.mute(id, m),
             other => debug!(session = id, ?other, "request the hub does not handle"),
         }
     }
@@ -308,9 +312,36 @@ impl Hub {
         let Some(key) = self.member_room(id, &m.id, &m.room) else {
             return;
         };
-        if m.lock.is_some() {
+        let admin = self.is_admin(id);
+        let locked = self.rooms.get(&key).is_some_and(|r| r.topic_locked);
+        if m.lock.is_some() && !admin {
             let text = "only operators may lock a topic".to_owned();
             return self.refuse(id, m.id, ErrorCode::Forbidden, text);
+        }
+        if m.topic.is_some() && locked && !admin {
+            let text = "the topic is locked: only operators may change it".to_owned();
+            return self.refuse(id, m.id, ErrorCode::Forbidden, text);
+        }
+        if let Some(lock) = m.lock {
+            if let Some(room) = self.rooms.get_mut(&key) {
+                room.topic_locked = lock;
+            }
+            if m.topic.is_none() {
+                // A lock change alone: everyone in the room sees the new state.
+                let Some(room) = self.rooms.get(&key) else {
+                    return;
+                };
+                let event = ServerMsg::Topic(room.topic_info(None));
+                let answer = room.topic_info(m.id);
+                let others: Vec<SessionId> =
+                    room.members.iter().copied().filter(|&s| s != id).collect();
+                if let Some(frame) = encode(&event) {
+                    for to in others {
+                        self.deliver(to, &frame, None);
+                    }
+                }
+                return self.reply(id, answer);
+            }
         }
         let Some(text) = m.topic else {
             if let Some(info) = self.rooms.get(&key).map(|r| r.topic_info(m.id)) {

@@ -312,3 +312,220 @@ async fn the_password_logs_in_and_nick_changes_to_a_registered_nick_are_refused(
     let (conn, hello, _peer) = hello_as(14, "ALICE", Some("correct horse"));
     assert_eq!(hub.register(conn, hello).await.unwrap().unwrap(), "ALICE");
 }
+
+fn hub_with(config: Config, history: Box<dyn HistoryStore>) -> HubHandle {
+    spawn(
+        Arc::new(config),
+        history,
+        CancellationToken::new(),
+        &TaskTracker::new(),
+    )
+}
+
+/// Waits (bounded) for the next frame on `rx` that `f` picks.
+async fn wait_for<T>(
+    rx: &mut mpsc::Receiver<Bytes>,
+    mut f: impl FnMut(ServerMsg) -> Option<T>,
+) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            if let Some(t) = f(decode(&rx.recv().await.unwrap())) {
+                return t;
+            }
+        }
+    })
+    .await
+    .unwrap()
+}
+
+fn error_code(m: ServerMsg) -> Option<ErrorCode> {
+    match m {
+        ServerMsg::Error(e) => Some(e.code),
+        _ => None,
+    }
+}
+
+fn notice_text(m: ServerMsg) -> Option<String> {
+    match m {
+        ServerMsg::Notice(n) => Some(n.text),
+        _ => None,
+    }
+}
+
+/// Connects `nick` and registers it with a password.
+async fn registered(hub: &HubHandle, id: SessionId, nick: &str) -> Peer {
+    let mut peer = connect(hub, id, nick, 256).await;
+    let register = chat_proto::client::Register {
+        id: None,
+        password: "operator password".into(),
+    };
+    hub.request(id, ClientMsg::Register(register))
+        .await
+        .unwrap();
+    wait_for(&mut peer.rx, notice_text).await;
+    peer
+}
+
+fn admin_config() -> Config {
+    Config {
+        admins: vec!["root".into()],
+        ..Config::default()
+    }
+}
+
+#[tokio::test]
+async fn operators_kick_mute_and_lock_topics_and_others_are_forbidden() {
+    let hub = hub_with(admin_config(), Box::new(MemoryHistory::new(100)));
+    // An admin nick that never logged in has no powers.
+    let mut fake = connect(&hub, 9, "Root", 256).await;
+    let kick = |id: &str| {
+        ClientMsg::Kick(chat_proto::client::Kick {
+            id: Some(id.into()),
+            room: "#lobby".into(),
+            nick: "mallory".into(),
+            reason: Some("spam".into()),
+        })
+    };
+    hub.request(9, kick("k0")).await.unwrap();
+    assert_eq!(
+        wait_for(&mut fake.rx, error_code).await,
+        ErrorCode::Forbidden
+    );
+    hub.leave(9, "bye".into()).await.unwrap();
+
+    let mut root = registered(&hub, 1, "root").await;
+    let mut mallory = connect(&hub, 2, "mallory", 256).await;
+    drain(&mut mallory.rx);
+    // Mallory may not kick, mute or lock.
+    hub.request(2, kick("k1")).await.unwrap();
+    assert_eq!(
+        wait_for(&mut mallory.rx, error_code).await,
+        ErrorCode::Forbidden
+    );
+    let lock = |id: SessionId, lock: bool| {
+        ClientMsg::Topic(chat_proto::client::Topic {
+            id: Some(format!("t{id}")),
+            room: "#lobby".into(),
+            topic: Some("official".into()),
+            lock: Some(lock),
+        })
+    };
+    hub.request(2, lock(2, true)).await.unwrap();
+    assert_eq!(
+        wait_for(&mut mallory.rx, error_code).await,
+        ErrorCode::Forbidden
+    );
+    // Root locks the topic; mallory may no longer change it.
+    hub.request(1, lock(1, true)).await.unwrap();
+    let info = wait_for(&mut mallory.rx, |m| match m {
+        ServerMsg::Topic(t) => Some(t),
+        _ => None,
+    })
+    .await;
+    assert!(info.locked);
+    let change = ClientMsg::Topic(chat_proto::client::Topic {
+        id: Some("t3".into()),
+        room: "#lobby".into(),
+        topic: Some("mine".into()),
+        lock: None,
+    });
+    hub.request(2, change).await.unwrap();
+    assert_eq!(
+        wait_for(&mut mallory.rx, error_code).await,
+        ErrorCode::Forbidden
+    );
+    // Muted: sends are refused.
+    let mute = ClientMsg::Mute(chat_proto::client::Mute {
+        id: Some("m1".into()),
+        nick: "mallory".into(),
+        room: Some("#lobby".into()),
+        duration_secs: Some(60),
+    });
+    hub.request(1, mute).await.unwrap();
+    wait_for(&mut root.rx, notice_text).await;
+    hub.request(2, say("#lobby", "spam")).await.unwrap();
+    assert_eq!(
+        wait_for(&mut mallory.rx, error_code).await,
+        ErrorCode::Forbidden
+    );
+    // Kicked: mallory hears `parted` with the reason and is out of the room.
+    hub.request(1, kick("k2")).await.unwrap();
+    let parted = wait_for(&mut mallory.rx, |m| match m {
+        ServerMsg::Parted(p) => Some(p),
+        _ => None,
+    })
+    .await;
+    assert_eq!(parted.nick, "mallory");
+    assert_eq!(parted.reason.as_deref(), Some("kicked by root: spam"));
+    hub.request(2, say("#lobby", "still here?")).await.unwrap();
+    assert_eq!(
+        wait_for(&mut mallory.rx, error_code).await,
+        ErrorCode::NotInRoom
+    );
+}
+
+#[tokio::test]
+async fn a_ban_drops_the_user_refuses_its_hello_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = crate::store::StoreOptions {
+        dir: dir.path().to_owned(),
+        sync: crate::config::SyncMode::Normal,
+        retention_count: 1000,
+        retention_days: 0,
+        retention_interval: std::time::Duration::from_secs(60),
+    };
+    {
+        let store = crate::store::SqliteStore::open(&opts).unwrap();
+        let hub = hub_with(admin_config(), Box::new(store));
+        let mut root = registered(&hub, 1, "root").await;
+        let mut mallory = connect(&hub, 2, "mallory", 256).await;
+        let ban = ClientMsg::Ban(chat_proto::client::Ban {
+            id: Some("b1".into()),
+            target: "Mallory".into(),
+            duration_secs: None,
+            reason: Some("spam".into()),
+        });
+        hub.request(1, ban).await.unwrap();
+        assert_eq!(
+            wait_for(&mut root.rx, notice_text).await,
+            "Mallory is banned"
+        );
+        let err = wait_for(&mut mallory.rx, |m| match m {
+            ServerMsg::Error(e) => Some(e),
+            _ => None,
+        })
+        .await;
+        assert_eq!(err.code, ErrorCode::Forbidden);
+        assert_eq!(err.message, "you are banned: spam");
+        // Dropped from the hub: its requests go nowhere.
+        hub.request(2, say("#lobby", "hi")).await.unwrap();
+        let (conn, hello, _p) = hello_as(3, "MALLORY", None);
+        let refused = hub.register(conn, hello).await.unwrap().unwrap_err();
+        assert_eq!(refused.code, ErrorCode::Forbidden);
+        assert_eq!(refused.message, "you are banned: spam");
+    }
+    // A restart: the account and the ban are still there.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let store = crate::store::SqliteStore::open(&opts).unwrap();
+    let hub = hub_with(admin_config(), Box::new(store));
+    let (conn, hello, _p) = hello_as(3, "mallory", None);
+    let refused = hub.register(conn, hello).await.unwrap().unwrap_err();
+    assert_eq!(refused.code, ErrorCode::Forbidden);
+    let (conn, hello, _p) = hello_as(4, "root", None);
+    let refused = hub.register(conn, hello).await.unwrap().unwrap_err();
+    assert_eq!(refused.code, ErrorCode::AuthFailed);
+    let (conn, hello, _p) = hello_as(5, "root", Some("operator password"));
+    let mut root = _p;
+    hub.register(conn, hello).await.unwrap().unwrap();
+    let unban = ClientMsg::Unban(chat_proto::client::Unban {
+        id: Some("u1".into()),
+        target: "mallory".into(),
+    });
+    hub.request(5, unban).await.unwrap();
+    assert_eq!(
+        wait_for(&mut root.rx, notice_text).await,
+        "mallory is no longer banned"
+    );
+    let (conn, hello, _p) = hello_as(6, "mallory", None);
+    hub.register(conn, hello).await.unwrap().unwrap();
+}

@@ -1,0 +1,311 @@
+//! Operators (`--admin NICK`): kick, ban, unban, mute, and locked topics.
+//!
+//! An operator is a session whose current nick is one of the configured admin nicks *and* which
+//! logged in to that nick's account (see `account`): an admin nick nobody registered, or used
+//! without its password, has no powers. Everyone else gets `forbidden`.
+//!
+//! Bans (a folded nick or an IP address, with an optional expiry) are kept in the `bans` table of
+//! the SQLite store, or in memory with `--history memory`; they are checked at `hello`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chat_proto::client::{Ban, Kick, Mute, Unban};
+use chat_proto::nick::{fold_nick, fold_room};
+use chat_proto::server::{Notice, NoticeCode, Parted, QuitEvent};
+use chat_proto::{ErrorCode, ServerMsg};
+use tracing::{info, warn};
+
+use super::{Hub, SessionId, encode, fit, now_ms};
+
+/// One ban.
+#[derive(Debug, Clone)]
+pub(super) struct BanEntry {
+    reason: Option<String>,
+    /// Ms since the epoch; `None` = permanent.
+    until: Option<i64>,
+}
+
+/// The bans in force: target (folded nick or IP address text) → ban.
+pub(super) struct Bans {
+    map: HashMap<String, BanEntry>,
+    db: Option<PathBuf>,
+}
+
+impl Bans {
+    /// Loads the bans kept in `db`.
+    pub(super) fn load(db: Option<PathBuf>) -> Self {
+        let map = match &db {
+            Some(path) => read_all(path).unwrap_or_else(|e| {
+                warn!(error = %e, "cannot read the bans: none are in force");
+                HashMap::new()
+            }),
+            None => HashMap::new(),
+        };
+        Bans { map, db }
+    }
+
+    /// The reason text of a ban on `fold` or `ip` in force now.
+    pub(super) fn find(&mut self, fold: &str, ip: IpAddr) -> Option<String> {
+        let now = now_ms();
+        self.map.retain(|_, b| b.until.is_none_or(|u| u > now));
+        [fold.to_owned(), ip.to_string()]
+            .iter()
+            .find_map(|k| self.map.get(k))
+            .map(|b| match &b.reason {
+                Some(r) => format!("you are banned: {r}"),
+                None => "you are banned".to_owned(),
+            })
+    }
+}
+
+/// A ban's key: an IP address as parsed, else the folded nick.
+fn ban_key(target: &str) -> String {
+    match target.parse::<IpAddr>() {
+        Ok(ip) => ip.to_string(),
+        Err(_) => fold_nick(target),
+    }
+}
+
+fn open(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+fn read_all(path: &Path) -> rusqlite::Result<HashMap<String, BanEntry>> {
+    let conn = open(path)?;
+    let mut stmt = conn.prepare("SELECT target, reason, until FROM bans")?;
+    stmt.query_map([], |row| {
+        Ok((
+            row.get(0)?,
+            BanEntry {
+                reason: row.get(1)?,
+                until: row.get(2)?,
+            },
+        ))
+    })?
+    .collect()
+}
+
+/// A mute: until when (ms), and in which folded room (`None` = everywhere).
+#[derive(Debug, Clone)]
+pub(super) struct MuteEntry {
+    room: Option<String>,
+    until: Option<i64>,
+}
+
+impl Hub {
+    /// Whether session `id` is an operator now.
+    pub(super) fn is_admin(&self, id: SessionId) -> bool {
+        self.conns.get(&id).is_some_and(|c| {
+            c.authed.contains(&c.fold) && self.config.admins.iter().any(|a| fold_nick(a) == c.fold)
+        })
+    }
+
+    /// Refuses a non-operator; true if `id` may act.
+    fn operator(&mut self, id: SessionId, req: &Option<String>) -> bool {
+        if self.is_admin(id) {
+            return true;
+        }
+        let text = "only operators may do that".to_owned();
+        self.refuse(id, req.clone(), ErrorCode::Forbidden, text);
+        false
+    }
+
+    fn op_nick(&self, id: SessionId) -> String {
+        self.conns
+            .get(&id)
+            .map(|c| c.nick.clone())
+            .unwrap_or_default()
+    }
+
+    fn info(&mut self, id: SessionId, req: Option<String>, text: String) {
+        let notice = Notice {
+            code: NoticeCode::Info,
+            text,
+            seqs: std::collections::BTreeMap::new(),
+            id: req,
+        };
+        self.reply(id, notice);
+    }
+
+    /// Whether `id` is muted in the folded room `room` (or, for `None`, for direct messages).
+    pub(super) fn muted(&mut self, id: SessionId, room: Option<&str>) -> bool {
+        let Some(fold) = self.conns.get(&id).map(|c| c.fold.clone()) else {
+            return false;
+        };
+        let now = now_ms();
+        let Some(mutes) = self.mutes.get_mut(&fold) else {
+            return false;
+        };
+        mutes.retain(|m| m.until.is_none_or(|u| u > now));
+        mutes
+            .iter()
+            .any(|m| m.room.is_none() || m.room.as_deref() == room)
+    }
+
+    /// `kick`: the user leaves the room, which hears `parted` with the reason.
+    pub(super) fn kick(&mut self, id: SessionId, m: Kick) {
+        if !self.operator(id, &m.id) {
+            return;
+        }
+        let key = fold_room(&m.room);
+        let target = self.nicks.get(&fold_nick(&m.nick)).copied();
+        let (Some(target), Some(room)) = (target, self.rooms.get_mut(&key)) else {
+            let text = format!("{} is not in {}", m.nick, m.room);
+            return self.refuse(id, m.id, ErrorCode::NotInRoom, text);
+        };
+        if !room.members.contains(&target) {
+            let text = format!("{} is not in {}", m.nick, m.room);
+            return self.refuse(id, m.id, ErrorCode::NotInRoom, text);
+        }
+        let by = self.op_nick(id);
+        let nick = self
+            .conns
+            .get(&target)
+            .map(|c| c.nick.clone())
+            .unwrap_or_default();
+        let Some(room) = self.rooms.get_mut(&key) else {
+            return;
+        };
+        let reason = match &m.reason {
+            Some(r) => format!("kicked by {by}: {r}"),
+            None => format!("kicked by {by}"),
+        };
+        let event = ServerMsg::Parted(Parted {
+            room: room.name.clone(),
+            nick: nick.clone(),
+            reason: Some(fit::clip(&reason, fit::MAX_REASON)),
+            ts: now_ms(),
+        });
+        let members: Vec<SessionId> = room.members.iter().copied().collect();
+        room.members.remove(&target);
+        if room.is_idle() {
+            self.rooms.remove(&key);
+        }
+        if let Some(frame) = encode(&event) {
+            for to in members {
+                self.deliver(to, &frame, None);
+            }
+        }
+        if let Some(conn) = self.conns.get_mut(&target) {
+            conn.rooms.remove(&key);
+            conn.last_seq.remove(&key);
+        }
+        info!(by, nick, room = m.room, "kicked");
+    }
+
+    /// `ban`: recorded (and stored), and every online match is dropped.
+    pub(super) fn ban(&mut self, id: SessionId, m: Ban) {
+        if !self.operator(id, &m.id) {
+            return;
+        }
+        let key = ban_key(&m.target);
+        let until = m.duration_secs.map(|s| {
+            now_ms().saturating_add(i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX))
+        });
+        let reason = m.reason.map(|r| fit::clip(&r, fit::MAX_REASON));
+        let by = self.op_nick(id);
+        if let Some(path) = &self.bans.db {
+            let stored = open(path).and_then(|c| {
+                c.execute(
+                    "INSERT OR REPLACE INTO bans (target, reason, until, by) VALUES (?1, ?2, ?3, ?4)",
+                    rusqlite::params![key, reason, until, by],
+                )
+            });
+            if let Err(e) = stored {
+                warn!(error = %e, "cannot store a ban");
+                let text = "the ban could not be stored".to_owned();
+                return self.refuse(id, m.id, ErrorCode::StoreUnavailable, text);
+            }
+        }
+        self.bans.map.insert(
+            key.clone(),
+            BanEntry {
+                reason: reason.clone(),
+                until,
+            },
+        );
+        info!(by, target = key, "banned");
+        let text = match &reason {
+            Some(r) => format!("you are banned: {r}"),
+            None => "you are banned".to_owned(),
+        };
+        let victims: Vec<SessionId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.fold == key || c.peer.ip().to_string() == key)
+            .map(|(&s, _)| s)
+            .collect();
+        for victim in victims {
+            self.refuse(victim, None, ErrorCode::Forbidden, text.clone());
+            if let Some((conn, sharers)) = self.remove(victim) {
+                self.announce_banned(&conn.nick, &sharers);
+            }
+        }
+        self.info(id, m.id, format!("{} is banned", m.target));
+    }
+
+    fn announce_banned(&mut self, nick: &str, sharers: &std::collections::BTreeSet<SessionId>) {
+        let event = ServerMsg::Quit(QuitEvent {
+            nick: nick.to_owned(),
+            reason: Some("banned".to_owned()),
+            ts: now_ms(),
+        });
+        if let Some(frame) = encode(&event) {
+            for &to in sharers {
+                self.deliver(to, &frame, None);
+            }
+        }
+    }
+
+    /// `unban`: lifts a ban.
+    pub(super) fn unban(&mut self, id: SessionId, m: Unban) {
+        if !self.operator(id, &m.id) {
+            return;
+        }
+        let key = ban_key(&m.target);
+        if let Some(path) = &self.bans.db {
+            let stored =
+                open(path).and_then(|c| c.execute("DELETE FROM bans WHERE target = ?1", [&key]));
+            if let Err(e) = stored {
+                warn!(error = %e, "cannot remove a ban");
+                let text = "the ban could not be lifted".to_owned();
+                return self.refuse(id, m.id, ErrorCode::StoreUnavailable, text);
+            }
+        }
+        let was = self.bans.map.remove(&key).is_some();
+        let text = if was {
+            format!("{} is no longer banned", m.target)
+        } else {
+            format!("{} was not banned", m.target)
+        };
+        self.info(id, m.id, text);
+    }
+
+    /// `mute`: the user's sends (in a room, or everywhere) are refused until it expires.
+    pub(super) fn mute(&mut self, id: SessionId, m: Mute) {
+        if !self.operator(id, &m.id) {
+            return;
+        }
+        let fold = fold_nick(&m.nick);
+        let room = m.room.as_deref().map(fold_room);
+        let entries = self.mutes.entry(fold).or_default();
+        entries.retain(|e| e.room != room);
+        if m.duration_secs != Some(0) {
+            let until = m.duration_secs.map(|s| {
+                now_ms().saturating_add(i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX))
+            });
+            entries.push(MuteEntry { room, until });
+        }
+        let text = if m.duration_secs == Some(0) {
+            format!("{} is no longer muted", m.nick)
+        } else {
+            format!("{} is muted", m.nick)
+        };
+        self.info(id, m.id, text);
+    }
+}
