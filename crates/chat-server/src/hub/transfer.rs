@@ -53,6 +53,7 @@ const MAX_FRAMES: usize = 64;
 /// Every open transfer, by id.
 #[derive(Debug, Default)]
 pub(super) struct Transfers {
+    /// The last id handed out (0 before the first: see [`Transfers::next_id`]).
     last_id: u64,
     map: HashMap<u64, Transfer>,
 }
@@ -107,6 +108,21 @@ enum LegState {
 }
 
 impl Transfers {
+    /// A new transfer id, unique across server runs too: the first id of a run is the start
+    /// time in seconds shifted left by 16 bits, so a client that still remembers the transfers
+    /// of an earlier run never mistakes a new offer for an old one. Stays below 2^53, so every
+    /// JSON implementation reads it exactly.
+    fn next_id(&mut self) -> u64 {
+        if self.last_id == 0 {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_secs());
+            self.last_id = secs.min(1 << 36) << 16;
+        }
+        self.last_id += 1;
+        self.last_id
+    }
+
     /// Unacknowledged chunks allowed per leg: at most half of a receiver's queue for all the
     /// legs it may have at once.
     fn max_frames(queue: usize, per_user: usize) -> usize {
@@ -237,8 +253,7 @@ impl Hub {
             }
         };
         let ttl = self.config.file_offer_ttl;
-        let file = self.transfers.last_id + 1;
-        self.transfers.last_id = file;
+        let file = self.transfers.next_id();
         let t = Transfer {
             from: nick,
             from_fold: fold,
@@ -547,5 +562,22 @@ mod tests {
     fn window_is_well_under_the_default_queue() {
         let frames = Transfers::max_frames(1024, 4);
         assert!(frames * 4 * 2 <= 1024);
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::Transfers;
+
+    #[test]
+    fn ids_start_from_the_clock_so_a_restarted_server_never_reuses_them() {
+        let mut t = Transfers::default();
+        let first = t.next_id();
+        assert!(
+            first > 1 << 40,
+            "seeded from the start time, not 1: {first}"
+        );
+        assert!(first < 1 << 53, "exact in every JSON implementation");
+        assert_eq!(t.next_id(), first + 1);
     }
 }
