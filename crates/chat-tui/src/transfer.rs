@@ -622,7 +622,10 @@ pub fn on_offered(app: &mut App, o: FileOffered, out: &mut Vec<Command>) {
         say(app, &chat, LineBody::Info(text));
         return;
     }
-    if app.is_me(&o.from) || find(app, o.file).is_some() {
+    // A known, still open transfer is re-announced after a reconnect: nothing new. One that is
+    // over does not hide a new offer that got the same number (from an older server).
+    let known_open = find(app, o.file).is_some_and(|k| !app.transfers[k].state.is_final());
+    if app.is_me(&o.from) || known_open {
         return;
     }
     let chat = if o.to.starts_with('#') {

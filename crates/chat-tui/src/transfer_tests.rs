@@ -483,3 +483,25 @@ fn sizes_read_like_people_write_them() {
     assert_eq!(human_size(4_718_592), "4.5 MiB");
     assert_eq!(human_size(1 << 30), "1 GiB");
 }
+
+#[test]
+fn a_new_offer_reusing_the_number_of_a_finished_one_is_shown() {
+    let mut app = connected("bob");
+    net(&mut app, offered(7, 10));
+    type_line(&mut app, "/decline 7");
+    assert_eq!(app.transfers[0].state, TransferState::Declined);
+    // The same offer re-announced while open is ignored; a new one after the old is over is not.
+    net(&mut app, offered(7, 20));
+    assert_eq!(
+        app.transfers.len(),
+        2,
+        "a finished transfer does not swallow a new offer"
+    );
+    assert_eq!(app.transfers[1].state, TransferState::Offered);
+    net(&mut app, offered(7, 20));
+    assert_eq!(
+        app.transfers.len(),
+        2,
+        "an open one re-announced is the same transfer"
+    );
+}
