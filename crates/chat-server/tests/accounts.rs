@@ -1,13 +1,101 @@
-//! Accounts over sockets: a private server's password.
+//! Accounts over sockets: a private server's password, logins to registered nicks (accounts
+//! written into the store before the server starts: the framed session does not forward
+//! `register` yet, so registering is tested against the hub's API), an operator's topic lock,
+//! and no password in the logs.
+#![allow(clippy::unwrap_used)]
 
 mod support;
 
-use chat_proto::client::Hello;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use chat_proto::client::{Hello, Register, Topic};
 use chat_proto::{ClientMsg, ErrorCode, ServerMsg};
+use chat_server::config::HistoryKind;
 use support::{Client, TestServer, bounded, test_config};
+
+const SECRET: &str = "Zebra-Quartz-7781-secret";
+
+/// Everything the server logs (at trace level) while this file's tests run.
+fn captured() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let writer = Capture(buf.clone());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .try_init();
+        buf
+    })
+}
+
+#[derive(Clone)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A data directory whose store already holds the accounts `nicks`, all with `password`.
+fn store_with_accounts(nicks: &[&str], password: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = chat_server::store::StoreOptions {
+        dir: dir.path().to_owned(),
+        sync: chat_server::config::SyncMode::Normal,
+        retention_count: 1000,
+        retention_days: 0,
+        retention_interval: std::time::Duration::from_secs(60),
+    };
+    let path = {
+        let store = chat_server::store::SqliteStore::open(&opts).unwrap();
+        store.path().to_owned()
+    };
+    let db = rusqlite::Connection::open(path).unwrap();
+    for nick in nicks {
+        use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
+        let salt = SaltString::generate(&mut OsRng);
+        let hash = argon2::Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .unwrap()
+            .to_string();
+        db.execute(
+            "INSERT INTO accounts (fold, hash, created) VALUES (?1, ?2, 0)",
+            rusqlite::params![chat_proto::nick::fold_nick(nick), hash],
+        )
+        .unwrap();
+    }
+    dir
+}
+
+async fn hello(c: &mut Client, nick: &str, password: Option<&str>) -> ServerMsg {
+    c.send(ClientMsg::Hello(Hello {
+        name: nick.into(),
+        password: password.map(str::to_owned),
+        ..Hello::default()
+    }))
+    .await;
+    c.recv().await
+}
+
+fn code(m: &ServerMsg) -> Option<ErrorCode> {
+    match m {
+        ServerMsg::Error(e) => Some(e.code),
+        _ => None,
+    }
+}
 
 #[tokio::test]
 async fn a_private_server_needs_its_password_and_the_connection_may_retry() {
+    captured();
     bounded(30, async {
         let mut config = test_config();
         config.server_password = Some("open sesame".into());
@@ -33,4 +121,154 @@ async fn a_private_server_needs_its_password_and_the_connection_may_retry() {
         server.stop().await;
     })
     .await;
+}
+
+#[tokio::test]
+async fn registered_nicks_need_their_password_and_the_fourth_failure_is_throttled() {
+    captured();
+    bounded(60, async {
+        let dir = store_with_accounts(&["alice"], SECRET);
+        let mut config = test_config();
+        config.history = HistoryKind::Sqlite;
+        config.data_dir = Some(dir.path().to_owned());
+        config.handshake_timeout = std::time::Duration::from_secs(30);
+        let server = TestServer::start(config).await;
+        let mut c = Client::connect(server.addr).await;
+        for nick in ["alice", "Alice", "ALICE", "\u{430}lice", "alice\u{200b}"] {
+            let answer = hello(&mut c, nick, None).await;
+            assert_eq!(code(&answer), Some(ErrorCode::AuthFailed), "{nick:?}");
+        }
+        let answer = hello(&mut c, "ALICE", Some(SECRET)).await;
+        assert!(matches!(answer, ServerMsg::Welcome(_)), "{answer:?}");
+        drop(c);
+        let mut c = Client::connect(server.addr).await;
+        for _ in 0..3 {
+            let answer = hello(&mut c, "alice", Some("wrong password")).await;
+            assert_eq!(code(&answer), Some(ErrorCode::AuthFailed));
+        }
+        let answer = hello(&mut c, "alice", Some(SECRET)).await;
+        assert_eq!(code(&answer), Some(ErrorCode::AuthThrottled));
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_operator_locks_the_topic_and_others_cannot_change_it() {
+    captured();
+    bounded(60, async {
+        let dir = store_with_accounts(&["root"], SECRET);
+        let mut config = test_config();
+        config.history = HistoryKind::Sqlite;
+        config.data_dir = Some(dir.path().to_owned());
+        config.admins = vec!["root".into()];
+        config.handshake_timeout = std::time::Duration::from_secs(30);
+        let server = TestServer::start(config).await;
+        let mut root = Client::connect(server.addr).await;
+        assert!(matches!(
+            hello(&mut root, "root", Some(SECRET)).await,
+            ServerMsg::Welcome(_)
+        ));
+        let mut bob = Client::login(server.addr, "bob").await;
+        let topic = |id: &str, text: &str, lock: Option<bool>| Topic {
+            id: Some(id.into()),
+            room: "#lobby".into(),
+            topic: Some(text.into()),
+            lock,
+        };
+        bob.send(topic("b1", "bob's", Some(true))).await;
+        bob.expect_error(ErrorCode::Forbidden).await;
+        root.send(topic("r1", "the rules", Some(true))).await;
+        let info = bob
+            .recv_until(|m| match m {
+                ServerMsg::Topic(t) => Some(t),
+                _ => None,
+            })
+            .await;
+        assert!(info.locked);
+        assert_eq!(info.topic, "the rules");
+        bob.send(topic("b2", "bob's", None)).await;
+        bob.expect_error(ErrorCode::Forbidden).await;
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn no_password_reaches_the_logs() {
+    let logs = captured();
+    bounded(60, async {
+        // Registering, through the hub's API (see the module docs).
+        let tracker = tokio_util::task::TaskTracker::new();
+        let hub = chat_server::hub::spawn(
+            Arc::new(chat_server::config::Config::default()),
+            Box::new(chat_server::history::MemoryHistory::new(10)),
+            tokio_util::sync::CancellationToken::new(),
+            &tracker,
+        );
+        let (out_tx, mut out_rx) = tokio::sync::mpsc::channel(64);
+        let (kick_tx, _kick_rx) = tokio::sync::oneshot::channel();
+        let conn = chat_server::hub::ConnInfo {
+            id: 1,
+            peer: SocketAddr::from(([127, 0, 0, 1], 9)),
+            out_tx,
+            kick_tx,
+        };
+        let hi = Hello {
+            name: "carol".into(),
+            password: Some(SECRET.into()),
+            server_password: Some(SECRET.into()),
+            ..Hello::default()
+        };
+        hub.register(conn, hi).await.unwrap().unwrap();
+        let register = Register {
+            id: Some("r1".into()),
+            password: SECRET.into(),
+        };
+        hub.request(1, ClientMsg::Register(register)).await.unwrap();
+        // Wait for the answer to the register (the notice).
+        let mut noticed = false;
+        while let Some(frame) = out_rx.recv().await {
+            if String::from_utf8_lossy(&frame).contains("now registered") {
+                noticed = true;
+                break;
+            }
+        }
+        assert!(noticed);
+        // Logging in over a socket, wrong and right, on a server with a password of its own.
+        let dir = store_with_accounts(&["dave"], SECRET);
+        let mut config = test_config();
+        config.history = HistoryKind::Sqlite;
+        config.data_dir = Some(dir.path().to_owned());
+        config.server_password = Some(format!("{SECRET}-server"));
+        config.handshake_timeout = std::time::Duration::from_secs(30);
+        let server = TestServer::start(config).await;
+        let mut c = Client::connect(server.addr).await;
+        for (password, server_password) in [
+            (format!("{SECRET}-wrong"), format!("{SECRET}-server")),
+            (SECRET.to_owned(), format!("{SECRET}-wrong")),
+            (SECRET.to_owned(), format!("{SECRET}-server")),
+        ] {
+            c.send(ClientMsg::Hello(Hello {
+                name: "dave".into(),
+                password: Some(password),
+                server_password: Some(server_password),
+                ..Hello::default()
+            }))
+            .await;
+            let answer = c.recv().await;
+            if let ServerMsg::Error(e) = &answer {
+                assert!(!e.message.contains(SECRET));
+            }
+        }
+        server.stop().await;
+    })
+    .await;
+    let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    assert!(
+        text.contains("registered"),
+        "the capture saw the server's logs"
+    );
+    assert!(!text.contains(SECRET), "a password was logged");
+    assert!(!text.contains("Zebra"), "a password was logged");
 }
