@@ -299,9 +299,11 @@ fn line(s: &str) -> String {
 }
 
 /// Adds an information (or error) line to the transfer's conversation.
+/// Puts a line in the conversation of `chat`, or, for `""` (answers to a typed command that
+/// belong to no conversation), in the buffer on screen, where the user typed it.
 fn say(app: &mut App, chat: &str, body: LineBody) {
     let i = if chat.is_empty() {
-        0
+        app.active
     } else {
         app.buffer_for(chat)
     };
@@ -360,12 +362,9 @@ pub fn accept(app: &mut App, file: u64, out: &mut Vec<Command>) {
     };
     let t = &mut app.transfers[k];
     if t.state != TransferState::Offered {
-        let (chat, state) = (t.chat.clone(), t.state.label());
-        say(
-            app,
-            &chat,
-            LineBody::Error(format!("file {file} is {state}")),
-        );
+        let state = t.state.label();
+        // An answer to what was just typed: shown where it was typed.
+        say(app, "", LineBody::Error(format!("file {file} is {state}")));
         return;
     }
     t.state = TransferState::Opening;
@@ -389,12 +388,9 @@ pub fn decline(app: &mut App, file: u64, out: &mut Vec<Command>) {
     };
     let t = &mut app.transfers[k];
     if t.state != TransferState::Offered {
-        let (chat, state) = (t.chat.clone(), t.state.label());
-        say(
-            app,
-            &chat,
-            LineBody::Error(format!("file {file} is {state}")),
-        );
+        let state = t.state.label();
+        // An answer to what was just typed: shown where it was typed.
+        say(app, "", LineBody::Error(format!("file {file} is {state}")));
         return;
     }
     t.state = TransferState::Declined;
@@ -413,12 +409,9 @@ pub fn cancel(app: &mut App, file: u64, out: &mut Vec<Command>) {
     };
     let t = &mut app.transfers[k];
     if t.state.is_final() {
-        let (chat, state) = (t.chat.clone(), t.state.label());
-        say(
-            app,
-            &chat,
-            LineBody::Error(format!("file {file} is {state}")),
-        );
+        let state = t.state.label();
+        // An answer to what was just typed: shown where it was typed.
+        say(app, "", LineBody::Error(format!("file {file} is {state}")));
         return;
     }
     t.state = TransferState::Cancelled("by you".into());

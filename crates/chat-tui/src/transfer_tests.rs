@@ -505,3 +505,18 @@ fn a_new_offer_reusing_the_number_of_a_finished_one_is_shown() {
         "an open one re-announced is the same transfer"
     );
 }
+
+#[test]
+fn answers_to_file_commands_show_where_they_were_typed() {
+    let mut app = connected("bob");
+    let lobby = app.active;
+    assert_ne!(lobby, 0, "typed in #lobby, not in the server buffer");
+    type_line(&mut app, "/accept 99");
+    assert!(
+        matches!(
+            &app.buffers[lobby].lines.last().unwrap().body,
+            LineBody::Error(e) if e == "no offer 99 to accept"
+        ),
+        "the error is in the buffer on screen"
+    );
+}
