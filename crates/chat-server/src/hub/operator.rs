@@ -5,7 +5,9 @@
 //! without its password, has no powers. Everyone else gets `forbidden`.
 //!
 //! Bans (a folded nick or an IP address, with an optional expiry) are kept in the `bans` table of
-//! the SQLite store, or in memory with `--history memory`; they are checked at `hello`.
+//! the SQLite store, or in memory with `--history memory`; they are checked at `hello` and at
+//! `nick` changes. A ban or unban writes to SQLite on the hub's task (a short transaction):
+//! operators act rarely, so this is accepted rather than routed through the blocking pool.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -279,6 +279,10 @@ impl Hub {
             let text = format!("nick {new:?} is in use");
             return self.refuse(id, req, ErrorCode::NickTaken, text);
         }
+        let ip = self.conns.get(&id).map(|c| c.peer.ip());
+        if let Some(text) = ip.and_then(|ip| self.bans.find(&fold, ip)) {
+            return self.refuse(id, req, ErrorCode::Forbidden, text);
+        }
         if !self.may_use(id, &fold) {
             let text = format!("nick {new:?} is registered: log in with it in hello");
             return self.refuse(id, req, ErrorCode::AuthFailed, text);

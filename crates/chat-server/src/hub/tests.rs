@@ -499,6 +499,20 @@ async fn a_ban_drops_the_user_refuses_its_hello_and_survives_a_restart() {
         assert_eq!(err.message, "you are banned: spam");
         // Dropped from the hub: its requests go nowhere.
         hub.request(2, say("#lobby", "hi")).await.unwrap();
+        // Nor can anyone change to the banned nick.
+        hub.request(
+            1,
+            ClientMsg::Nick(chat_proto::client::Nick {
+                id: None,
+                nick: "mallory".into(),
+            }),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            wait_for(&mut root.rx, error_code).await,
+            ErrorCode::Forbidden
+        );
         let (conn, hello, _p) = hello_as(3, "MALLORY", None);
         let refused = hub.register(conn, hello).await.unwrap().unwrap_err();
         assert_eq!(refused.code, ErrorCode::Forbidden);
