@@ -139,6 +139,8 @@ enum Command {
         req: Option<String>,
         fold: String,
         nick: String,
+        /// The registering client's address, whose hashing place is freed.
+        ip: std::net::IpAddr,
         hash: Result<String, String>,
     },
 }
@@ -344,8 +346,9 @@ impl Hub {
                     req,
                     fold,
                     nick,
+                    ip,
                     hash,
-                } => self.hashed(id, req, fold, nick, hash),
+                } => self.hashed(id, req, fold, nick, ip, hash),
                 Command::Request { id, msg } => self.request(id, msg),
                 Command::Lagged { id } => self.mark_lagged(id),
                 Command::Leave { id, reason } => {

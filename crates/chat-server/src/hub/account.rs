@@ -28,6 +28,11 @@ pub const MAX_PASSWORD: usize = 1024;
 /// Failed logins per account and per IP address within the window before further attempts
 /// are refused unchecked.
 pub const MAX_FAILURES: usize = 3;
+/// Password hashes computed at once, at most (each takes ~19 MiB and a core for tens of
+/// milliseconds): beyond it, logins and registrations are refused with `auth_throttled`.
+pub const MAX_HASHING: usize = 8;
+/// Of those, at most this many for one client address.
+pub const MAX_HASHING_PER_IP: usize = 2;
 
 /// What the hub knows about accounts.
 pub(super) struct Accounts {
@@ -39,6 +44,9 @@ pub(super) struct Accounts {
     failures: HashMap<String, VecDeque<Instant>>,
     /// How long a failure counts.
     window: Duration,
+    /// Hashes being computed on the blocking pool, per client address (logins), and in all.
+    hashing: HashMap<IpAddr, usize>,
+    hashing_total: usize,
 }
 
 impl Accounts {
@@ -56,6 +64,8 @@ impl Accounts {
             db,
             failures: HashMap::new(),
             window,
+            hashing: HashMap::new(),
+            hashing_total: 0,
         }
     }
 
@@ -94,6 +104,32 @@ impl Accounts {
                 times.len() >= MAX_FAILURES
             })
         })
+    }
+
+    /// Reserves a place for one hash computation for `ip`: [`MAX_HASHING_PER_IP`] at a time
+    /// per address, and [`MAX_HASHING`] in all. False when there is none.
+    pub(super) fn start_hashing(&mut self, ip: IpAddr) -> bool {
+        let mine = self.hashing.entry(ip).or_default();
+        if self.hashing_total >= MAX_HASHING || *mine >= MAX_HASHING_PER_IP {
+            if *mine == 0 {
+                self.hashing.remove(&ip);
+            }
+            return false;
+        }
+        *mine += 1;
+        self.hashing_total += 1;
+        true
+    }
+
+    /// Frees the place taken by [`Self::start_hashing`].
+    pub(super) fn done_hashing(&mut self, ip: IpAddr) {
+        if let Some(mine) = self.hashing.get_mut(&ip) {
+            *mine -= 1;
+            self.hashing_total -= 1;
+            if *mine == 0 {
+                self.hashing.remove(&ip);
+            }
+        }
     }
 
     /// Counts a failed login against the account and the address.
@@ -220,6 +256,11 @@ impl super::Hub {
             let _ = reply.send(refuse(ErrorCode::AuthFailed, text));
             return;
         };
+        if !self.accounts.start_hashing(ip) {
+            let text = "too many logins at once: try again shortly".to_owned();
+            let _ = reply.send(refuse(ErrorCode::AuthThrottled, text));
+            return;
+        }
         let tx = self.self_tx.clone();
         tokio::task::spawn_blocking(move || {
             let ok = verify_password(&hash, &password);
@@ -247,6 +288,7 @@ impl super::Hub {
         fold: String,
         ok: bool,
     ) {
+        self.accounts.done_hashing(conn.peer.ip());
         let answer = if ok {
             self.register(conn, hello, Some(fold))
         } else {
@@ -271,16 +313,20 @@ impl super::Hub {
         if let Err((code, text)) = check_password(&m.password) {
             return self.refuse(id, m.id, code, text);
         }
-        let Some((nick, fold)) = self
+        let Some((nick, fold, ip)) = self
             .conns
             .get(&id)
-            .map(|c| (c.nick.clone(), c.fold.clone()))
+            .map(|c| (c.nick.clone(), c.fold.clone(), c.peer.ip()))
         else {
             return;
         };
         if self.accounts.is_registered(&fold) {
             let text = format!("nick {nick} is already registered");
             return self.refuse(id, m.id, ErrorCode::Forbidden, text);
+        }
+        if !self.accounts.start_hashing(ip) {
+            let text = "too many registrations at once: try again shortly".to_owned();
+            return self.refuse(id, m.id, ErrorCode::AuthThrottled, text);
         }
         let db = self.accounts.db();
         let tx = self.self_tx.clone();
@@ -300,6 +346,7 @@ impl super::Hub {
                     req,
                     fold,
                     nick,
+                    ip,
                     hash,
                 };
                 let _ = tx.blocking_send(cmd);
@@ -314,8 +361,10 @@ impl super::Hub {
         req: Option<String>,
         fold: String,
         nick: String,
+        ip: IpAddr,
         hash: Result<String, String>,
     ) {
+        self.accounts.done_hashing(ip);
         let hash = match hash {
             Ok(hash) => hash,
             Err(e) => {
@@ -372,6 +421,22 @@ mod tests {
         assert!(a.throttled("bob", ip));
         assert!(a.throttled("alice", IpAddr::from([10, 0, 0, 1])));
         assert!(!a.throttled("bob", IpAddr::from([10, 0, 0, 1])));
+    }
+
+    #[test]
+    fn hashing_is_bounded_per_address_and_in_all() {
+        let mut a = Accounts::load(None, Duration::from_secs(60));
+        let ip = |n: u8| IpAddr::from([10, 0, 0, n]);
+        for _ in 0..MAX_HASHING_PER_IP {
+            assert!(a.start_hashing(ip(0)));
+        }
+        assert!(!a.start_hashing(ip(0)));
+        for n in MAX_HASHING_PER_IP..MAX_HASHING {
+            assert!(a.start_hashing(ip(u8::try_from(n).unwrap())));
+        }
+        assert!(!a.start_hashing(ip(200)));
+        a.done_hashing(ip(0));
+        assert!(a.start_hashing(ip(200)));
     }
 
     #[test]
