@@ -260,13 +260,6 @@ impl<R: AsyncRead + Unpin> Session<R> {
                 .push(ServerMsg::error(None, ErrorCode::BadRequest, text))
                 .await;
         }
-        let unavailable = |code, what: &str| {
-            ServerMsg::error(
-                req_id.clone(),
-                code,
-                format!("{what} not available on this server yet"),
-            )
-        };
         match msg {
             // Boxed: a once-per-connection path kept out of every idle session's state.
             ClientMsg::Hello(hello) => Box::pin(self.hello(hello)).await,
@@ -292,19 +285,16 @@ impl<R: AsyncRead + Unpin> Session<R> {
             | ClientMsg::FileChunk(_)
             | ClientMsg::FileDone(_)
             | ClientMsg::FileCancel(_)
-            | ClientMsg::FileAck(_) => self
+            | ClientMsg::FileAck(_)
+            | ClientMsg::Register(_)
+            | ClientMsg::Kick(_)
+            | ClientMsg::Ban(_)
+            | ClientMsg::Unban(_)
+            | ClientMsg::Mute(_) => self
                 .hub
                 .request(self.id, msg)
                 .await
                 .map_err(|_| Close::HubGone),
-            ClientMsg::Register(_)
-            | ClientMsg::Kick(_)
-            | ClientMsg::Ban(_)
-            | ClientMsg::Unban(_)
-            | ClientMsg::Mute(_) => {
-                let msg = unavailable(ErrorCode::Forbidden, "accounts and operator commands are");
-                self.push(msg).await
-            }
             ClientMsg::Ping(_) | ClientMsg::Pong(_) => Ok(()),
         }
     }

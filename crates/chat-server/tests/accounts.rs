@@ -1,7 +1,5 @@
-//! Accounts over sockets: a private server's password, logins to registered nicks (accounts
-//! written into the store before the server starts: the framed session does not forward
-//! `register` yet, so registering is tested against the hub's API), an operator's topic lock,
-//! and no password in the logs.
+//! Accounts over sockets: a private server's password, registering and logging in to registered
+//! nicks, operators (topic lock, kick, mute, ban), and no password in the logs.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -10,7 +8,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use chat_proto::client::{Hello, Register, Topic};
+use chat_proto::client::{Ban, Hello, Kick, Mute, Register, Topic};
 use chat_proto::{ClientMsg, ErrorCode, ServerMsg};
 use chat_server::config::HistoryKind;
 use support::{Client, TestServer, bounded, test_config};
@@ -271,4 +269,107 @@ async fn no_password_reaches_the_logs() {
     );
     assert!(!text.contains(SECRET), "a password was logged");
     assert!(!text.contains("Zebra"), "a password was logged");
+}
+
+#[tokio::test]
+async fn registering_over_the_wire_reserves_the_nick_for_the_next_connection() {
+    captured();
+    bounded(60, async {
+        let mut config = test_config();
+        config.handshake_timeout = std::time::Duration::from_secs(30);
+        let server = TestServer::start(config).await;
+        let mut alice = Client::login(server.addr, "alice").await;
+        alice
+            .send(Register {
+                id: Some("r1".into()),
+                password: SECRET.into(),
+            })
+            .await;
+        let notice = alice
+            .recv_until(|m| match m {
+                ServerMsg::Notice(n) if n.id.as_deref() == Some("r1") => Some(n),
+                ServerMsg::Error(e) => panic!("register refused: {e:?}"),
+                _ => None,
+            })
+            .await;
+        assert!(notice.text.contains("registered"), "{}", notice.text);
+        drop(alice);
+        let mut again = Client::connect(server.addr).await;
+        let answer = hello(&mut again, "ALICE", None).await;
+        assert_eq!(code(&answer), Some(ErrorCode::AuthFailed), "{answer:?}");
+        let answer = hello(&mut again, "Alice", Some(SECRET)).await;
+        assert!(matches!(answer, ServerMsg::Welcome(_)), "{answer:?}");
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_operator_kicks_mutes_and_bans_and_others_may_not() {
+    captured();
+    bounded(60, async {
+        let dir = store_with_accounts(&["root"], SECRET);
+        let mut config = test_config();
+        config.history = HistoryKind::Sqlite;
+        config.data_dir = Some(dir.path().to_owned());
+        config.admins = vec!["root".into()];
+        config.handshake_timeout = std::time::Duration::from_secs(30);
+        let server = TestServer::start(config).await;
+        let mut root = Client::connect(server.addr).await;
+        assert!(matches!(
+            hello(&mut root, "root", Some(SECRET)).await,
+            ServerMsg::Welcome(_)
+        ));
+        let mut bob = Client::login(server.addr, "bob").await;
+        let mut eve = Client::login(server.addr, "eve").await;
+        // Not an operator.
+        bob.send(Kick {
+            id: Some("k0".into()),
+            room: "#lobby".into(),
+            nick: "eve".into(),
+            reason: None,
+        })
+        .await;
+        bob.expect_error(ErrorCode::Forbidden).await;
+        // Mute: eve's sends are refused.
+        root.send(Mute {
+            id: Some("m1".into()),
+            nick: "eve".into(),
+            room: None,
+            duration_secs: Some(600),
+        })
+        .await;
+        eve.say("#lobby", "spam", "e1").await;
+        let err = eve.expect_error(ErrorCode::Forbidden).await;
+        assert_eq!(err.id.as_deref(), Some("e1"));
+        // Kick: eve leaves #lobby with the reason.
+        root.send(Kick {
+            id: Some("k1".into()),
+            room: "#lobby".into(),
+            nick: "eve".into(),
+            reason: Some("spam".into()),
+        })
+        .await;
+        let parted = bob
+            .recv_until(|m| match m {
+                ServerMsg::Parted(p) if p.nick == "eve" => Some(p),
+                _ => None,
+            })
+            .await;
+        assert!(parted.reason.unwrap_or_default().contains("spam"));
+        // Ban: eve cannot come back.
+        root.send(Ban {
+            id: Some("b1".into()),
+            target: "eve".into(),
+            duration_secs: Some(3600),
+            reason: Some("spam".into()),
+        })
+        .await;
+        drop(eve);
+        let mut eve = Client::connect(server.addr).await;
+        let answer = hello(&mut eve, "eve", None).await;
+        assert_eq!(code(&answer), Some(ErrorCode::Forbidden), "{answer:?}");
+        server.stop().await;
+    })
+    .await;
 }
