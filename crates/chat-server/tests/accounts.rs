@@ -84,6 +84,23 @@ async fn hello(c: &mut Client, nick: &str, password: Option<&str>) -> ServerMsg 
     c.recv().await
 }
 
+/// A server whose admin `root` is registered, and `root` logged in (keep the directory alive).
+async fn operator_server() -> (TestServer, Client, tempfile::TempDir) {
+    let dir = store_with_accounts(&["root"], SECRET);
+    let mut config = test_config();
+    config.history = HistoryKind::Sqlite;
+    config.data_dir = Some(dir.path().to_owned());
+    config.admins = vec!["root".into()];
+    config.handshake_timeout = std::time::Duration::from_secs(30);
+    let server = TestServer::start(config).await;
+    let mut root = Client::connect(server.addr).await;
+    assert!(matches!(
+        hello(&mut root, "root", Some(SECRET)).await,
+        ServerMsg::Welcome(_)
+    ));
+    (server, root, dir)
+}
+
 fn code(m: &ServerMsg) -> Option<ErrorCode> {
     match m {
         ServerMsg::Error(e) => Some(e.code),
@@ -155,18 +172,7 @@ async fn registered_nicks_need_their_password_and_the_fourth_failure_is_throttle
 async fn an_operator_locks_the_topic_and_others_cannot_change_it() {
     captured();
     bounded(60, async {
-        let dir = store_with_accounts(&["root"], SECRET);
-        let mut config = test_config();
-        config.history = HistoryKind::Sqlite;
-        config.data_dir = Some(dir.path().to_owned());
-        config.admins = vec!["root".into()];
-        config.handshake_timeout = std::time::Duration::from_secs(30);
-        let server = TestServer::start(config).await;
-        let mut root = Client::connect(server.addr).await;
-        assert!(matches!(
-            hello(&mut root, "root", Some(SECRET)).await,
-            ServerMsg::Welcome(_)
-        ));
+        let (server, mut root, _dir) = operator_server().await;
         let mut bob = Client::login(server.addr, "bob").await;
         let topic = |id: &str, text: &str, lock: Option<bool>| Topic {
             id: Some(id.into()),
@@ -308,18 +314,7 @@ async fn registering_over_the_wire_reserves_the_nick_for_the_next_connection() {
 async fn an_operator_kicks_mutes_and_bans_and_others_may_not() {
     captured();
     bounded(60, async {
-        let dir = store_with_accounts(&["root"], SECRET);
-        let mut config = test_config();
-        config.history = HistoryKind::Sqlite;
-        config.data_dir = Some(dir.path().to_owned());
-        config.admins = vec!["root".into()];
-        config.handshake_timeout = std::time::Duration::from_secs(30);
-        let server = TestServer::start(config).await;
-        let mut root = Client::connect(server.addr).await;
-        assert!(matches!(
-            hello(&mut root, "root", Some(SECRET)).await,
-            ServerMsg::Welcome(_)
-        ));
+        let (server, mut root, _dir) = operator_server().await;
         let mut bob = Client::login(server.addr, "bob").await;
         let mut eve = Client::login(server.addr, "eve").await;
         // Not an operator.
