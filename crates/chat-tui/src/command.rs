@@ -9,6 +9,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "[#room] [reason]: leave a room (or close a direct-message buffer)",
     ),
     ("/nick", "name: change your nick"),
+    ("/register", "password: register your current nick"),
     (
         "/msg",
         "nick|#room [text]: open a direct conversation, and send text",
@@ -61,6 +62,8 @@ pub enum Input {
     },
     /// `/nick name`.
     Nick(String),
+    /// `/register password`.
+    Register(String),
     /// `/msg target [text]` or `/query target`.
     Msg {
         /// Nick or room.
@@ -139,6 +142,8 @@ pub fn parse(line: &str) -> Input {
         }
         "nick" if first.is_empty() => Input::Usage("/nick newname"),
         "nick" => Input::Nick(first.to_owned()),
+        "register" if args.is_empty() => Input::Usage("/register password"),
+        "register" => Input::Register(args.to_owned()),
         "msg" | "query" | "q" if first.is_empty() => Input::Usage("/msg nick [text]"),
         "msg" | "query" | "q" => Input::Msg {
             to: first.to_owned(),
@@ -165,6 +170,34 @@ pub fn parse(line: &str) -> Input {
         "quit" | "exit" => Input::Quit(opt(args)),
         _ => Input::Unknown(name.to_owned()),
     }
+}
+
+/// What input history keeps of `line`: a `/register` without its password.
+pub fn for_history(line: &str) -> String {
+    let rest = line.strip_prefix('/').unwrap_or("");
+    let name = rest.split(char::is_whitespace).next().unwrap_or("");
+    if !line.starts_with("//") && name.eq_ignore_ascii_case("register") && rest.len() > name.len() {
+        format!("/{name} ********")
+    } else {
+        line.to_owned()
+    }
+}
+
+/// The input as shown while typing: after `/register `, every char is a `*`.
+pub fn mask_typed(line: &str) -> String {
+    let rest = line.strip_prefix('/').unwrap_or("");
+    let name: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+    if line.starts_with("//") || !name.eq_ignore_ascii_case("register") || rest.len() == name.len()
+    {
+        return line.to_owned();
+    }
+    let keep = 1 + name.len() + 1;
+    let (head, tail) = line.split_at(keep.min(line.len()));
+    let stars: String = tail
+        .chars()
+        .map(|c| if c == '\n' { c } else { '*' })
+        .collect();
+    format!("{head}{stars}")
 }
 
 /// A transfer id: `7` or `#7`.
@@ -259,6 +292,16 @@ mod tests {
         assert_eq!(parse("/decline #7"), Input::Decline(7));
         assert!(matches!(parse("/cancel x"), Input::Usage(_)));
         assert_eq!(parse("/transfers"), Input::Files);
+    }
+
+    #[test]
+    fn a_register_password_is_masked_while_typed_and_in_history() {
+        assert_eq!(mask_typed("/register abc d"), "/register *****");
+        assert_eq!(mask_typed("/register"), "/register");
+        assert_eq!(mask_typed("/nick abc"), "/nick abc");
+        assert_eq!(for_history("/register abc"), "/register ********");
+        assert_eq!(for_history("//register abc"), "//register abc");
+        assert_eq!(parse("/register a b"), Input::Register("a b".into()));
     }
 
     #[test]

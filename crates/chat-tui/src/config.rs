@@ -9,6 +9,7 @@
 //! nick_colors = ["red", "green", "#ff8800"]
 //! download_dir = "~/Downloads/chat"  # default: the XDG download directory
 //! max_download = "1GiB"              # larger offers are declined
+//! password_cmd = "pass show chat"    # prints the nick's password (first line)
 //! ```
 //! Command-line flags override the file.
 
@@ -38,6 +39,8 @@ pub struct Config {
     pub download_dir: Option<PathBuf>,
     /// Largest file accepted (`500MiB`, `2G`, or bytes).
     pub max_download: Option<String>,
+    /// A shell command whose first line of output is the nick's password.
+    pub password_cmd: Option<String>,
 }
 
 impl Config {
@@ -91,6 +94,28 @@ pub fn parse_size(text: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("size too large: {text:?}"))
 }
 
+/// Runs `cmd` with `sh -c`; the first line of its output is the password. The password is not
+/// put in the error.
+pub fn run_password_cmd(cmd: &str) -> anyhow::Result<String> {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(std::process::Stdio::inherit())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot run the password command")?;
+    if !out.status.success() {
+        anyhow::bail!("the password command failed ({})", out.status);
+    }
+    let text = String::from_utf8(out.stdout)
+        .map_err(|_| anyhow::anyhow!("the password command printed invalid UTF-8"))?;
+    let first = text.lines().next().unwrap_or("").trim_end_matches('\r');
+    if first.is_empty() {
+        anyhow::bail!("the password command printed no password");
+    }
+    Ok(first.to_owned())
+}
+
 /// `~/x` → `$HOME/x`.
 pub fn expand_home(path: &Path) -> PathBuf {
     match path.strip_prefix("~") {
@@ -139,6 +164,18 @@ mod tests {
         assert_eq!(parse_size("512KiB").unwrap(), 512 * 1024);
         assert_eq!(parse_size("2G").unwrap(), 2 << 30);
         assert!(parse_size("2 parsecs").is_err());
+    }
+
+    #[test]
+    fn the_password_is_the_first_line_of_the_commands_output() {
+        assert_eq!(
+            run_password_cmd("printf 'hunter22\\nsecond\\n'").unwrap(),
+            "hunter22"
+        );
+        assert!(run_password_cmd("exit 3").is_err());
+        assert!(run_password_cmd("true").is_err());
+        let c = Config::parse("password_cmd = \"pass show chat\"").unwrap();
+        assert_eq!(c.password_cmd.as_deref(), Some("pass show chat"));
     }
 
     #[test]

@@ -43,6 +43,16 @@ struct Args {
     /// Largest file to accept, e.g. `500MiB` (default 1GiB); larger offers are declined.
     #[arg(long)]
     max_download: Option<String>,
+    /// Shell command printing the nick's password on its first line (else $CHAT_PASSWORD,
+    /// then `password_cmd` from the config file). $CHAT_SERVER_PASSWORD is a private
+    /// server's password.
+    #[arg(long)]
+    password_cmd: Option<String>,
+}
+
+/// A non-empty environment variable.
+fn env_secret(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 /// Logs go to a file, never to the screen.
@@ -101,6 +111,16 @@ async fn main() -> anyhow::Result<()> {
         .or(config.server.clone())
         .context("no server: pass host:port")?;
     init_logging(args.log_file)?;
+    // Before the terminal is taken over: the command may ask for a passphrase.
+    let password = match (&args.password_cmd, env_secret("CHAT_PASSWORD")) {
+        (Some(cmd), _) => Some(config::run_password_cmd(cmd).context("--password-cmd")?),
+        (None, Some(p)) => Some(p),
+        (None, None) => match &config.password_cmd {
+            Some(cmd) => Some(config::run_password_cmd(cmd).context("password_cmd")?),
+            None => None,
+        },
+    };
+    let server_password = env_secret("CHAT_SERVER_PASSWORD");
 
     let id_prefix: String = rand::rng()
         .sample_iter(&Alphanumeric)
@@ -131,6 +151,8 @@ async fn main() -> anyhow::Result<()> {
         addr: server,
         name,
         client: format!("chat-tui/{}", env!("CARGO_PKG_VERSION")),
+        password: password.map(net::Secret),
+        server_password: server_password.map(net::Secret),
     });
     let (files_handle, files_rx) = files::spawn(FilesConfig { download_dir }, handle.chunks());
     let file_io = FileIo {

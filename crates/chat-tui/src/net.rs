@@ -154,8 +154,18 @@ pub const RECEIVE_MAX_BODY: u32 = 16 * 1024 * 1024;
 /// and then drops us at once is a crash loop, and is retried ever more slowly, up to 30 s.
 pub const STABLE_SESSION: Duration = Duration::from_secs(10);
 
+/// A password: kept out of `Debug` output, so it never reaches a log.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
 /// Where and who to connect as.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct NetConfig {
     /// `host:port`.
     pub addr: String,
@@ -163,6 +173,19 @@ pub struct NetConfig {
     pub name: String,
     /// `client` field of the hello.
     pub client: String,
+    /// Password of our registered nick (`hello.password`).
+    pub password: Option<Secret>,
+    /// Password of a private server (`hello.server_password`).
+    pub server_password: Option<Secret>,
+}
+
+/// What a client message looks like in a log: a `register` without its password.
+fn loggable(msg: &ClientMsg) -> String {
+    match msg {
+        ClientMsg::Register(_) => "Register(..)".to_owned(),
+        ClientMsg::Hello(h) => format!("Hello({})", h.name),
+        other => format!("{other:?}"),
+    }
 }
 
 /// Starts the network task; it connects at once.
@@ -202,6 +225,10 @@ pub struct Session {
     pub rooms: BTreeMap<String, Option<u64>>,
     /// Software name for the hello.
     pub client: String,
+    /// Password of the nick, sent in every hello.
+    pub password: Option<Secret>,
+    /// Password of the server, sent in every hello.
+    pub server_password: Option<Secret>,
 }
 
 impl Session {
@@ -211,6 +238,8 @@ impl Session {
             nick: nick.into(),
             rooms: BTreeMap::new(),
             client: client.into(),
+            password: None,
+            server_password: None,
         }
     }
 
@@ -220,13 +249,14 @@ impl Session {
     pub fn hello(&self) -> Hello {
         Hello {
             name: self.nick.clone(),
+            password: self.password.as_ref().map(|p| p.0.clone()),
+            server_password: self.server_password.as_ref().map(|p| p.0.clone()),
             client: Some(self.client.clone()),
             resume: self
                 .rooms
                 .iter()
                 .map(|(room, seq)| (room.clone(), seq.unwrap_or(0)))
                 .collect(),
-            ..Hello::default()
         }
     }
 
@@ -338,7 +368,8 @@ impl Default for Backoff {
 enum Outcome {
     /// The user quit.
     Quit,
-    /// The server refused our nick as invalid: wait for the user to choose another.
+    /// The server refused our nick as invalid, or its password (`auth_failed`): wait for the
+    /// user to choose another nick.
     NickRefused {
         /// Why, for the screen.
         reason: String,
@@ -360,6 +391,8 @@ async fn run(
     event_tx: mpsc::Sender<NetEvent>,
 ) {
     let mut session = Session::new(config.name.clone(), config.client.clone());
+    session.password = config.password.clone();
+    session.server_password = config.server_password.clone();
     // Counts `welcome`s, like `App::generation`: chunks tagged with another one are stale.
     let mut generation = 0u64;
     let mut backoff = Backoff::new();
@@ -397,7 +430,9 @@ async fn run(
                             session.nick = nick;
                             break;
                         }
-                        Some(NetCommand::Send(m)) => debug!(kind = ?m, "dropped while offline"),
+                        Some(NetCommand::Send(m)) => {
+                            debug!(msg = %loggable(&m), "dropped while offline")
+                        }
                         Some(NetCommand::Quit(_)) | None => return,
                     }
                 }
@@ -425,7 +460,7 @@ async fn run(
                 () = sleep_until(deadline) => break,
                 // The UI is still there: drop sends, stop on quit or when every handle is gone.
                 cmd = cmd_rx.recv() => match cmd {
-                    Some(NetCommand::Send(m)) => debug!(kind = ?m, "dropped while offline"),
+                    Some(NetCommand::Send(m)) => debug!(msg = %loggable(&m), "dropped while offline"),
                     // A new nick: try it now.
                     Some(NetCommand::SetNick(nick)) => {
                         session.nick = nick;
@@ -475,7 +510,7 @@ async fn serve(
             // dropped (the outbox still holds it).
             cmd = cmd_rx.recv() => match cmd {
                 Some(NetCommand::Quit(_)) | None => return Outcome::Quit,
-                Some(NetCommand::Send(m)) => debug!(?m, "dropped while connecting"),
+                Some(NetCommand::Send(m)) => debug!(msg = %loggable(&m), "dropped while connecting"),
                 Some(NetCommand::SetNick(nick)) => session.nick = nick,
             },
         }
@@ -501,7 +536,7 @@ async fn serve(
                         return lost(format!("send failed: {e}"), welcomed);
                     }
                 }
-                Some(NetCommand::Send(msg)) => debug!(?msg, "dropped before welcome"),
+                Some(NetCommand::Send(msg)) => debug!(msg = %loggable(&msg), "dropped before welcome"),
                 // Connected: a nick change is a `nick` request (the UI sends that); before the
                 // welcome the name is used for the next hello.
                 Some(NetCommand::SetNick(nick)) if welcomed.is_none() => session.nick = nick,
@@ -564,6 +599,25 @@ async fn serve(
                             return Outcome::Quit;
                         }
                         return Outcome::NickRefused { reason };
+                    }
+                    ServerMsg::Error(e) if welcomed.is_none() && e.code == ErrorCode::AuthFailed => {
+                        // The same hello would fail again (and count towards the throttle):
+                        // wait for the user to choose another nick.
+                        let reason = format!("login refused: {}", e.message);
+                        let forward = ServerMsg::Error(e);
+                        if event_tx.send(NetEvent::Message(forward)).await.is_err() {
+                            return Outcome::Quit;
+                        }
+                        return Outcome::NickRefused { reason };
+                    }
+                    ServerMsg::Error(e) if welcomed.is_none() && e.code == ErrorCode::AuthThrottled => {
+                        // Too many attempts: back off as after a lost connection.
+                        let reason = format!("login throttled: {}", e.message);
+                        let forward = ServerMsg::Error(e);
+                        if event_tx.send(NetEvent::Message(forward)).await.is_err() {
+                            return Outcome::Quit;
+                        }
+                        return lost(reason, None);
                     }
                     other => {
                         session.observe(&other);
@@ -722,6 +776,7 @@ mod tests {
             addr,
             name: "alice".into(),
             client: "t".into(),
+            ..NetConfig::default()
         });
         let mut got_big = false;
         while let Ok(Some(ev)) = timeout(Duration::from_secs(5), events.recv()).await {
@@ -802,6 +857,7 @@ mod tests {
             addr,
             name: "a b".into(),
             client: "t".into(),
+            ..NetConfig::default()
         });
         let stopped = loop {
             match timeout(Duration::from_secs(5), events.recv()).await {
@@ -828,6 +884,100 @@ mod tests {
             }
         };
         assert_eq!(connected, "ab");
+        handle.quit(None);
+        server.abort();
+    }
+
+    #[test]
+    fn hello_carries_the_passwords_and_debug_output_hides_them() {
+        let mut s = Session::new("alice", "t");
+        s.password = Some(Secret("hunter22".into()));
+        s.server_password = Some(Secret("letmein1".into()));
+        let h = s.hello();
+        assert_eq!(h.password.as_deref(), Some("hunter22"));
+        assert_eq!(h.server_password.as_deref(), Some("letmein1"));
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("hunter22") && !shown.contains("letmein1"),
+            "{shown}"
+        );
+        let reg = ClientMsg::Register(client::Register {
+            id: None,
+            password: "hunter22".into(),
+        });
+        assert!(!loggable(&reg).contains("hunter22"));
+        assert!(!loggable(&ClientMsg::Hello(h)).contains("hunter22"));
+    }
+
+    #[tokio::test]
+    async fn a_refused_password_stops_until_the_user_sets_another_nick() {
+        use chat_proto::ServerCodec;
+        use chat_proto::server::Error;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (hello_tx, mut hello_rx) = mpsc::unbounded_channel();
+        let server = tokio::spawn(async move {
+            loop {
+                let (sock, _) = listener.accept().await.unwrap();
+                let mut framed = Framed::new(sock, ServerCodec::new(RECEIVE_MAX_BODY));
+                let Some(Ok(Ok(ClientMsg::Hello(h)))) = framed.next().await else {
+                    continue;
+                };
+                let _ = hello_tx.send((h.name.clone(), h.password.clone()));
+                let reply = if h.name == "alice" {
+                    ServerMsg::Error(Error {
+                        id: None,
+                        code: ErrorCode::AuthFailed,
+                        message: "nick alice is registered: wrong or missing password".into(),
+                    })
+                } else {
+                    ServerMsg::Welcome(welcome(&h.name, &["#lobby"]))
+                };
+                framed.send(&reply).await.unwrap();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    drop(framed);
+                });
+            }
+        });
+        let (handle, mut events) = spawn(NetConfig {
+            addr,
+            name: "alice".into(),
+            client: "t".into(),
+            password: Some(Secret("wrong-one".into())),
+            server_password: None,
+        });
+        let mut forwarded = false;
+        let stopped = loop {
+            match timeout(Duration::from_secs(5), events.recv()).await {
+                Ok(Some(NetEvent::Disconnected { retry_in, reason })) => {
+                    assert!(reason.contains("wrong or missing password"), "{reason}");
+                    break retry_in;
+                }
+                Ok(Some(NetEvent::Message(ServerMsg::Error(e)))) => {
+                    forwarded = e.code == ErrorCode::AuthFailed;
+                }
+                Ok(Some(_)) => {}
+                other => panic!("no disconnect: {other:?}"),
+            }
+        };
+        assert!(forwarded, "the error reaches the UI");
+        assert_eq!(stopped, None, "no retry planned after auth_failed");
+        assert_eq!(
+            hello_rx.recv().await,
+            Some(("alice".to_owned(), Some("wrong-one".to_owned())))
+        );
+        assert!(
+            timeout(Duration::from_millis(1500), hello_rx.recv())
+                .await
+                .is_err(),
+            "the same login is not tried again"
+        );
+        handle.set_nick("alice2".into());
+        assert_eq!(
+            hello_rx.recv().await.map(|h| h.0).as_deref(),
+            Some("alice2")
+        );
         handle.quit(None);
         server.abort();
     }

@@ -322,7 +322,7 @@ fn submit(app: &mut App, out: &mut Vec<Command>) {
             return;
         }
     }
-    editor::remember(app, &text);
+    editor::remember(app, &command::for_history(&text));
     app.input = tui_input::Input::default();
     run_input(app, parsed, out);
 }
@@ -436,6 +436,16 @@ fn run_input(app: &mut App, input: command::Input, out: &mut Vec<Command>) {
                     id: Some(id),
                     nick,
                 })));
+            }
+        }
+        I::Register(password) => {
+            if online(app, "/register") {
+                let id = app.new_message_id();
+                out.push(Command::Send(ClientMsg::Register(client::Register {
+                    id: Some(id),
+                    password,
+                })));
+                info(app, "registering your nick…");
             }
         }
         I::Msg { to, text } => {

@@ -1094,3 +1094,53 @@ fn a_duplicate_ack_after_a_reconnect_marks_the_line_acked_and_adds_none() {
         }
     )));
 }
+
+#[test]
+fn register_sends_the_password_but_history_and_screen_keep_it_masked() {
+    let mut app = online();
+    type_str(&mut app, "/register hunter22 horse");
+    let cmds = update(&mut app, Msg::Action(Action::Submit));
+    let sent = sends(&cmds);
+    assert!(
+        matches!(&sent[..], [ClientMsg::Register(r)] if r.password == "hunter22 horse" && r.id.is_some()),
+        "{sent:?}"
+    );
+    assert!(app.input.value().is_empty());
+    let history = &app.active_buffer().history.entries;
+    assert_eq!(
+        history.last().map(String::as_str),
+        Some("/register ********")
+    );
+    for buf in &app.buffers {
+        for line in &buf.lines {
+            assert!(!format!("{:?}", line.body).contains("hunter22"));
+        }
+    }
+    update(&mut app, Msg::Action(Action::HistoryPrev));
+    assert_eq!(app.input.value(), "/register ********");
+}
+
+#[test]
+fn a_refused_login_shows_the_servers_message_and_how_to_give_the_password() {
+    let mut app = App::new("alice", "test:1", "T");
+    app.size = (80, 24);
+    net(
+        &mut app,
+        ServerMsg::Error(Error {
+            id: None,
+            code: ErrorCode::AuthFailed,
+            message: "nick alice is registered: wrong or missing password".into(),
+        }),
+    );
+    let lines: Vec<String> = app.buffers[0]
+        .lines
+        .iter()
+        .map(|l| format!("{:?}", l.body))
+        .collect();
+    let all = lines.join("\n");
+    assert!(all.contains("wrong or missing password"), "{all}");
+    assert!(
+        all.contains("CHAT_PASSWORD") && all.contains("--password-cmd"),
+        "{all}"
+    );
+}

@@ -95,6 +95,7 @@ impl Client {
             addr: format!("127.0.0.1:{port}"),
             name: name.into(),
             client: "chat-tui/test".into(),
+            ..NetConfig::default()
         });
         let (files, files_rx) = files::spawn(
             FilesConfig {

@@ -37,7 +37,9 @@ pub fn draw(app: &App, frame: &mut Frame<'_>, area: Rect) {
         return;
     }
     let width = usize::from(area.width.saturating_sub(2)).max(1);
-    let value = app.input.value();
+    // A password being typed shows as stars (one per char, so the cursor math holds).
+    let masked = crate::command::mask_typed(app.input.value());
+    let value = masked.as_str();
     // Which row and column the cursor lands on, counting in chars of the raw value.
     let cursor_chars = app.input.cursor();
     let mut rows: Vec<String> = Vec::new();
