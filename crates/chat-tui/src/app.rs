@@ -350,6 +350,9 @@ pub struct App {
     pub pacer: SendPacer,
     /// File transfers, both ways, oldest first.
     pub transfers: Vec<Transfer>,
+    /// After a reconnect: the open transfers the server has not re-announced yet, and the
+    /// rooms whose join burst is still to come (see [`crate::transfer::Reannounce`]).
+    pub reannounce: Option<crate::transfer::Reannounce>,
     /// Largest download accepted; bigger offers are declined.
     pub max_download: u64,
     /// Set when the user asked to quit.
@@ -387,6 +390,7 @@ impl App {
             limits: Limits::default(),
             pacer: SendPacer::new(&Limits::default(), 0),
             transfers: Vec::new(),
+            reannounce: None,
             max_download: DEFAULT_MAX_DOWNLOAD,
             quit: false,
         }

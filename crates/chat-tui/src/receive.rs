@@ -272,7 +272,7 @@ pub fn server_msg(app: &mut App, msg: ServerMsg, out: &mut Vec<Command>) {
                 }
             }
         }
-        ServerMsg::Error(e) if transfer::on_error(app, &e) => {}
+        ServerMsg::Error(e) if transfer::on_error(app, &e, out) => {}
         ServerMsg::Error(e) => {
             let code = e.code.as_str();
             let text = line_str(&e.message);
@@ -500,6 +500,9 @@ pub fn server_msg(app: &mut App, msg: ServerMsg, out: &mut Vec<Command>) {
             }
         }
         ServerMsg::History(page) => {
+            if page.id.is_none() {
+                transfer::on_burst_page(app, &page.room, out);
+            }
             let i = app.buffer_for(&page.room);
             let older = page
                 .id

@@ -103,6 +103,20 @@ impl TransferState {
     }
 }
 
+/// After a reconnect the server re-sends `file_offered` for every offer it still has, right
+/// after `welcome`. A transfer not re-announced by the end of the join bursts is gone (the
+/// server restarted, or the offer expired): it fails instead of hanging.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reannounce {
+    /// Open transfers not re-announced yet.
+    pub files: Vec<u64>,
+    /// Rooms (folded) whose join burst has not ended yet.
+    pub rooms: Vec<String>,
+}
+
+/// Why a forgotten transfer failed.
+pub const FORGOTTEN: &str = "the server no longer knows this transfer; send it again";
+
 /// One transfer, either way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transfer {
@@ -597,6 +611,9 @@ pub fn on_file_event(app: &mut App, event: FileEvent, out: &mut Vec<Command>) {
 
 /// `file_offered`: our own offer's copy binds its id; anyone else's is a new offer.
 pub fn on_offered(app: &mut App, o: FileOffered, out: &mut Vec<Command>) {
+    if let Some(r) = &mut app.reannounce {
+        r.files.retain(|&f| f != o.file);
+    }
     let own =
         o.id.as_ref()
             .and_then(|id| app.transfers.iter().position(|t| &t.key == id));
@@ -813,8 +830,74 @@ pub fn on_done(app: &mut App, done: FileDone, out: &mut Vec<Command>) {
     }
 }
 
-/// An `error`: true when it answers one of our offers (which then failed).
-pub fn on_error(app: &mut App, e: &Error) -> bool {
+/// Transfer `k` is gone from the server: it fails, and its IO stops.
+fn forget(app: &mut App, k: usize, out: &mut Vec<Command>) {
+    let t = &mut app.transfers[k];
+    if t.state.is_final() {
+        return;
+    }
+    t.state = TransferState::Failed(FORGOTTEN.to_owned());
+    let (chat, name) = (t.chat.clone(), t.name.clone());
+    if let Some(file) = t.file {
+        out.push(Command::File(FileJob::Stop { file }));
+    }
+    say(app, &chat, LineBody::Error(format!("{name}: {FORGOTTEN}")));
+}
+
+/// The file id in a message such as "no file 7 (unknown or expired)".
+fn file_in_message(text: &str) -> Option<u64> {
+    let mut words = text.split_whitespace();
+    while let Some(w) = words.next() {
+        if w.eq_ignore_ascii_case("file") {
+            if let Some(n) = words.clone().next().and_then(|n| {
+                n.trim_start_matches('#')
+                    .trim_end_matches(|c: char| !c.is_ascii_digit())
+                    .parse()
+                    .ok()
+            }) {
+                return Some(n);
+            }
+        }
+    }
+    None
+}
+
+/// A join-burst page (no id) for `room`: once every room's burst is in, the open transfers
+/// the server did not re-announce are gone.
+pub fn on_burst_page(app: &mut App, room: &str, out: &mut Vec<Command>) {
+    let Some(r) = &mut app.reannounce else { return };
+    let key = chat_proto::nick::fold_room(room);
+    r.rooms.retain(|x| *x != key);
+    if !r.rooms.is_empty() {
+        return;
+    }
+    let files = std::mem::take(&mut r.files);
+    app.reannounce = None;
+    for file in files {
+        if let Some(k) = find(app, file) {
+            forget(app, k, out);
+        }
+    }
+}
+
+/// An `error`: true when it answers one of our offers (which then failed), or is a
+/// `file_refused` about a transfer the server no longer knows.
+pub fn on_error(app: &mut App, e: &Error, out: &mut Vec<Command>) -> bool {
+    if e.id.is_none() && e.code == chat_proto::ErrorCode::FileRefused {
+        let open = file_in_message(&e.message)
+            .and_then(|f| find(app, f))
+            .filter(|&k| {
+                matches!(
+                    app.transfers[k].state,
+                    TransferState::Active | TransferState::Interrupted | TransferState::Opening
+                )
+            });
+        if let Some(k) = open {
+            forget(app, k, out);
+            return true;
+        }
+        return false;
+    }
     let Some(id) = &e.id else { return false };
     let Some(k) = app.transfers.iter().position(|t| &t.key == id) else {
         return false;
@@ -843,7 +926,21 @@ pub fn on_disconnected(app: &mut App) {
 
 /// A new session: every interrupted download re-checks its `.part` and accepts again from
 /// what it holds; interrupted uploads wait for that `file_accepted`.
-pub fn on_reconnected(app: &mut App, out: &mut Vec<Command>) {
+pub fn on_reconnected(app: &mut App, rooms: &[String], out: &mut Vec<Command>) {
+    let files: Vec<u64> = app
+        .transfers
+        .iter()
+        .filter(|t| !t.state.is_final() && t.state != TransferState::Hashing)
+        .filter_map(|t| t.file)
+        .collect();
+    // Without a join burst there is no point to wait for; a `file_refused` still tells.
+    app.reannounce = (!files.is_empty() && !rooms.is_empty()).then(|| Reannounce {
+        files,
+        rooms: rooms
+            .iter()
+            .map(|r| chat_proto::nick::fold_room(r))
+            .collect(),
+    });
     for t in &mut app.transfers {
         if t.state == TransferState::Interrupted && t.dir == Direction::Receive {
             if let Some(file) = t.file {

@@ -520,3 +520,133 @@ fn answers_to_file_commands_show_where_they_were_typed() {
         "the error is in the buffer on screen"
     );
 }
+
+/// A reconnect to `rooms`, then each room's join-burst page.
+fn reconnect_with_bursts(app: &mut App, nick: &str, rooms: &[&str]) -> Vec<Command> {
+    update(
+        app,
+        Msg::Net(NetEvent::Disconnected {
+            reason: "server restarted".into(),
+            retry_in: None,
+        }),
+    );
+    let mut cmds = update(
+        app,
+        Msg::Net(NetEvent::Connected(Welcome {
+            nick: nick.into(),
+            rooms: rooms.iter().map(|r| (*r).to_owned()).collect(),
+            ..Welcome::default()
+        })),
+    );
+    for room in rooms {
+        cmds.extend(net(
+            app,
+            ServerMsg::History(chat_proto::server::HistoryPage {
+                room: (*room).into(),
+                ..Default::default()
+            }),
+        ));
+    }
+    cmds
+}
+
+#[test]
+fn transfers_the_server_did_not_re_announce_after_a_restart_fail_instead_of_hanging() {
+    // The sender, interrupted mid-upload; the restarted server announces nothing.
+    let mut alice = connected("alice");
+    alice_offers(&mut alice, 1_000_000);
+    net(
+        &mut alice,
+        ServerMsg::FileAccepted(FileAccepted {
+            file: 7,
+            by: "bob".into(),
+            offset: 0,
+        }),
+    );
+    let cmds = reconnect_with_bursts(&mut alice, "alice", &["#lobby"]);
+    assert_eq!(
+        alice.transfers[0].state,
+        TransferState::Failed(FORGOTTEN.into())
+    );
+    assert!(jobs(&cmds).contains(&FileJob::Stop { file: 7 }));
+    assert!(all_text(&alice).contains("send it again"));
+
+    // A transfer the server re-announces right after welcome carries on.
+    let mut carol = connected("alice");
+    alice_offers(&mut carol, 1_000_000);
+    update(
+        &mut carol,
+        Msg::Net(NetEvent::Disconnected {
+            reason: "gone".into(),
+            retry_in: None,
+        }),
+    );
+    update(
+        &mut carol,
+        Msg::Net(NetEvent::Connected(Welcome {
+            nick: "alice".into(),
+            rooms: vec!["#lobby".into()],
+            ..Welcome::default()
+        })),
+    );
+    net(&mut carol, offered(7, 1_000_000));
+    net(
+        &mut carol,
+        ServerMsg::History(chat_proto::server::HistoryPage {
+            room: "#lobby".into(),
+            ..Default::default()
+        }),
+    );
+    assert!(!carol.transfers[0].state.is_final());
+}
+
+#[test]
+fn a_resumed_download_the_server_refuses_as_unknown_fails() {
+    let mut bob = connected("bob");
+    net(&mut bob, offered(7, 1_000_000));
+    type_line(&mut bob, "/accept 7");
+    update(
+        &mut bob,
+        Msg::File(FileEvent::Opened { file: 7, offset: 0 }),
+    );
+    update(
+        &mut bob,
+        Msg::Net(NetEvent::Disconnected {
+            reason: "gone".into(),
+            retry_in: None,
+        }),
+    );
+    // No join burst yet: the refusal of the resumed accept is what tells.
+    update(
+        &mut bob,
+        Msg::Net(NetEvent::Connected(Welcome {
+            nick: "bob".into(),
+            rooms: vec![],
+            ..Welcome::default()
+        })),
+    );
+    update(
+        &mut bob,
+        Msg::File(FileEvent::Opened {
+            file: 7,
+            offset: 300_000,
+        }),
+    );
+    assert_eq!(bob.transfers[0].state, TransferState::Active);
+    let cmds = net(
+        &mut bob,
+        ServerMsg::Error(chat_proto::server::Error {
+            id: None,
+            code: chat_proto::ErrorCode::FileRefused,
+            message: "no file 7 (unknown or expired)".into(),
+        }),
+    );
+    assert_eq!(
+        bob.transfers[0].state,
+        TransferState::Failed(FORGOTTEN.into())
+    );
+    assert_eq!(jobs(&cmds), vec![FileJob::Stop { file: 7 }]);
+    // A refusal naming another file changes nothing here.
+    assert_eq!(file_in_message("no file 12 (unknown or expired)"), Some(12));
+    assert_eq!(file_in_message("nothing to see"), None);
+}

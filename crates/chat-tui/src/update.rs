@@ -721,10 +721,11 @@ fn on_net(app: &mut App, event: NetEvent, out: &mut Vec<Command>) {
             }
             flush_outbox(app, out);
             if !first {
-                transfer::on_reconnected(app, out);
+                transfer::on_reconnected(app, &welcome.rooms, out);
             }
         }
         NetEvent::Disconnected { reason, retry_in } => {
+            app.reannounce = None;
             let was_connected = app.is_connected();
             let reason = sanitize_line(&reason).into_owned();
             let retry_at =
