@@ -334,6 +334,8 @@ pub fn server_msg(app: &mut App, msg: ServerMsg, out: &mut Vec<Command>) {
                 error(app, i, now, hint);
             }
         }
+        ServerMsg::Notice(n)
+            if n.code == NoticeCode::Info && transfer::on_paused_notice(app, &n.text) => {}
         ServerMsg::Notice(n) => {
             let text = line_str(&n.text);
             let text = match n.code {

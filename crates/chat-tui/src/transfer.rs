@@ -54,6 +54,8 @@ pub enum TransferState {
     Active,
     /// The connection dropped mid-transfer; it resumes after the reconnect.
     Interrupted,
+    /// The other side disconnected (the server said so); it resumes when they return.
+    Paused,
     /// Recipient: every byte is in; the checksum is being checked.
     Verifying,
     /// Complete (recipient: the checksum matched and the file has its name).
@@ -82,7 +84,10 @@ impl TransferState {
     pub fn shows_gauge(&self) -> bool {
         matches!(
             self,
-            TransferState::Active | TransferState::Interrupted | TransferState::Verifying
+            TransferState::Active
+                | TransferState::Interrupted
+                | TransferState::Paused
+                | TransferState::Verifying
         )
     }
 
@@ -94,6 +99,7 @@ impl TransferState {
             TransferState::Opening => "opening".into(),
             TransferState::Active => "active".into(),
             TransferState::Interrupted => "interrupted".into(),
+            TransferState::Paused => "paused".into(),
             TransferState::Verifying => "verifying".into(),
             TransferState::Done => "done".into(),
             TransferState::Declined => "declined".into(),
@@ -561,7 +567,10 @@ pub fn on_file_event(app: &mut App, event: FileEvent, out: &mut Vec<Command>) {
         FileEvent::Stored { file, offset } => {
             let Some(k) = find(app, file) else { return };
             let t = &mut app.transfers[k];
-            if t.state != TransferState::Active && t.state != TransferState::Verifying {
+            if !matches!(
+                t.state,
+                TransferState::Active | TransferState::Paused | TransferState::Verifying
+            ) {
                 return;
             }
             t.offset = offset;
@@ -715,7 +724,8 @@ pub fn on_accepted(app: &mut App, a: FileAccepted, out: &mut Vec<Command>) {
         return;
     }
     let Some(path) = t.path.clone() else { return };
-    let resumed = t.state == TransferState::Interrupted || t.offset > 0;
+    let resumed =
+        matches!(t.state, TransferState::Interrupted | TransferState::Paused) || t.offset > 0;
     t.state = TransferState::Active;
     t.offset = a.offset.min(t.size);
     t.start_offset = t.offset;
@@ -812,7 +822,14 @@ pub fn on_chunk(app: &mut App, chunk: FileChunk, out: &mut Vec<Command>) {
     let Some(k) = find(app, chunk.file) else {
         return;
     };
-    let t = &app.transfers[k];
+    let now = app.now_ms;
+    let t = &mut app.transfers[k];
+    if t.dir == Direction::Receive && t.state == TransferState::Paused {
+        // The sender is back: a new run of data.
+        t.state = TransferState::Active;
+        t.started_ms = now;
+        t.start_offset = t.offset;
+    }
     if t.dir == Direction::Receive && t.state == TransferState::Active {
         out.push(Command::File(FileJob::Write(chunk)));
     }
@@ -824,7 +841,9 @@ pub fn on_done(app: &mut App, done: FileDone, out: &mut Vec<Command>) {
         return;
     };
     let t = &mut app.transfers[k];
-    if t.dir == Direction::Receive && t.state == TransferState::Active {
+    if t.dir == Direction::Receive
+        && matches!(t.state, TransferState::Active | TransferState::Paused)
+    {
         t.state = TransferState::Verifying;
         out.push(Command::File(FileJob::Finish { file: done.file }));
     }
@@ -862,6 +881,27 @@ fn file_in_message(text: &str) -> Option<u64> {
     None
 }
 
+/// A `notice` "X disconnected: file N (name) is paused…": true when it is about one of our
+/// running transfers, which then shows "paused" (and the notice goes to its conversation).
+pub fn on_paused_notice(app: &mut App, text: &str) -> bool {
+    if !text.contains(" disconnected: file ") || !text.contains("paused") {
+        return false;
+    }
+    let Some(k) = file_in_message(text).and_then(|f| find(app, f)) else {
+        return false;
+    };
+    let t = &mut app.transfers[k];
+    if t.state.is_final() {
+        return false;
+    }
+    if t.state == TransferState::Active {
+        t.state = TransferState::Paused;
+    }
+    let chat = t.chat.clone();
+    say(app, &chat, LineBody::Info(line(text)));
+    true
+}
+
 /// A join-burst page (no id) for `room`: once every room's burst is in, the open transfers
 /// the server did not re-announce are gone.
 pub fn on_burst_page(app: &mut App, room: &str, out: &mut Vec<Command>) {
@@ -889,7 +929,10 @@ pub fn on_error(app: &mut App, e: &Error, out: &mut Vec<Command>) -> bool {
             .filter(|&k| {
                 matches!(
                     app.transfers[k].state,
-                    TransferState::Active | TransferState::Interrupted | TransferState::Opening
+                    TransferState::Active
+                        | TransferState::Interrupted
+                        | TransferState::Paused
+                        | TransferState::Opening
                 )
             });
         if let Some(k) = open {
@@ -918,7 +961,10 @@ pub fn on_error(app: &mut App, e: &Error, out: &mut Vec<Command>) -> bool {
 /// The connection dropped: data stops until the reconnect.
 pub fn on_disconnected(app: &mut App) {
     for t in &mut app.transfers {
-        if matches!(t.state, TransferState::Active | TransferState::Opening) {
+        if matches!(
+            t.state,
+            TransferState::Active | TransferState::Opening | TransferState::Paused
+        ) {
             t.state = TransferState::Interrupted;
         }
     }

@@ -650,3 +650,81 @@ fn a_resumed_download_the_server_refuses_as_unknown_fails() {
     assert_eq!(file_in_message("no file 12 (unknown or expired)"), Some(12));
     assert_eq!(file_in_message("nothing to see"), None);
 }
+
+fn notice(text: &str) -> ServerMsg {
+    ServerMsg::Notice(chat_proto::server::Notice {
+        code: chat_proto::server::NoticeCode::Info,
+        text: text.into(),
+        seqs: Default::default(),
+        id: None,
+    })
+}
+
+#[test]
+fn the_other_side_leaving_pauses_the_gauge_and_says_so_in_the_conversation() {
+    // The recipient: the sender went away mid-download.
+    let mut bob = connected("bob");
+    net(&mut bob, offered(7, 1_000_000));
+    type_line(&mut bob, "/accept 7");
+    update(
+        &mut bob,
+        Msg::File(FileEvent::Opened { file: 7, offset: 0 }),
+    );
+    bob.active = 0;
+    let text = "alice disconnected: file 7 (notes.txt) is paused until they return";
+    net(&mut bob, notice(text));
+    assert_eq!(bob.transfers[0].state, TransferState::Paused);
+    let i = bob.find_buffer("alice").unwrap();
+    assert!(
+        bob.buffers[i]
+            .lines
+            .iter()
+            .any(|l| format!("{:?}", l.body).contains("is paused until they return"))
+    );
+    bob.now_ms += 60_000;
+    let (_, tail) = crate::ui::gauge::row_text(&bob.transfers[0], bob.now_ms);
+    assert!(
+        tail.contains("paused") && !tail.contains("ETA") && !tail.contains("/s"),
+        "{tail}"
+    );
+    // The sender is back: data flows again.
+    let cmds = net(
+        &mut bob,
+        ServerMsg::FileChunk(FileChunk {
+            file: 7,
+            offset: 0,
+            data: vec![1, 2, 3].into(),
+        }),
+    );
+    assert_eq!(bob.transfers[0].state, TransferState::Active);
+    assert_eq!(jobs(&cmds).len(), 1);
+
+    // The sender: the recipient went away; its accept again resumes.
+    let mut alice = connected("alice");
+    alice_offers(&mut alice, 1_000_000);
+    net(
+        &mut alice,
+        ServerMsg::FileAccepted(FileAccepted {
+            file: 7,
+            by: "bob".into(),
+            offset: 0,
+        }),
+    );
+    net(
+        &mut alice,
+        notice(
+            "bob disconnected: file 7 (notes.txt) is paused; it resumes if they accept it again before it expires",
+        ),
+    );
+    assert_eq!(alice.transfers[0].state, TransferState::Paused);
+    assert_eq!(alice.transfers[0].state.label(), "paused");
+    net(
+        &mut alice,
+        ServerMsg::FileAccepted(FileAccepted {
+            file: 7,
+            by: "bob".into(),
+            offset: 0,
+        }),
+    );
+    assert_eq!(alice.transfers[0].state, TransferState::Active);
+}

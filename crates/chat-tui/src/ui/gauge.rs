@@ -42,6 +42,7 @@ pub fn row_text(t: &Transfer, now_ms: i64) -> (String, String) {
     );
     match &t.state {
         TransferState::Interrupted => tail.push_str(" interrupted, resumes on reconnect"),
+        TransferState::Paused => tail.push_str(" paused, the other side is offline"),
         TransferState::Verifying => tail.push_str(" checking SHA-256…"),
         _ => {
             if let Some(speed) = t.speed(now_ms) {
