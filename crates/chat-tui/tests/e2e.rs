@@ -6,66 +6,18 @@
 //! Needs the server binary next to this crate's binary: `cargo build --workspace --bins`.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::num::NonZeroU16;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+use support::{STARTUP, start_server};
+
+mod support;
 
 /// How long a message may take to show up on the other screen.
 const DELIVERY: Duration = Duration::from_secs(2);
-/// How long start-up may take.
-const STARTUP: Duration = Duration::from_secs(15);
-
-fn bin_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_chat-tui"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// Kills the server when the test ends, however it ends.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_server() -> (Server, u16) {
-    let path = bin_dir().join("chat-server");
-    assert!(
-        path.exists(),
-        "chat-server binary not found at {}: run `cargo build --workspace --bins` first",
-        path.display()
-    );
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(path)
-        .args(["--bind", &format!("127.0.0.1:{port}")])
-        // Ephemeral history: tests run in parallel and must not touch the user's data dir.
-        .args(["--history", "memory"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server(child);
-    let deadline = Instant::now() + STARTUP;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "server did not start listening");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (server, port)
-}
-
 /// One chat-tui in a pseudo-terminal, its screen kept up to date by a reader thread.
 struct Client {
     name: &'static str,

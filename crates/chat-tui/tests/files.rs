@@ -5,9 +5,7 @@
 //!
 //! Needs the server binary next to this crate's binary: `cargo build --workspace --bins`.
 
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
 use chat_tui::app::App;
@@ -19,46 +17,9 @@ use chat_tui::update::{Command, Msg, update};
 use rand::RngCore;
 use tokio::sync::mpsc;
 
-/// Kills the server when the test ends, however it ends.
-struct Server(Child);
+use support::start_server;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_server() -> (Server, u16) {
-    let path = PathBuf::from(env!("CARGO_BIN_EXE_chat-tui"))
-        .parent()
-        .unwrap()
-        .join("chat-server");
-    assert!(
-        path.exists(),
-        "chat-server binary not found at {}: run `cargo build --workspace --bins` first",
-        path.display()
-    );
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Process::new(path)
-        .args(["--bind", &format!("127.0.0.1:{port}")])
-        .args(["--history", "memory"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "server did not start listening");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (server, port)
-}
+mod support;
 
 /// A throwaway directory, removed at the end.
 struct TempDir(PathBuf);

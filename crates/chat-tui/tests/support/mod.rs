@@ -1,0 +1,60 @@
+//! The real `chat-server` for the tests that need one: started on a free loopback port with
+//! ephemeral history, killed when the test ends, however it ends.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long server start-up may take.
+pub const STARTUP: Duration = Duration::from_secs(15);
+
+/// The directory holding this crate's binary (and, after `cargo build --workspace --bins`, the
+/// server's).
+pub fn bin_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_chat-tui"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Kills the server when dropped.
+pub struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the real server on 127.0.0.1 and waits until it listens; returns it and its port.
+pub fn start_server() -> (Server, u16) {
+    let path = bin_dir().join("chat-server");
+    assert!(
+        path.exists(),
+        "chat-server binary not found at {}: run `cargo build --workspace --bins` first",
+        path.display()
+    );
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(path)
+        .args(["--bind", &format!("127.0.0.1:{port}")])
+        // Ephemeral history: tests run in parallel and must not touch the user's data dir.
+        .args(["--history", "memory"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server(child);
+    let deadline = Instant::now() + STARTUP;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "server did not start listening");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (server, port)
+}
