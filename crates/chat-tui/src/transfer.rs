@@ -370,23 +370,32 @@ pub fn start_send(app: &mut App, path: String, to: String, out: &mut Vec<Command
     out.push(Command::File(FileJob::Hash { key, path }));
 }
 
-/// `/accept <file>`.
-pub fn accept(app: &mut App, file: u64, out: &mut Vec<Command>) {
+/// The index of offer `file` made to us and still waiting for an answer; otherwise says why
+/// (in the buffer where the command was typed) and gives `None`.
+fn open_offer(app: &mut App, file: u64, verb: &str) -> Option<usize> {
     let Some(k) = find(app, file).filter(|&k| app.transfers[k].dir == Direction::Receive) else {
         say(
             app,
             "",
-            LineBody::Error(format!("no offer {file} to accept")),
+            LineBody::Error(format!("no offer {file} to {verb}")),
         );
+        return None;
+    };
+    let state = &app.transfers[k].state;
+    if *state != TransferState::Offered {
+        let state = state.label();
+        say(app, "", LineBody::Error(format!("file {file} is {state}")));
+        return None;
+    }
+    Some(k)
+}
+
+/// `/accept <file>`.
+pub fn accept(app: &mut App, file: u64, out: &mut Vec<Command>) {
+    let Some(k) = open_offer(app, file, "accept") else {
         return;
     };
     let t = &mut app.transfers[k];
-    if t.state != TransferState::Offered {
-        let state = t.state.label();
-        // An answer to what was just typed: shown where it was typed.
-        say(app, "", LineBody::Error(format!("file {file} is {state}")));
-        return;
-    }
     t.state = TransferState::Opening;
     out.push(Command::File(FileJob::Open {
         file,
@@ -398,21 +407,10 @@ pub fn accept(app: &mut App, file: u64, out: &mut Vec<Command>) {
 
 /// `/decline <file>`: nothing was written, nothing is left.
 pub fn decline(app: &mut App, file: u64, out: &mut Vec<Command>) {
-    let Some(k) = find(app, file).filter(|&k| app.transfers[k].dir == Direction::Receive) else {
-        say(
-            app,
-            "",
-            LineBody::Error(format!("no offer {file} to decline")),
-        );
+    let Some(k) = open_offer(app, file, "decline") else {
         return;
     };
     let t = &mut app.transfers[k];
-    if t.state != TransferState::Offered {
-        let state = t.state.label();
-        // An answer to what was just typed: shown where it was typed.
-        say(app, "", LineBody::Error(format!("file {file} is {state}")));
-        return;
-    }
     t.state = TransferState::Declined;
     let (chat, name) = (t.chat.clone(), t.name.clone());
     out.push(Command::Send(ClientMsg::FileDecline(client::FileDecline {
