@@ -2,18 +2,23 @@
 # Side-by-side benchmark: chat-server vs Redis pub/sub vs NATS vs the zero-logic broadcaster
 # (the ceiling), all on 127.0.0.1, each server started fresh for every run.
 #
-#   bench/run.sh                 # the default matrix, ~10 minutes on 2 cores
-#   REPS=5 bench/run.sh          # 5 repetitions, medians and min-max
-#   SUBS="10 100" QUICK=1 bench/run.sh
+#   bench/run.sh                 # the whole matrix, 5 repetitions: about an hour on 2 cores
+#   REPS=1 bench/run.sh          # one repetition, ~12 minutes
+#   SUBS="10 100" SIZES=64 PUBS=1 REPS=1 QUICK=1 bench/run.sh    # a quick look
 #
-# Environment: REPS (1), SUBS ("10 100 1000 10000"), SERVERS ("ceiling chat redis nats"),
-# PIN (1: server on core 0, load tool on core 1), IDLE ("1000 10000"), QUICK (shorter runs),
-# CARGO_TARGET_DIR (target). Writes bench/results/DATE.md and the raw JSON lines next to it.
+# Environment: REPS (5), SUBS ("1 10 100 1000 10000"), SIZES ("64 1024": payload bytes),
+# PUBS ("1 10": publishers), SERVERS ("ceiling chat chat-db redis nats"), PIN (1: server on
+# core 0, load tool on core 1), IDLE ("1000 10000"), LATENCY ("100x10000 1000x1000 1x10000":
+# subscribers x msg/s), QUICK (shorter runs), CARGO_TARGET_DIR (target). Writes
+# bench/results/DATE.md and the raw JSON lines next to it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-REPS=${REPS:-1}
-SUBS=${SUBS:-"10 100 1000 10000"}
+REPS=${REPS:-5}
+SUBS=${SUBS:-"1 10 100 1000 10000"}
+SIZES=${SIZES:-"64 1024"}
+PUBS=${PUBS:-"1 10"}
+LATENCY=${LATENCY:-"100x10000 1000x1000 1x10000"}
 SERVERS=${SERVERS:-"ceiling chat chat-db redis nats"}
 IDLE=${IDLE:-"1000 10000"}
 PIN=${PIN:-1}
@@ -92,24 +97,35 @@ run() {
     python3 bench/table.py --line "$line" "$server" "$label"
 }
 
-msgs_for() { # messages so that each fan-out run delivers about 5 M messages (1 M with QUICK)
+msgs_for() { # SUBS SIZE: messages so that each run delivers ~5 M 64-byte messages or ~2 GB
     local total=5000000 m
-    [[ -n ${QUICK:-} ]] && total=1000000
+    (($2 > 64)) && total=2000000
+    [[ -n ${QUICK:-} ]] && total=$((total / 5))
     m=$((total / $1))
     echo $((m < 500 ? 500 : m))
 }
 DURATION=5
 [[ -n ${QUICK:-} ]] && DURATION=2
 
-echo "== chat-bench matrix: servers [$SERVERS], subs [$SUBS], reps $REPS, pin $PIN"
+echo "== chat-bench matrix: servers [$SERVERS], subs [$SUBS], sizes [$SIZES], publishers" \
+    "[$PUBS], reps $REPS, pin $PIN"
 for rep in $(seq "$REPS"); do
-    for subs in $SUBS; do
-        for server in $SERVERS; do # interleaved: every server once per configuration
-            run "$server" "fanout-$subs" fanout --subs "$subs" --messages "$(msgs_for "$subs")"
+    for size in $SIZES; do
+        for pubs in $PUBS; do
+            for subs in $SUBS; do
+                for server in $SERVERS; do # interleaved: every server once per configuration
+                    run "$server" "fanout-$subs-${size}b-${pubs}p" fanout --subs "$subs" \
+                        --size "$size" --publishers "$pubs" --messages "$(msgs_for "$subs" "$size")"
+                done
+            done
         done
     done
-    for server in $SERVERS; do
-        run "$server" "latency-100x10k" latency --subs 100 --rate 10000 --duration "$DURATION"
+    for scenario in $LATENCY; do
+        subs=${scenario%x*} rate=${scenario#*x}
+        for server in $SERVERS; do
+            run "$server" "latency-${subs}x$((rate / 1000))k" latency --subs "$subs" --rate "$rate" \
+                --duration "$DURATION"
+        done
     done
     for n in $IDLE; do
         for server in $SERVERS; do

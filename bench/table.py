@@ -44,6 +44,8 @@ def load(path):
     runs = {}
     for line in open(path):
         row = json.loads(line)
+        if row["label"].startswith("fanout-") and row["label"].count("-") == 1:
+            row["label"] += "-64b-1p"  # older runs: 64 bytes, one publisher
         runs.setdefault((row["label"], row["server"]), []).append(row["report"])
         if row.get("load"):
             LOADS.append(float(row["load"]))
@@ -87,15 +89,24 @@ def main(path, stamp, pin):
           "(above ~2, other work on the machine competed with the runs)")
     p("- chat = chat-server with `--history memory`; chat-db = the durable default (SQLite, "
       "fresh data directory per run). ceiling = `chat-bench ceiling`, the zero-logic broadcaster.")
-    p("- 64-byte payloads, one publisher, loopback. Noise between runs is ±25 %: compare ratios "
-      "within one run only.\n")
+    p("- Loopback. Noise between runs is ±25 %: compare ratios within one run only.\n")
 
-    fan = sorted((int(l.split("-")[1]), l) for l in labels if l.startswith("fanout-"))
-    if fan:
-        p("## Fan-out: delivered messages per second (closed loop, 1000 in flight)\n")
+    # Fan-out labels: fanout-SUBS-SIZEb-PUBSp.
+    groups = {}
+    for l in labels:
+        if not l.startswith("fanout-"):
+            continue
+        parts = l.split("-")
+        size, pubs = int(parts[2].rstrip("b")), int(parts[3].rstrip("p"))
+        groups.setdefault((size, pubs), []).append((int(parts[1]), l))
+    get = lambda r: r.get("delivered_per_s")
+    for (size, pubs), fan in sorted(groups.items()):
+        fan.sort()
+        who = "one publisher" if pubs == 1 else f"{pubs} publishers"
+        p(f"## Fan-out, {size}-byte messages, {who}: delivered messages per second\n")
+        p("Closed loop, 1000 messages in flight in all.\n")
         p("| server | " + " | ".join(f"{n} subs" for n, _ in fan) + " |")
         p("|---|" + "---|" * len(fan))
-        get = lambda r: r.get("delivered_per_s")
         for s in servers:
             p(f"| {s} | " + " | ".join(cell(runs.get((l, s), []), get, fmt_rate)
                                      for _, l in fan) + " |")
@@ -108,6 +119,7 @@ def main(path, stamp, pin):
                     row.append(f"{a / b:.2f}×" if a and b else "—")
                 p(f"| {ours} ÷ {other} | " + " | ".join(row) + " |")
         p("")
+    goals(runs, p)
 
     lat = [l for l in labels if l.startswith("latency-")]
     for l in lat:
@@ -163,6 +175,72 @@ def main(path, stamp, pin):
             p(f"- {s} {l}: {f}")
         p("")
     print("\n".join(out))
+
+
+def ratio(runs, label, ours, other, get):
+    a, b = median(runs.get((label, ours), []), get), median(runs.get((label, other), []), get)
+    return a / b if a and b else None
+
+
+def goals(runs, p):
+    """Issue 8's goals, checked against this run's medians."""
+    rate = lambda r: r.get("delivered_per_s")
+    p99 = lambda r: r.get("latency", {}).get("p99_us")
+    p999 = lambda r: r.get("latency", {}).get("p999_us")
+    rows = []
+
+    def check(goal, value, ok, shown):
+        if value is None:
+            return
+        rows.append(f"| {goal} | {shown} | {'met' if ok else '**not met**'} |")
+
+    for subs, want, other in [(10, 1.3, "redis"), (100, 1.3, "redis"), (1000, 1.3, "redis"),
+                              (10000, 1.0, "redis"), (100, 0.5, "ceiling"),
+                              (1000, 0.5, "ceiling")]:
+        r = ratio(runs, f"fanout-{subs}-64b-1p", "chat", other, rate)
+        if r is not None:
+            check(f"fan-out {subs} subs ≥ {want}× {other}", r, r >= want, f"{r:.2f}×")
+    for subs in [1, 10, 100, 1000, 10000]:
+        r = ratio(runs, f"fanout-{subs}-64b-1p", "chat", "nats", rate)
+        if r is not None:
+            check(f"fan-out {subs} subs ≥ 1.0× NATS", r, r >= 1.0, f"{r:.2f}×")
+    # tokio's examples/chat.rs on this kind of machine, as issue 8 gives them (not rerun here).
+    for subs, tokio_chat in [(10, 0.30e6), (100, 0.24e6), (1000, 0.19e6)]:
+        ours = median(runs.get((f"fanout-{subs}-64b-1p", "chat"), []), rate)
+        if ours:
+            check(f"fan-out {subs} subs ≥ 20× tokio's chat example ({tokio_chat / 1e6:.2f} M)",
+                  ours, ours >= 20 * tokio_chat, f"{ours / tokio_chat:.0f}×")
+    r = ratio(runs, "fanout-100-64b-1p", "chat-db", "redis", rate)
+    check("durable fan-out 100 subs ≥ 1.0× Redis", r, r is not None and r >= 1.0,
+          f"{r:.2f}×" if r is not None else "")
+    for label in ["latency-100x10k", "latency-1000x1k"]:
+        ours, theirs = median(runs.get((label, "chat"), []), p99), median(runs.get((label, "redis"), []), p99)
+        if ours and theirs:
+            check(f"{label}: p99 ≤ Redis p99", ours, ours <= theirs,
+                  f"{ours / 1000:.2f} ms vs {theirs / 1000:.2f} ms")
+        tail = median(runs.get((label, "chat"), []), p999)
+        if ours and tail:
+            check(f"{label}: p99.9 ≤ 2 × p99", tail, tail <= 2 * ours,
+                  f"{tail / 1000:.2f} ms vs 2 × {ours / 1000:.2f} ms")
+    one = median(runs.get(("latency-1x10k", "chat"), []), p99)
+    if one:
+        check("1 sub @ 10 k/s p99 ≤ 0.5 ms", one, one <= 500, f"{one / 1000:.3f} ms")
+    kb = median(runs.get(("idle-10000", "chat"), []), lambda r: r["extra"].get("rss_per_conn_kb"))
+    check("≤ 4 KB per idle connection at 10,000", kb, kb is not None and kb <= 4,
+          f"{kb:.1f} KB" if kb is not None else "")
+    join = median(runs.get(("idle-10000", "chat"), []), lambda r: r["extra"].get("connect_s"))
+    check("10,000 joined in ≤ 2 s", join, join is not None and join <= 2,
+          f"{join:.2f} s" if join is not None else "")
+    slow = median(runs.get(("slow-100", "chat"), []), lambda r: r["extra"].get("vs_baseline"))
+    check("a stalled reader costs the others ≤ 10 %", slow, slow is not None and slow >= 0.9,
+          f"{slow:.2f}× of baseline" if slow is not None else "")
+    if rows:
+        p("## Against the goals of issue 8 (chat = memory history)\n")
+        p("| goal | this run | |")
+        p("|---|---|---|")
+        for row in rows:
+            p(row)
+        p("")
 
 
 def get_rate(r):

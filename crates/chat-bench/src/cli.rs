@@ -87,10 +87,14 @@ pub struct FanoutArgs {
     /// Subscribers.
     #[arg(long, default_value_t = 100)]
     pub subs: usize,
-    /// Messages to publish.
+    /// Messages to publish, in all (split evenly between the publishers).
     #[arg(long, default_value_t = 100_000)]
     pub messages: u64,
-    /// Most messages in flight (published but not yet received by every subscriber).
+    /// Publishers, each on its own connection, publishing at the same time.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub publishers: u32,
+    /// Most messages in flight (published but not yet received by every subscriber), in all;
+    /// each publisher gets an equal share.
     /// Keep it below the chat server's `--outbound-queue` (frames per connection).
     #[arg(long, default_value_t = 1000)]
     pub window: u64,

@@ -23,8 +23,9 @@ use crate::window::Window;
 pub struct Shared {
     /// Latencies go here.
     pub recorder: Arc<Recorder>,
-    /// Closed-loop flow control, when the mode has it.
-    pub window: Option<Arc<Window>>,
+    /// Closed-loop flow control, when the mode has it: one window per publisher, indexed by
+    /// the publisher number in each message's marker.
+    pub windows: Vec<Arc<Window>>,
     /// Cancelled when the run ends (done, failed or timed out).
     pub cancel: CancellationToken,
 }
@@ -44,8 +45,12 @@ pub struct Expect {
     /// bulk reader that pauses between reads so it reads in batches, and records no latency.
     /// With many subscribers at a modest rate, one wake-up and read per message per
     /// subscriber would saturate the load tool's core; bulk readers still count and check
-    /// every delivery, and the server's work is the same.
+    /// every delivery, and the server's work is the same. `Some(Duration::ZERO)` reads at once
+    /// without recording (a fan-out publisher hearing the other publishers).
     pub batch_wait: Option<Duration>,
+    /// Whether this receiver's deliveries move the closed-loop windows: true for the
+    /// subscribers a fan-out counts, false for publishers that also hear the room.
+    pub flow: bool,
 }
 
 /// What one receiver saw.
@@ -101,8 +106,13 @@ where
             match ev {
                 Event::Delivery(bytes) => match Marker::find(bytes) {
                     Some(m) => {
-                        if let Some(w) = &shared.window {
-                            w.on_delivery(m.seq);
+                        if expect.flow {
+                            let window = usize::try_from(m.publisher)
+                                .ok()
+                                .and_then(|p| shared.windows.get(p));
+                            if let Some(w) = window {
+                                w.on_delivery(m.seq);
+                            }
                         }
                         check_order(who, &m, &mut next_seq, expect.own, &mut out);
                         latencies.push(now.saturating_sub(m.sent_ns));
@@ -145,7 +155,7 @@ where
         if done(&out) {
             return out;
         }
-        if let Some(pause) = expect.batch_wait {
+        if let Some(pause) = expect.batch_wait.filter(|p| !p.is_zero()) {
             tokio::select! {
                 _ = shared.cancel.cancelled() => return out,
                 _ = tokio::time::sleep(pause) => {}

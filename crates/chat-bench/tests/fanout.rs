@@ -43,7 +43,12 @@ fn common(proto: Proto, addr: SocketAddr) -> Common {
 }
 
 async fn tiny_fanout<D: Driver>(driver: D, proto: Proto, addr: SocketAddr) {
-    fanout_of(driver, proto, addr, SUBS, MESSAGES, 16).await;
+    fanout_of(driver, proto, addr, SUBS, MESSAGES, 16, 1).await;
+}
+
+/// Four publishers at once: every subscriber gets each one's messages, in each one's order.
+async fn fanout_from_four<D: Driver>(driver: D, proto: Proto, addr: SocketAddr) {
+    fanout_of(driver, proto, addr, SUBS, MESSAGES, 16, 4).await;
 }
 
 async fn fanout_of<D: Driver>(
@@ -53,16 +58,19 @@ async fn fanout_of<D: Driver>(
     subs: usize,
     messages: u64,
     window: u64,
+    publishers: u32,
 ) {
     let bench = Bench::new(driver, common(proto, addr)).unwrap();
     let args = FanoutArgs {
         common: bench.common.clone(),
         subs,
         messages,
+        publishers,
         window,
     };
     let report = fanout::run(&bench, &args).await.unwrap();
     assert_eq!(report.failure, None, "{}", report.line());
+    assert_eq!(report.publishers, u64::from(publishers));
     assert_eq!(report.published, messages);
     assert_eq!(
         report.delivered,
@@ -107,6 +115,13 @@ async fn redis_fanout_delivers_everything() {
 #[tokio::test]
 async fn nats_fanout_delivers_everything() {
     tiny_fanout(Nats, Proto::Nats, broker(Wire::Nats).await).await;
+}
+
+#[tokio::test]
+async fn fanout_from_several_publishers_delivers_everything() {
+    fanout_from_four(Line, Proto::Line, ceiling().await).await;
+    fanout_from_four(Redis, Proto::Redis, broker(Wire::Resp).await).await;
+    fanout_from_four(Nats, Proto::Nats, broker(Wire::Nats).await).await;
 }
 
 #[tokio::test]
@@ -175,13 +190,14 @@ async fn receive_lines(seqs: &[u64], expect: u64) -> receiver::Outcome {
     server.write_all(&out).await.unwrap();
     drop(server);
     let (rd, wr) = client.into_split();
-    let shared = mode::shared(None);
+    let shared = mode::shared(Vec::new());
     let expect = receiver::Expect {
         deliveries: expect,
         acks: 0,
         publishers: 1,
         own: None,
         batch_wait: None,
+        flow: false,
     };
     let wr = Arc::new(tokio::sync::Mutex::new(wr));
     receiver::receive(&Line, 0, rd, BytesMut::new(), wr, expect, &shared).await
@@ -280,6 +296,7 @@ fn start_chat_server(path: &PathBuf) -> ChatServer {
 async fn chat_fanout_against_the_real_server_delivers_everything() {
     let server = start_chat_server(&chat_server_binary());
     tiny_fanout(Chat, Proto::Chat, server.addr).await;
+    fanout_from_four(Chat, Proto::Chat, server.addr).await;
     tiny_mix(Chat, Proto::Chat, server.addr).await;
 }
 
@@ -295,5 +312,5 @@ async fn text_mode_fanout_against_the_real_server_delivers_everything() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smoke_chat_fanout_to_100_subscribers_delivers_everything() {
     let server = start_chat_server(&chat_server_binary());
-    fanout_of(Chat, Proto::Chat, server.addr, 100, 2_000, 500).await;
+    fanout_of(Chat, Proto::Chat, server.addr, 100, 2_000, 500, 1).await;
 }

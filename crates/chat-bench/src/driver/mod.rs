@@ -67,6 +67,12 @@ pub trait Driver: Send + Sync + 'static {
     fn separate_publisher(&self) -> bool {
         false
     }
+    /// Whether a [`Role::Publisher`] connection also receives what others publish to the room
+    /// (a chat user is in the room it speaks to; a Redis or NATS publisher subscribes to
+    /// nothing).
+    fn publisher_hears_room(&self) -> bool {
+        true
+    }
     /// Whether every publish is answered with an [`Event::Ack`].
     fn acks_publishes(&self) -> bool;
     /// Bytes to send right after connecting.

@@ -24,6 +24,10 @@ impl Driver for Nats {
         false
     }
 
+    fn publisher_hears_room(&self) -> bool {
+        false
+    }
+
     fn acks_publishes(&self) -> bool {
         false
     }

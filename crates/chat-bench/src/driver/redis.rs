@@ -86,6 +86,10 @@ impl Driver for Redis {
         true
     }
 
+    fn publisher_hears_room(&self) -> bool {
+        false
+    }
+
     fn acks_publishes(&self) -> bool {
         true
     }

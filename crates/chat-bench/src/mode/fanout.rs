@@ -1,4 +1,9 @@
-//! Closed-loop fan-out: one publisher, N subscribers, at most W messages in flight.
+//! Closed-loop fan-out: P publishers (one by default), N subscribers, at most W messages in
+//! flight.
+//!
+//! Each publisher has its own window of W / P messages, so with several publishers the load
+//! stays at W in flight and a slow publisher cannot starve the others. Subscribers check every
+//! publisher's sequence separately (each connection sees each publisher's messages in order).
 
 use std::sync::Arc;
 
@@ -21,20 +26,16 @@ const BATCH: u64 = 256;
 pub async fn run<D: Driver>(bench: &Bench<D>, args: &FanoutArgs) -> Result<Report> {
     let mut report = bench.report("fanout");
     report.subscribers = args.subs as u64;
-    report.publishers = 1;
     report.extra("window", args.window);
-    let window = Arc::new(Window::new(
-        u32::try_from(args.subs).unwrap_or(u32::MAX),
-        args.window,
-    ));
-    let shared = bench.shared(Some(Arc::clone(&window)));
+    let windows = windows(args.subs, args.window, args.publishers);
+    let shared = bench.shared(windows.clone());
     let deadline = bench.deadline();
     let phase = phase(
         bench,
         "s",
         args.subs,
         args.messages,
-        &window,
+        &windows,
         &shared,
         &mut report,
     )
@@ -43,77 +44,109 @@ pub async fn run<D: Driver>(bench: &Bench<D>, args: &FanoutArgs) -> Result<Repor
     Ok(report)
 }
 
+/// One window per publisher, sharing `limit` messages in flight between them.
+pub(crate) fn windows(subs: usize, limit: u64, publishers: u32) -> Vec<Arc<Window>> {
+    let subs = u32::try_from(subs).unwrap_or(u32::MAX);
+    let share = (limit / u64::from(publishers.max(1))).max(1);
+    (0..publishers.max(1))
+        .map(|_| Arc::new(Window::new(subs, share)))
+        .collect()
+}
+
 /// One closed-loop phase in progress: receivers started, everything published.
 pub(crate) struct Phase {
     subs: Vec<Running>,
     /// Subscribers outside `subs` that the server also counts (the stalled one in `slow`).
     pub(crate) uncounted: u64,
-    publisher: Running,
+    publishers: Vec<Running>,
     published: u64,
     start_ns: u64,
 }
 
-/// Connects `subs` subscribers and a publisher, then publishes `messages` through `window`.
+/// Connects `subs` subscribers and one publisher per window, then publishes `messages` (in
+/// all, split evenly) through them.
 pub(crate) async fn phase<D: Driver>(
     bench: &Bench<D>,
     prefix: &str,
     subs: usize,
     messages: u64,
-    window: &Window,
+    windows: &[Arc<Window>],
     shared: &Shared,
     report: &mut Report,
 ) -> Result<Phase> {
+    let publishers = u32::try_from(windows.len().max(1)).unwrap_or(u32::MAX);
+    let per_publisher = messages / u64::from(publishers);
+    report.publishers = u64::from(publishers);
     let expect = Expect {
-        deliveries: messages,
+        deliveries: per_publisher * u64::from(publishers),
         acks: 0,
-        publishers: 1,
+        publishers,
         own: None,
         batch_wait: None,
+        flow: true,
     };
     let (subs, join_time) = bench
         .open(prefix, Role::Subscriber, subs, |_| expect, shared)
         .await?;
     report.extra("connect_s", round3(join_time.as_secs_f64()));
     let d = &bench.driver;
-    let pub_expect = Expect {
-        deliveries: if d.acks_publishes() { 0 } else { u64::MAX },
-        acks: if d.acks_publishes() { messages } else { 0 },
-        publishers: 1,
-        own: Some(0),
-        batch_wait: None,
+    // A publisher that also hears the room (a chat user) must read the other publishers'
+    // messages to the end, or the server would count it as a slow reader.
+    let others = per_publisher * u64::from(publishers - 1);
+    let pub_expect = |i: usize| Expect {
+        deliveries: match (d.acks_publishes(), d.publisher_hears_room()) {
+            (true, true) => others,
+            (true, false) => 0,
+            // Nothing tells it when it is done: it reads until the run ends.
+            (false, _) => u64::MAX,
+        },
+        acks: if d.acks_publishes() { per_publisher } else { 0 },
+        publishers,
+        own: Some(u32::try_from(i).unwrap_or(u32::MAX)),
+        // Reads at once but records no latency: only the subscribers' count.
+        batch_wait: Some(std::time::Duration::ZERO),
+        flow: false,
     };
-    let (mut publisher, _) = bench
+    let (publisher_conns, _) = bench
         .open(
             &format!("{prefix}p"),
             Role::Publisher,
-            1,
-            |_| pub_expect,
+            publishers as usize,
+            pub_expect,
             shared,
         )
         .await?;
-    let publisher = publisher.remove(0);
     let start_ns = now_ns();
-    let published = publish_closed(
-        &**d,
-        &publisher.writer,
-        &bench.room,
-        bench.common.size,
-        messages,
-        window,
-        &shared.cancel,
-    )
-    .await;
-    let published = match published {
-        Ok(n) => n,
-        Err((n, why)) => {
-            report.fail(why);
-            n
+    let mut tasks = Vec::with_capacity(publisher_conns.len());
+    for (i, (conn, window)) in publisher_conns.iter().zip(windows).enumerate() {
+        let (d, wr, window) = (d.clone(), conn.writer.clone(), Arc::clone(window));
+        let (room, size, cancel) = (bench.room.clone(), bench.common.size, shared.cancel.clone());
+        let publisher = u32::try_from(i).unwrap_or(u32::MAX);
+        tasks.push(tokio::spawn(async move {
+            let what = Publishing {
+                room: &room,
+                size,
+                publisher,
+                total: per_publisher,
+            };
+            publish_closed(&*d, &wr, what, &window, &cancel).await
+        }));
+    }
+    let mut published = 0;
+    for task in tasks {
+        match task.await {
+            Ok(Ok(n)) => published += n,
+            Ok(Err((n, why))) => {
+                published += n;
+                report.fail(why);
+            }
+            Err(e) => report.fail(format!("publisher task: {e}")),
         }
-    };
+    }
     Ok(Phase {
         subs,
         uncounted: 0,
-        publisher,
+        publishers: publisher_conns,
         published,
         start_ns,
     })
@@ -133,19 +166,23 @@ pub(crate) async fn finish<D: Driver>(
     // Everything is in (or the run timed out). A publisher that is acked reads its last acks a
     // moment after the subscribers get the last message: wait for them (up to the deadline)
     // before stopping its reader, or the run fails for acks that were merely still in flight.
-    let mut task = phase.publisher.task;
-    let pub_out = if bench.driver.acks_publishes() {
-        tokio::select! {
-            out = &mut task => out.unwrap_or_default(),
-            () = tokio::time::sleep_until(deadline) => {
-                shared.cancel.cancel();
-                task.await.unwrap_or_default()
+    let mut pub_outs = Vec::with_capacity(phase.publishers.len());
+    for publisher in phase.publishers {
+        let mut task = publisher.task;
+        let out = if bench.driver.acks_publishes() {
+            tokio::select! {
+                out = &mut task => out.unwrap_or_default(),
+                () = tokio::time::sleep_until(deadline) => {
+                    shared.cancel.cancel();
+                    task.await.unwrap_or_default()
+                }
             }
-        }
-    } else {
-        shared.cancel.cancel();
-        task.await.unwrap_or_default()
-    };
+        } else {
+            shared.cancel.cancel();
+            task.await.unwrap_or_default()
+        };
+        pub_outs.push(out);
+    }
     shared.cancel.cancel();
     report.published += phase.published;
     report.expected += phase.published * n;
@@ -155,9 +192,12 @@ pub(crate) async fn finish<D: Driver>(
         report.fail(why);
     }
     let receivers = n + phase.uncounted;
-    check_acks(&*bench.driver, &pub_out, phase.published, receivers, report);
-    if let Some(f) = pub_out.failure {
-        report.fail(format!("publisher: {f}"));
+    let per_publisher = phase.published / (pub_outs.len().max(1) as u64);
+    for (i, out) in pub_outs.iter().enumerate() {
+        check_acks(&*bench.driver, out, per_publisher, receivers, report);
+        if let Some(f) = &out.failure {
+            report.fail(format!("publisher {i}: {f}"));
+        }
     }
     outcomes
 }
@@ -184,17 +224,30 @@ pub(crate) fn check_acks<D: Driver + ?Sized>(
     }
 }
 
-/// Publishes `total` messages, keeping at most the window's limit in flight. On failure,
+/// What one publisher publishes: `total` messages of `size` bytes to `room`, marked as
+/// coming from `publisher`.
+pub(crate) struct Publishing<'a> {
+    pub(crate) room: &'a str,
+    pub(crate) size: usize,
+    pub(crate) publisher: u32,
+    pub(crate) total: u64,
+}
+
+/// Publishes `what.total` messages, keeping at most the window's limit in flight. On failure,
 /// returns how many were published and why it stopped.
 pub(crate) async fn publish_closed<D: Driver + ?Sized>(
     d: &D,
     wr: &Writer,
-    room: &str,
-    size: usize,
-    total: u64,
+    what: Publishing<'_>,
     window: &Window,
     cancel: &CancellationToken,
 ) -> Result<u64, (u64, String)> {
+    let Publishing {
+        room,
+        size,
+        publisher,
+        total,
+    } = what;
     let mut out = Vec::with_capacity(64 * 1024);
     let mut payload = Vec::with_capacity(size);
     let mut seq = 0;
@@ -213,7 +266,7 @@ pub(crate) async fn publish_closed<D: Driver + ?Sized>(
         for s in seq..seq + n {
             payload.clear();
             Marker {
-                publisher: 0,
+                publisher,
                 seq: s,
                 sent_ns: now,
             }

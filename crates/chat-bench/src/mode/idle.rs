@@ -18,7 +18,7 @@ pub async fn run<D: Driver>(bench: &Bench<D>, args: &IdleArgs) -> Result<Report>
     report.subscribers = args.conns as u64;
     let pid = bench.common.server_pid;
     let before = pid.and_then(rss_kb);
-    let shared = bench.shared(None);
+    let shared = bench.shared(Vec::new());
     // Idle connections never finish on their own: they read (and answer pings) until cancelled.
     let expect = Expect {
         deliveries: u64::MAX,
@@ -26,6 +26,7 @@ pub async fn run<D: Driver>(bench: &Bench<D>, args: &IdleArgs) -> Result<Report>
         publishers: 1,
         own: None,
         batch_wait: None,
+        flow: false,
     };
     let (conns, join_time) = bench
         .open("i", Role::Subscriber, args.conns, |_| expect, &shared)

@@ -40,7 +40,7 @@ pub async fn run<D: Driver>(bench: &Bench<D>, args: &LatencyArgs) -> Result<Repo
     report.subscribers = args.subs as u64;
     report.publishers = 1;
     report.extra("rate", args.rate);
-    let shared = bench.shared(None);
+    let shared = bench.shared(Vec::new());
     let deadline = bench.deadline();
     let probes = args.probes.min(args.subs);
     report.extra("probes", probes as u64);
@@ -50,6 +50,7 @@ pub async fn run<D: Driver>(bench: &Bench<D>, args: &LatencyArgs) -> Result<Repo
         publishers: 1,
         own: None,
         batch_wait: (i >= probes).then_some(Duration::from_millis(BULK_PAUSE_MS)),
+        flow: false,
     };
     let (subs, join_time) = bench
         .open("s", Role::Subscriber, args.subs, expect, &shared)

@@ -28,7 +28,7 @@ pub async fn run<D: Driver>(bench: &Bench<D>, args: &MixArgs) -> Result<Report> 
     report.subscribers = n as u64;
     report.publishers = n as u64;
     report.extra("rate_per_user", args.rate);
-    let shared = bench.shared(None);
+    let shared = bench.shared(Vec::new());
     let deadline = bench.deadline();
     let separate = d.separate_publisher();
     let own_too = d.echoes_own() || separate;
@@ -42,6 +42,7 @@ pub async fn run<D: Driver>(bench: &Bench<D>, args: &MixArgs) -> Result<Report> 
         publishers: users,
         own: (!own_too).then_some(u32::try_from(i).unwrap_or(u32::MAX)),
         batch_wait: None,
+        flow: false,
     };
     let role = if separate {
         Role::Subscriber
@@ -57,6 +58,7 @@ pub async fn run<D: Driver>(bench: &Bench<D>, args: &MixArgs) -> Result<Report> 
             publishers: users,
             own: None,
             batch_wait: None,
+            flow: false,
         };
         let (p, _) = bench
             .open("p", Role::Publisher, n, pub_expect, &shared)

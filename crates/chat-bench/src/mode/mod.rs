@@ -79,8 +79,8 @@ impl<D: Driver> Bench<D> {
 
     /// A fresh shared state whose cancel token fires at the run's deadline, so nothing (a
     /// publisher waiting on a window that never reopens, say) outlives `--timeout`.
-    pub fn shared(&self, window: Option<Arc<crate::window::Window>>) -> Shared {
-        let s = shared(window);
+    pub fn shared(&self, windows: Vec<Arc<crate::window::Window>>) -> Shared {
+        let s = shared(windows);
         let (cancel, deadline) = (s.cancel.clone(), self.deadline());
         tokio::spawn(async move {
             tokio::select! {
@@ -127,10 +127,10 @@ impl<D: Driver> Bench<D> {
 }
 
 /// A fresh set of shared run state.
-pub fn shared(window: Option<Arc<crate::window::Window>>) -> Shared {
+pub fn shared(windows: Vec<Arc<crate::window::Window>>) -> Shared {
     Shared {
         recorder: Arc::new(Recorder::new()),
-        window,
+        windows,
         cancel: CancellationToken::new(),
     }
 }

@@ -2,7 +2,6 @@
 //! with one more subscriber that never reads. Reports both throughputs, the server's peak memory
 //! during the stalled phase, and what the server did to the stalled subscriber.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -10,28 +9,26 @@ use bytes::Buf;
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
-use super::fanout::{finish, phase, round3};
+use super::fanout::{finish, phase, round3, windows as fanout_windows};
 use super::{Bench, rss_kb};
 use crate::cli::SlowArgs;
 use crate::driver::{Conn, Driver, Event, Role, connect};
 use crate::measure::Report;
 use crate::payload::Marker;
-use crate::window::Window;
 
 /// Runs `slow`.
 pub async fn run<D: Driver>(bench: &Bench<D>, args: &SlowArgs) -> Result<Report> {
-    let subs = u32::try_from(args.subs)?;
     let deadline = bench.deadline();
 
     let mut base = bench.report("slow");
-    let window = Arc::new(Window::new(subs, args.window));
-    let sh = bench.shared(Some(Arc::clone(&window)));
+    let windows = fanout_windows(args.subs, args.window, 1);
+    let sh = bench.shared(windows.clone());
     let p = phase(
         bench,
         "a",
         args.subs,
         args.messages,
-        &window,
+        &windows,
         &sh,
         &mut base,
     )
@@ -58,14 +55,14 @@ pub async fn run<D: Driver>(bench: &Bench<D>, args: &SlowArgs) -> Result<Report>
         .common
         .server_pid
         .map(|pid| tokio::spawn(sample_rss(pid, stop_rx)));
-    let window = Arc::new(Window::new(subs, args.window));
-    let sh = bench.shared(Some(Arc::clone(&window)));
+    let windows = fanout_windows(args.subs, args.window, 1);
+    let sh = bench.shared(windows.clone());
     let mut p = phase(
         bench,
         "b",
         args.subs,
         args.messages,
-        &window,
+        &windows,
         &sh,
         &mut report,
     )
