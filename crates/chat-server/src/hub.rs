@@ -81,7 +81,7 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// The connection's outbound queue; the hub only ever `try_send`s on it.
     pub out_tx: mpsc::Sender<Bytes>,
-    /// Fired once if the hub drops the connection as lagged; dropping it means nothing.
+    /// Fired once if the hub drops the connection (lagged, banned); dropping it means nothing.
     pub kick_tx: oneshot::Sender<Kick>,
 }
 
@@ -92,6 +92,12 @@ pub enum Kick {
     Lagged {
         /// Room name → last queued `seq`.
         seqs: BTreeMap<String, u64>,
+    },
+    /// An operator banned the connection's nick or address (the hub already dropped it and
+    /// told its rooms); the session closes after `text`.
+    Banned {
+        /// For the user: the reason and until when.
+        text: String,
     },
 }
 

@@ -2,18 +2,18 @@
 //! nicks, operators (topic lock, kick, mute, ban), and no password in the logs.
 #![allow(clippy::unwrap_used)]
 
+mod account_support;
 mod support;
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use account_support::{SECRET, hello, operator_server, store_with_accounts};
 use chat_proto::client::{Ban, Hello, Kick, Mute, Register, Topic};
 use chat_proto::{ClientMsg, ErrorCode, ServerMsg};
 use chat_server::config::HistoryKind;
 use support::{Client, TestServer, bounded, test_config};
-
-const SECRET: &str = "Zebra-Quartz-7781-secret";
 
 /// Everything the server logs (at trace level) while this file's tests run.
 fn captured() -> &'static Arc<Mutex<Vec<u8>>> {
@@ -41,64 +41,6 @@ impl Write for Capture {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-/// A data directory whose store already holds the accounts `nicks`, all with `password`.
-fn store_with_accounts(nicks: &[&str], password: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let opts = chat_server::store::StoreOptions {
-        dir: dir.path().to_owned(),
-        sync: chat_server::config::SyncMode::Normal,
-        retention_count: 1000,
-        retention_days: 0,
-        retention_interval: std::time::Duration::from_secs(60),
-    };
-    let path = {
-        let store = chat_server::store::SqliteStore::open(&opts).unwrap();
-        store.path().to_owned()
-    };
-    let db = rusqlite::Connection::open(path).unwrap();
-    for nick in nicks {
-        use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
-        let salt = SaltString::generate(&mut OsRng);
-        let hash = argon2::Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .unwrap()
-            .to_string();
-        db.execute(
-            "INSERT INTO accounts (fold, hash, created) VALUES (?1, ?2, 0)",
-            rusqlite::params![chat_proto::nick::fold_nick(nick), hash],
-        )
-        .unwrap();
-    }
-    dir
-}
-
-async fn hello(c: &mut Client, nick: &str, password: Option<&str>) -> ServerMsg {
-    c.send(ClientMsg::Hello(Hello {
-        name: nick.into(),
-        password: password.map(str::to_owned),
-        ..Hello::default()
-    }))
-    .await;
-    c.recv().await
-}
-
-/// A server whose admin `root` is registered, and `root` logged in (keep the directory alive).
-async fn operator_server() -> (TestServer, Client, tempfile::TempDir) {
-    let dir = store_with_accounts(&["root"], SECRET);
-    let mut config = test_config();
-    config.history = HistoryKind::Sqlite;
-    config.data_dir = Some(dir.path().to_owned());
-    config.admins = vec!["root".into()];
-    config.handshake_timeout = std::time::Duration::from_secs(30);
-    let server = TestServer::start(config).await;
-    let mut root = Client::connect(server.addr).await;
-    assert!(matches!(
-        hello(&mut root, "root", Some(SECRET)).await,
-        ServerMsg::Welcome(_)
-    ));
-    (server, root, dir)
 }
 
 fn code(m: &ServerMsg) -> Option<ErrorCode> {
@@ -363,7 +305,7 @@ async fn an_operator_kicks_mutes_and_bans_and_others_may_not() {
         drop(eve);
         let mut eve = Client::connect(server.addr).await;
         let answer = hello(&mut eve, "eve", None).await;
-        assert_eq!(code(&answer), Some(ErrorCode::Forbidden), "{answer:?}");
+        assert_eq!(code(&answer), Some(ErrorCode::Banned), "{answer:?}");
         server.stop().await;
     })
     .await;

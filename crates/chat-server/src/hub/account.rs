@@ -234,7 +234,8 @@ impl super::Hub {
         }
         let fold = chat_proto::nick::fold_nick(&hello.name);
         if let Some(text) = self.bans.find(&fold, conn.peer.ip()) {
-            let _ = reply.send(refuse(ErrorCode::Forbidden, text));
+            // Fatal: the session closes after telling the client.
+            let _ = reply.send(refuse(ErrorCode::Banned, text));
             return;
         }
         let Some(hash) = self.accounts.hash_of(&fold).map(str::to_owned) else {

@@ -6,7 +6,10 @@
 //!
 //! Bans (a folded nick or an IP address, with an optional expiry) are kept in the `bans` table of
 //! the SQLite store, or in memory with `--history memory`; they are checked at `hello` and at
-//! `nick` changes. A ban or unban writes to SQLite on the hub's task (a short transaction):
+//! `nick` changes. A ban also disconnects every matching user online, like IRC's K-line: the hub
+//! drops the connection, its rooms hear `quit` "banned", and its session is kicked
+//! ([`super::Kick::Banned`]) so it writes `error banned` after what is queued and closes. An
+//! operator cannot ban its own nick or address. A ban or unban writes to SQLite on the hub's task (a short transaction):
 //! operators act rarely, so this is accepted rather than routed through the blocking pool.
 
 use std::collections::HashMap;
@@ -56,10 +59,19 @@ impl Bans {
         [fold.to_owned(), ip.to_string()]
             .iter()
             .find_map(|k| self.map.get(k))
-            .map(|b| match &b.reason {
-                Some(r) => format!("you are banned: {r}"),
-                None => "you are banned".to_owned(),
-            })
+            .map(|b| ban_text(b.reason.as_deref(), b.until))
+    }
+}
+
+/// What a banned user reads: until when (UTC, to the minute) and why.
+fn ban_text(reason: Option<&str>, until: Option<i64>) -> String {
+    let when = match until.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok()) {
+        Some(ts) => format!("until {}", ts.strftime("%Y-%m-%d %H:%M UTC")),
+        None => "permanently".to_owned(),
+    };
+    match reason {
+        Some(r) => format!("you are banned {when}: {r}"),
+        None => format!("you are banned {when}"),
     }
 }
 
@@ -206,6 +218,14 @@ impl Hub {
             return;
         }
         let key = ban_key(&m.target);
+        let covers_self = self
+            .conns
+            .get(&id)
+            .is_some_and(|c| c.fold == key || c.peer.ip().to_string() == key);
+        if covers_self {
+            let text = format!("{} is you: a ban would lock you out", m.target);
+            return self.refuse(id, m.id, ErrorCode::BadRequest, text);
+        }
         let until = m.duration_secs.map(|s| {
             now_ms().saturating_add(i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX))
         });
@@ -232,10 +252,7 @@ impl Hub {
             },
         );
         info!(by, target = key, "banned");
-        let text = match &reason {
-            Some(r) => format!("you are banned: {r}"),
-            None => "you are banned".to_owned(),
-        };
+        let text = ban_text(reason.as_deref(), until);
         let victims: Vec<SessionId> = self
             .conns
             .iter()
@@ -243,10 +260,15 @@ impl Hub {
             .map(|(&s, _)| s)
             .collect();
         for victim in victims {
-            self.refuse(victim, None, ErrorCode::Forbidden, text.clone());
-            if let Some((conn, sharers)) = self.remove(victim) {
-                self.announce_banned(&conn.nick, &sharers);
+            let Some((mut conn, sharers)) = self.remove(victim) else {
+                continue;
+            };
+            info!(session = victim, peer = %conn.peer, nick = conn.nick, "disconnecting a banned user");
+            // The session writes the `banned` error after what is queued, then closes.
+            if let Some(kick) = conn.kick_tx.take() {
+                let _ = kick.send(super::Kick::Banned { text: text.clone() });
             }
+            self.announce_banned(&conn.nick, &sharers);
         }
         self.info(id, m.id, format!("{} is banned", m.target));
     }

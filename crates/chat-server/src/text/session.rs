@@ -175,7 +175,7 @@ impl<R: AsyncRead + Unpin> TextSession<R> {
             tokio::select! {
                 // The server is stopping: say so, flush, close.
                 () = shutdown.cancelled() => return TextClose::Shutdown,
-                // The hub dropped us from fan-out because our queue overflowed.
+                // The hub dropped us: our queue overflowed, or an operator banned us.
                 kick = async {
                     match self.kick_rx.as_mut() {
                         Some(rx) => rx.await,
@@ -183,6 +183,7 @@ impl<R: AsyncRead + Unpin> TextSession<R> {
                     }
                 }, if self.kick_rx.is_some() => match kick {
                     Ok(Kick::Lagged { .. }) => return TextClose::Lagged,
+                    Ok(Kick::Banned { text }) => return TextClose::Banned(text),
                     // The hub let go of us without a kick: it is stopping; shutdown follows.
                     Err(_) => self.kick_rx = None,
                 },
@@ -338,7 +339,8 @@ impl<R: AsyncRead + Unpin> TextSession<R> {
         writer: JoinHandle<WriterExit>,
     ) {
         // A session the hub dropped as lagged is already gone there; leaving again is harmless.
-        if self.nick.is_some() && !matches!(close, TextClose::HubGone) {
+        // A banned one must not leave again: its rooms heard "banned" already.
+        if self.nick.is_some() && !matches!(close, TextClose::HubGone | TextClose::Banned(_)) {
             let _ = self.hub.leave(self.id, close.quit_reason()).await;
         }
         let mut last = Vec::new();

@@ -95,6 +95,8 @@ impl<R: AsyncRead + Unpin> TextSession<R> {
                 self.idle_deadline = Instant::now() + self.config.text_idle_timeout;
                 Ok(())
             }
+            // A banned nick or address is not asked again.
+            Ok(Err(refused)) if refused.code.is_fatal() => Err(TextClose::Banned(refused.message)),
             Ok(Err(refused)) => {
                 debug!(session = self.id, reason = %refused, "name refused");
                 let line = format!("*** error: {}", refused.message);
