@@ -210,7 +210,7 @@ pub fn spawn(
     let hub = Hub {
         self_tx: tx.downgrade(),
         bans: operator::Bans::load(history.db_path()),
-        mutes: HashMap::new(),
+        mutes: operator::Mutes::load(history.db_path()),
         accounts,
         config,
         history,
@@ -281,8 +281,8 @@ struct Hub {
     accounts: account::Accounts,
     /// Bans in force.
     bans: operator::Bans,
-    /// Folded nick → its mutes.
-    mutes: HashMap<String, Vec<operator::MuteEntry>>,
+    /// Mutes in force.
+    mutes: operator::Mutes,
     history: Box<dyn HistoryStore>,
     /// The store's reports on queued appends; `None` for a store that stores at once.
     done_rx: Option<mpsc::Receiver<Done>>,

@@ -9,7 +9,9 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use account_support::{SECRET, hello, operator_server, store_with_accounts};
+use account_support::{
+    SECRET, hello, login_root, operator_config, operator_server, store_with_accounts,
+};
 use chat_proto::client::{Ban, Hello, Kick, Mute, Register, Topic};
 use chat_proto::{ClientMsg, ErrorCode, ServerMsg};
 use chat_server::config::HistoryKind;
@@ -306,6 +308,72 @@ async fn an_operator_kicks_mutes_and_bans_and_others_may_not() {
         let mut eve = Client::connect(server.addr).await;
         let answer = hello(&mut eve, "eve", None).await;
         assert_eq!(code(&answer), Some(ErrorCode::Banned), "{answer:?}");
+        server.stop().await;
+    })
+    .await;
+}
+
+/// `root` mutes or unmutes `nick` everywhere and reads the answer.
+async fn mute(root: &mut Client, nick: &str, duration_secs: u64) {
+    let id = format!("mute-{nick}-{duration_secs}");
+    root.send(Mute {
+        id: Some(id.clone()),
+        nick: nick.into(),
+        room: None,
+        duration_secs: Some(duration_secs),
+    })
+    .await;
+    root.recv_until(|m| match m {
+        ServerMsg::Notice(n) if n.id.as_deref() == Some(id.as_str()) => Some(()),
+        ServerMsg::Error(e) => panic!("mute refused: {e:?}"),
+        _ => None,
+    })
+    .await;
+}
+
+/// Whether `c`'s message to `#lobby` is refused as muted (else it is acked).
+async fn is_muted(c: &mut Client, text: &str) -> bool {
+    c.say("#lobby", text, text).await;
+    c.recv_until(|m| match m {
+        ServerMsg::Ack(a) if a.id.as_deref() == Some(text) => Some(false),
+        ServerMsg::Error(e) if e.id.as_deref() == Some(text) => {
+            assert_eq!(e.code, ErrorCode::Forbidden, "{}", e.message);
+            Some(true)
+        }
+        _ => None,
+    })
+    .await
+}
+
+#[tokio::test]
+async fn mutes_survive_a_restart_until_lifted_or_expired() {
+    captured();
+    bounded(60, async {
+        let (server, mut root, dir) = operator_server().await;
+        mute(&mut root, "eve", 3600).await;
+        mute(&mut root, "Mallory", 1).await;
+        let mut eve = Client::login(server.addr, "eve").await;
+        assert!(is_muted(&mut eve, "before the restart").await);
+        drop(eve);
+        server.stop().await;
+        // Mallory's mute ends while the server is down.
+        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+
+        let server = TestServer::start(operator_config(&dir)).await;
+        let mut eve = Client::login(server.addr, "EVE").await;
+        assert!(is_muted(&mut eve, "after the restart").await);
+        let mut mallory = Client::login(server.addr, "mallory").await;
+        assert!(!is_muted(&mut mallory, "expired").await);
+        let mut root = login_root(server.addr).await;
+        mute(&mut root, "eve", 0).await;
+        assert!(!is_muted(&mut eve, "unmuted").await);
+        drop((eve, mallory, root));
+        server.stop().await;
+
+        // Lifting is kept too.
+        let server = TestServer::start(operator_config(&dir)).await;
+        let mut eve = Client::login(server.addr, "eve").await;
+        assert!(!is_muted(&mut eve, "still unmuted").await);
         server.stop().await;
     })
     .await;
