@@ -56,6 +56,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info};
 
+pub use account::server_password_ok;
+
 use crate::config::Config;
 use crate::history::{Done, HistoryStore};
 use crate::room::Room;
@@ -109,6 +111,9 @@ pub struct Refused {
     pub code: ErrorCode,
     /// Why, for the client.
     pub message: String,
+    /// The nick is registered and `hello` had no password: a client that asks its user one
+    /// thing at a time (text mode) asks for the password now.
+    pub needs_password: bool,
 }
 
 /// The hub has stopped (the server is shutting down).
@@ -382,12 +387,14 @@ impl Hub {
         validate_nick(&nick).map_err(|e| Refused {
             code: ErrorCode::NickInvalid,
             message: format!("nick {nick:?} is invalid: {e}"),
+            needs_password: false,
         })?;
         let fold = fold_nick(&nick);
         if self.nicks.contains_key(&fold) {
             return Err(Refused {
                 code: ErrorCode::NickTaken,
                 message: format!("nick {nick:?} is in use"),
+                needs_password: false,
             });
         }
         let id = info.id;

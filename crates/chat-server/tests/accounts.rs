@@ -1,9 +1,10 @@
 //! Accounts over sockets: a private server's password, registering and logging in to registered
-//! nicks, operators (topic lock, kick, mute, ban), and no password in the logs.
+//! nicks, operators (topic lock, kick, mute, ban), and no password in the logs (framed or text).
 #![allow(clippy::unwrap_used)]
 
 mod account_support;
 mod support;
+mod text_support;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use chat_proto::client::{Ban, Hello, Kick, Mute, Register, Topic};
 use chat_proto::{ClientMsg, ErrorCode, ServerMsg};
 use chat_server::config::HistoryKind;
 use support::{Client, TestServer, bounded, test_config};
+use text_support::TextClient;
 
 /// Everything the server logs (at trace level) while this file's tests run.
 fn captured() -> &'static Arc<Mutex<Vec<u8>>> {
@@ -184,7 +186,7 @@ async fn no_password_reaches_the_logs() {
         }
         assert!(noticed);
         // Logging in over a socket, wrong and right, on a server with a password of its own.
-        let dir = store_with_accounts(&["dave"], SECRET);
+        let dir = store_with_accounts(&["dave", "frank"], SECRET);
         let mut config = test_config();
         config.history = HistoryKind::Sqlite;
         config.data_dir = Some(dir.path().to_owned());
@@ -209,6 +211,31 @@ async fn no_password_reaches_the_logs() {
                 assert!(!e.message.contains(SECRET));
             }
         }
+        // The text path: the server password, a wrong and a right account password, `/login`
+        // and `/register`.
+        let mut t = TextClient::connect(server.addr).await;
+        t.line_with("this server is private").await;
+        for line in [
+            format!("{SECRET}-wrong-server"),
+            format!("{SECRET}-server"),
+            "frank".to_owned(),
+            format!("{SECRET}-wrong"),
+            format!("/login frank {SECRET}"),
+            format!("/register {SECRET}-again"),
+        ] {
+            t.send_line(&line).await;
+        }
+        t.line_with("*** welcome, frank!").await;
+        t.line_with("already registered").await;
+        let mut erin = TextClient::connect(server.addr).await;
+        erin.line_with("this server is private").await;
+        erin.send_line(&format!("{SECRET}-server")).await;
+        erin.send_line("erin").await;
+        erin.send_line(&format!("/register {SECRET}-erin")).await;
+        erin.line_with("*** nick erin is now registered").await;
+        let seen =
+            String::from_utf8_lossy(&t.raw).into_owned() + &String::from_utf8_lossy(&erin.raw);
+        assert!(!seen.contains(SECRET), "a password was echoed: {seen}");
         server.stop().await;
     })
     .await;

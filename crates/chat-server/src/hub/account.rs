@@ -178,6 +178,13 @@ pub fn verify_password(hash: &str, password: &str) -> bool {
     })
 }
 
+/// Whether `got` is the server password `want` (any, or none, when the server has none).
+/// The hub checks every `hello` with it; a text session also checks the password its user
+/// types first, to answer at once.
+pub fn server_password_ok(want: Option<&str>, got: Option<&str>) -> bool {
+    want.is_none_or(|want| got.is_some_and(|got| same_secret(got, want)))
+}
+
 /// Compares two secrets without stopping at the first difference.
 pub(super) fn same_secret(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
@@ -220,17 +227,18 @@ impl super::Hub {
         hello: super::Hello,
         reply: tokio::sync::oneshot::Sender<Result<String, super::Refused>>,
     ) {
-        let refuse = |code: ErrorCode, message: String| Err(super::Refused { code, message });
-        if let Some(want) = &self.config.server_password {
-            if !hello
-                .server_password
-                .as_deref()
-                .is_some_and(|got| same_secret(got, want))
-            {
-                let text = "this server needs its server password in hello".to_owned();
-                let _ = reply.send(refuse(ErrorCode::AuthFailed, text));
-                return;
-            }
+        let refuse = |code: ErrorCode, message: String| {
+            Err(super::Refused {
+                code,
+                message,
+                needs_password: false,
+            })
+        };
+        let want = self.config.server_password.as_deref();
+        if !server_password_ok(want, hello.server_password.as_deref()) {
+            let text = "this server needs its server password in hello".to_owned();
+            let _ = reply.send(refuse(ErrorCode::AuthFailed, text));
+            return;
         }
         let fold = chat_proto::nick::fold_nick(&hello.name);
         if let Some(text) = self.bans.find(&fold, conn.peer.ip()) {
@@ -254,7 +262,11 @@ impl super::Hub {
                 "nick {:?} is registered: hello needs its password",
                 hello.name
             );
-            let _ = reply.send(refuse(ErrorCode::AuthFailed, text));
+            let _ = reply.send(Err(super::Refused {
+                code: ErrorCode::AuthFailed,
+                message: text,
+                needs_password: true,
+            }));
             return;
         };
         if !self.accounts.start_hashing(ip) {
@@ -298,6 +310,7 @@ impl super::Hub {
             Err(super::Refused {
                 code: ErrorCode::AuthFailed,
                 message: format!("wrong password for {:?}", hello.name),
+                needs_password: false,
             })
         };
         let _ = reply.send(answer);

@@ -1,6 +1,6 @@
 //! Bans and mutes in force, kept in the SQLite store (or in memory with `--history memory`).
 //!
-//! Both tables came with the accounts: `bans` (schema version 2) and `mutes` (version 3). Each
+//! The `bans` table came with the accounts (schema version 2), `mutes` with version 3. Each
 //! set of sanctions is loaded once when the hub starts, and every change is written to the
 //! database *before* it takes effect in memory, so what an operator was told ("X is muted")
 //! survives a restart. Expired entries are ignored when checked and pruned from the database
