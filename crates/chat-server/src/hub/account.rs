@@ -302,7 +302,15 @@ impl super::Hub {
         ok: bool,
     ) {
         self.accounts.done_hashing(conn.peer.ip());
-        let answer = if ok {
+        // A ban may have come while the password was checked.
+        let banned = self.bans.find(&fold, conn.peer.ip());
+        let answer = if let Some(message) = banned {
+            Err(super::Refused {
+                code: ErrorCode::Banned,
+                message,
+                needs_password: false,
+            })
+        } else if ok {
             self.register(conn, hello, Some(fold))
         } else {
             self.accounts.failed(&fold, conn.peer.ip());
