@@ -169,8 +169,10 @@ pub enum ErrorCode {
     AuthFailed,
     /// Too many failed logins; wait before trying again.
     AuthThrottled,
-    /// You may not do this (operator command, locked topic, muted, banned).
+    /// You may not do this (operator command, locked topic, muted, banned nick change).
     Forbidden,
+    /// Fatal: an operator banned your nick or address; the text says why and until when.
+    Banned,
     /// The file transfer was refused (too large, expired, unknown id, too many).
     FileRefused,
     /// The server failed unexpectedly while handling the request.
@@ -193,6 +195,7 @@ impl ErrorCode {
                 | ErrorCode::SlowFrame
                 | ErrorCode::TooManyConnections
                 | ErrorCode::ShuttingDown
+                | ErrorCode::Banned
         )
     }
 
@@ -222,6 +225,7 @@ impl ErrorCode {
             ErrorCode::AuthFailed => "auth_failed",
             ErrorCode::AuthThrottled => "auth_throttled",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Banned => "banned",
             ErrorCode::FileRefused => "file_refused",
             ErrorCode::Internal => "internal",
             ErrorCode::Other => "other",

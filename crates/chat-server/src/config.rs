@@ -32,7 +32,8 @@ pub struct Config {
     #[arg(long, env = "CHAT_BIND", default_value = "127.0.0.1:6666")]
     pub bind: SocketAddr,
 
-    /// A private server: `hello` must carry this `server_password`.
+    /// A private server: `hello` must carry this `server_password` (text clients are asked for
+    /// it before their name).
     #[arg(long, env = "CHAT_SERVER_PASSWORD", hide_env_values = true)]
     pub server_password: Option<String>,
 

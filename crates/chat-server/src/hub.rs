@@ -56,6 +56,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info};
 
+pub use account::server_password_ok;
+
 use crate::config::Config;
 use crate::history::{Done, HistoryStore};
 use crate::room::Room;
@@ -81,7 +83,7 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// The connection's outbound queue; the hub only ever `try_send`s on it.
     pub out_tx: mpsc::Sender<Bytes>,
-    /// Fired once if the hub drops the connection as lagged; dropping it means nothing.
+    /// Fired once if the hub drops the connection (lagged, banned); dropping it means nothing.
     pub kick_tx: oneshot::Sender<Kick>,
 }
 
@@ -93,6 +95,12 @@ pub enum Kick {
         /// Room name → last queued `seq`.
         seqs: BTreeMap<String, u64>,
     },
+    /// An operator banned the connection's nick or address (the hub already dropped it and
+    /// told its rooms); the session closes after `text`.
+    Banned {
+        /// For the user: the reason and until when.
+        text: String,
+    },
 }
 
 /// A registration the hub refused; the client may try again.
@@ -103,6 +111,9 @@ pub struct Refused {
     pub code: ErrorCode,
     /// Why, for the client.
     pub message: String,
+    /// The nick is registered and `hello` had no password: a client that asks its user one
+    /// thing at a time (text mode) asks for the password now.
+    pub needs_password: bool,
 }
 
 /// The hub has stopped (the server is shutting down).
@@ -204,7 +215,7 @@ pub fn spawn(
     let hub = Hub {
         self_tx: tx.downgrade(),
         bans: operator::Bans::load(history.db_path()),
-        mutes: HashMap::new(),
+        mutes: operator::Mutes::load(history.db_path()),
         accounts,
         config,
         history,
@@ -275,8 +286,8 @@ struct Hub {
     accounts: account::Accounts,
     /// Bans in force.
     bans: operator::Bans,
-    /// Folded nick → its mutes.
-    mutes: HashMap<String, Vec<operator::MuteEntry>>,
+    /// Mutes in force.
+    mutes: operator::Mutes,
     history: Box<dyn HistoryStore>,
     /// The store's reports on queued appends; `None` for a store that stores at once.
     done_rx: Option<mpsc::Receiver<Done>>,
@@ -376,12 +387,14 @@ impl Hub {
         validate_nick(&nick).map_err(|e| Refused {
             code: ErrorCode::NickInvalid,
             message: format!("nick {nick:?} is invalid: {e}"),
+            needs_password: false,
         })?;
         let fold = fold_nick(&nick);
         if self.nicks.contains_key(&fold) {
             return Err(Refused {
                 code: ErrorCode::NickTaken,
                 message: format!("nick {nick:?} is in use"),
+                needs_password: false,
             });
         }
         let id = info.id;

@@ -128,7 +128,7 @@ impl<R: AsyncRead + Unpin> Session<R> {
             tokio::select! {
                 // The server is stopping: tell the client, flush, close.
                 () = shutdown.cancelled() => return Close::Shutdown,
-                // The hub dropped us from fan-out because our queue overflowed.
+                // The hub dropped us: our queue overflowed, or an operator banned us.
                 kick = async {
                     match self.kick_rx.as_mut() {
                         Some(rx) => rx.await,
@@ -136,6 +136,7 @@ impl<R: AsyncRead + Unpin> Session<R> {
                     }
                 }, if self.kick_rx.is_some() => match kick {
                     Ok(Kick::Lagged { seqs }) => return Close::Lagged { seqs },
+                    Ok(Kick::Banned { text }) => return Close::Banned { text },
                     // The hub let go of us without a kick: it is stopping; shutdown follows.
                     Err(_) => self.kick_rx = None,
                 },
@@ -323,6 +324,10 @@ impl<R: AsyncRead + Unpin> Session<R> {
             }
             Ok(Err(refused)) => {
                 debug!(session = self.id, peer = %self.peer, reason = %refused, "hello refused");
+                // A banned nick or address is not asked again: the error is the last frame.
+                if refused.code.is_fatal() {
+                    return Err(Close::fatal(refused.code, refused.message));
+                }
                 self.push(ServerMsg::error(None, refused.code, refused.message))
                     .await
             }
@@ -371,8 +376,13 @@ impl<R: AsyncRead + Unpin> Session<R> {
         finish_tx: oneshot::Sender<Finish>,
         writer: JoinHandle<WriterExit>,
     ) {
-        // The hub already dropped a lagged session; everyone else leaves here.
-        if self.nick.is_some() && !matches!(close, Close::Lagged { .. } | Close::HubGone) {
+        // The hub already dropped a lagged or banned session; everyone else leaves here.
+        if self.nick.is_some()
+            && !matches!(
+                close,
+                Close::Lagged { .. } | Close::Banned { .. } | Close::HubGone
+            )
+        {
             let _ = self.hub.leave(self.id, close.quit_reason()).await;
         }
         let frames: Vec<Bytes> = close

@@ -1,19 +1,23 @@
 //! Accounts over sockets: a private server's password, registering and logging in to registered
-//! nicks, operators (topic lock, kick, mute, ban), and no password in the logs.
+//! nicks, operators (topic lock, kick, mute, ban), and no password in the logs (framed or text).
 #![allow(clippy::unwrap_used)]
 
+mod account_support;
 mod support;
+mod text_support;
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use account_support::{
+    SECRET, hello, login_root, operator_config, operator_server, store_with_accounts,
+};
 use chat_proto::client::{Ban, Hello, Kick, Mute, Register, Topic};
 use chat_proto::{ClientMsg, ErrorCode, ServerMsg};
 use chat_server::config::HistoryKind;
 use support::{Client, TestServer, bounded, test_config};
-
-const SECRET: &str = "Zebra-Quartz-7781-secret";
+use text_support::TextClient;
 
 /// Everything the server logs (at trace level) while this file's tests run.
 fn captured() -> &'static Arc<Mutex<Vec<u8>>> {
@@ -41,64 +45,6 @@ impl Write for Capture {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-/// A data directory whose store already holds the accounts `nicks`, all with `password`.
-fn store_with_accounts(nicks: &[&str], password: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let opts = chat_server::store::StoreOptions {
-        dir: dir.path().to_owned(),
-        sync: chat_server::config::SyncMode::Normal,
-        retention_count: 1000,
-        retention_days: 0,
-        retention_interval: std::time::Duration::from_secs(60),
-    };
-    let path = {
-        let store = chat_server::store::SqliteStore::open(&opts).unwrap();
-        store.path().to_owned()
-    };
-    let db = rusqlite::Connection::open(path).unwrap();
-    for nick in nicks {
-        use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
-        let salt = SaltString::generate(&mut OsRng);
-        let hash = argon2::Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .unwrap()
-            .to_string();
-        db.execute(
-            "INSERT INTO accounts (fold, hash, created) VALUES (?1, ?2, 0)",
-            rusqlite::params![chat_proto::nick::fold_nick(nick), hash],
-        )
-        .unwrap();
-    }
-    dir
-}
-
-async fn hello(c: &mut Client, nick: &str, password: Option<&str>) -> ServerMsg {
-    c.send(ClientMsg::Hello(Hello {
-        name: nick.into(),
-        password: password.map(str::to_owned),
-        ..Hello::default()
-    }))
-    .await;
-    c.recv().await
-}
-
-/// A server whose admin `root` is registered, and `root` logged in (keep the directory alive).
-async fn operator_server() -> (TestServer, Client, tempfile::TempDir) {
-    let dir = store_with_accounts(&["root"], SECRET);
-    let mut config = test_config();
-    config.history = HistoryKind::Sqlite;
-    config.data_dir = Some(dir.path().to_owned());
-    config.admins = vec!["root".into()];
-    config.handshake_timeout = std::time::Duration::from_secs(30);
-    let server = TestServer::start(config).await;
-    let mut root = Client::connect(server.addr).await;
-    assert!(matches!(
-        hello(&mut root, "root", Some(SECRET)).await,
-        ServerMsg::Welcome(_)
-    ));
-    (server, root, dir)
 }
 
 fn code(m: &ServerMsg) -> Option<ErrorCode> {
@@ -240,7 +186,7 @@ async fn no_password_reaches_the_logs() {
         }
         assert!(noticed);
         // Logging in over a socket, wrong and right, on a server with a password of its own.
-        let dir = store_with_accounts(&["dave"], SECRET);
+        let dir = store_with_accounts(&["dave", "frank"], SECRET);
         let mut config = test_config();
         config.history = HistoryKind::Sqlite;
         config.data_dir = Some(dir.path().to_owned());
@@ -265,6 +211,31 @@ async fn no_password_reaches_the_logs() {
                 assert!(!e.message.contains(SECRET));
             }
         }
+        // The text path: the server password, a wrong and a right account password, `/login`
+        // and `/register`.
+        let mut t = TextClient::connect(server.addr).await;
+        t.line_with("this server is private").await;
+        for line in [
+            format!("{SECRET}-wrong-server"),
+            format!("{SECRET}-server"),
+            "frank".to_owned(),
+            format!("{SECRET}-wrong"),
+            format!("/login frank {SECRET}"),
+            format!("/register {SECRET}-again"),
+        ] {
+            t.send_line(&line).await;
+        }
+        t.line_with("*** welcome, frank!").await;
+        t.line_with("already registered").await;
+        let mut erin = TextClient::connect(server.addr).await;
+        erin.line_with("this server is private").await;
+        erin.send_line(&format!("{SECRET}-server")).await;
+        erin.send_line("erin").await;
+        erin.send_line(&format!("/register {SECRET}-erin")).await;
+        erin.line_with("*** nick erin is now registered").await;
+        let seen =
+            String::from_utf8_lossy(&t.raw).into_owned() + &String::from_utf8_lossy(&erin.raw);
+        assert!(!seen.contains(SECRET), "a password was echoed: {seen}");
         server.stop().await;
     })
     .await;
@@ -363,7 +334,73 @@ async fn an_operator_kicks_mutes_and_bans_and_others_may_not() {
         drop(eve);
         let mut eve = Client::connect(server.addr).await;
         let answer = hello(&mut eve, "eve", None).await;
-        assert_eq!(code(&answer), Some(ErrorCode::Forbidden), "{answer:?}");
+        assert_eq!(code(&answer), Some(ErrorCode::Banned), "{answer:?}");
+        server.stop().await;
+    })
+    .await;
+}
+
+/// `root` mutes or unmutes `nick` everywhere and reads the answer.
+async fn mute(root: &mut Client, nick: &str, duration_secs: u64) {
+    let id = format!("mute-{nick}-{duration_secs}");
+    root.send(Mute {
+        id: Some(id.clone()),
+        nick: nick.into(),
+        room: None,
+        duration_secs: Some(duration_secs),
+    })
+    .await;
+    root.recv_until(|m| match m {
+        ServerMsg::Notice(n) if n.id.as_deref() == Some(id.as_str()) => Some(()),
+        ServerMsg::Error(e) => panic!("mute refused: {e:?}"),
+        _ => None,
+    })
+    .await;
+}
+
+/// Whether `c`'s message to `#lobby` is refused as muted (else it is acked).
+async fn is_muted(c: &mut Client, text: &str) -> bool {
+    c.say("#lobby", text, text).await;
+    c.recv_until(|m| match m {
+        ServerMsg::Ack(a) if a.id.as_deref() == Some(text) => Some(false),
+        ServerMsg::Error(e) if e.id.as_deref() == Some(text) => {
+            assert_eq!(e.code, ErrorCode::Forbidden, "{}", e.message);
+            Some(true)
+        }
+        _ => None,
+    })
+    .await
+}
+
+#[tokio::test]
+async fn mutes_survive_a_restart_until_lifted_or_expired() {
+    captured();
+    bounded(60, async {
+        let (server, mut root, dir) = operator_server().await;
+        mute(&mut root, "eve", 3600).await;
+        mute(&mut root, "Mallory", 1).await;
+        let mut eve = Client::login(server.addr, "eve").await;
+        assert!(is_muted(&mut eve, "before the restart").await);
+        drop(eve);
+        server.stop().await;
+        // Mallory's mute ends while the server is down.
+        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+
+        let server = TestServer::start(operator_config(&dir)).await;
+        let mut eve = Client::login(server.addr, "EVE").await;
+        assert!(is_muted(&mut eve, "after the restart").await);
+        let mut mallory = Client::login(server.addr, "mallory").await;
+        assert!(!is_muted(&mut mallory, "expired").await);
+        let mut root = login_root(server.addr).await;
+        mute(&mut root, "eve", 0).await;
+        assert!(!is_muted(&mut eve, "unmuted").await);
+        drop((eve, mallory, root));
+        server.stop().await;
+
+        // Lifting is kept too.
+        let server = TestServer::start(operator_config(&dir)).await;
+        let mut eve = Client::login(server.addr, "eve").await;
+        assert!(!is_muted(&mut eve, "still unmuted").await);
         server.stop().await;
     })
     .await;

@@ -368,8 +368,8 @@ impl Default for Backoff {
 enum Outcome {
     /// The user quit.
     Quit,
-    /// The server refused our nick as invalid, or its password (`auth_failed`): wait for the
-    /// user to choose another nick.
+    /// The server refused our nick as invalid, or its password (`auth_failed`), or banned us:
+    /// wait for the user to choose another nick.
     NickRefused {
         /// Why, for the screen.
         reason: String,
@@ -604,6 +604,16 @@ async fn serve(
                         // The same hello would fail again (and count towards the throttle):
                         // wait for the user to choose another nick.
                         let reason = format!("login refused: {}", e.message);
+                        let forward = ServerMsg::Error(e);
+                        if event_tx.send(NetEvent::Message(forward)).await.is_err() {
+                            return Outcome::Quit;
+                        }
+                        return Outcome::NickRefused { reason };
+                    }
+                    ServerMsg::Error(e) if e.code == ErrorCode::Banned => {
+                        // At hello or later: the server closes, and reconnecting would be
+                        // refused the same way. Wait for the user (a nick ban spares others).
+                        let reason = format!("banned: {}", e.message);
                         let forward = ServerMsg::Error(e);
                         if event_tx.send(NetEvent::Message(forward)).await.is_err() {
                             return Outcome::Quit;
@@ -977,6 +987,62 @@ mod tests {
         assert_eq!(
             hello_rx.recv().await.map(|h| h.0).as_deref(),
             Some("alice2")
+        );
+        handle.quit(None);
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_ban_after_welcome_stops_reconnecting() {
+        use chat_proto::ServerCodec;
+        use chat_proto::server::Error;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (hello_tx, mut hello_rx) = mpsc::unbounded_channel();
+        let server = tokio::spawn(async move {
+            loop {
+                let (sock, _) = listener.accept().await.unwrap();
+                let mut framed = Framed::new(sock, ServerCodec::new(RECEIVE_MAX_BODY));
+                let Some(Ok(Ok(ClientMsg::Hello(h)))) = framed.next().await else {
+                    continue;
+                };
+                let _ = hello_tx.send(h.name.clone());
+                let welcome = ServerMsg::Welcome(welcome(&h.name, &["#lobby"]));
+                framed.send(&welcome).await.unwrap();
+                let banned = ServerMsg::Error(Error {
+                    id: None,
+                    code: ErrorCode::Banned,
+                    message: "you are banned permanently: spam".into(),
+                });
+                framed.send(&banned).await.unwrap();
+                // Then the server closes, as a real one does.
+                drop(framed);
+            }
+        });
+        let (handle, mut events) = spawn(NetConfig {
+            addr,
+            name: "eve".into(),
+            client: "t".into(),
+            password: None,
+            server_password: None,
+        });
+        let stopped = loop {
+            match timeout(Duration::from_secs(5), events.recv()).await {
+                Ok(Some(NetEvent::Disconnected { retry_in, reason })) => {
+                    assert!(reason.contains("banned permanently: spam"), "{reason}");
+                    break retry_in;
+                }
+                Ok(Some(_)) => {}
+                other => panic!("no disconnect: {other:?}"),
+            }
+        };
+        assert_eq!(stopped, None, "no retry planned after a ban");
+        assert_eq!(hello_rx.recv().await.as_deref(), Some("eve"));
+        assert!(
+            timeout(Duration::from_millis(1500), hello_rx.recv())
+                .await
+                .is_err(),
+            "no reconnection"
         );
         handle.quit(None);
         server.abort();

@@ -329,6 +329,10 @@ pub fn server_msg(app: &mut App, msg: ServerMsg, out: &mut Vec<Command>) {
                 let hint = "choose another nick with /nick newname to connect".to_owned();
                 error(app, i, now, hint);
             }
+            if e.code == ErrorCode::Banned {
+                let hint = "banned: not reconnecting; /nick newname tries again (if only the nick was banned), /quit leaves".to_owned();
+                error(app, i, now, hint);
+            }
             if e.code == ErrorCode::AuthFailed && !app.is_connected() {
                 let hint = "this nick needs its password: set CHAT_PASSWORD or --password-cmd, or /nick another name".to_owned();
                 error(app, i, now, hint);

@@ -1144,3 +1144,28 @@ fn a_refused_login_shows_the_servers_message_and_how_to_give_the_password() {
         "{all}"
     );
 }
+
+#[test]
+fn a_ban_shows_the_reason_and_says_the_client_stops_reconnecting() {
+    let mut app = App::new("eve", "test:1", "T");
+    app.size = (80, 24);
+    net(
+        &mut app,
+        ServerMsg::Error(Error {
+            id: None,
+            code: ErrorCode::Banned,
+            message: "you are banned until 2026-11-22 06:10 UTC: spam".into(),
+        }),
+    );
+    let all: Vec<String> = app.buffers[0]
+        .lines
+        .iter()
+        .map(|l| format!("{:?}", l.body))
+        .collect();
+    let all = all.join("\n");
+    assert!(
+        all.contains("banned: you are banned until 2026-11-22 06:10 UTC: spam"),
+        "{all}"
+    );
+    assert!(all.contains("not reconnecting"), "{all}");
+}

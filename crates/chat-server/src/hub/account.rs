@@ -178,6 +178,13 @@ pub fn verify_password(hash: &str, password: &str) -> bool {
     })
 }
 
+/// Whether `got` is the server password `want` (any, or none, when the server has none).
+/// The hub checks every `hello` with it; a text session also checks the password its user
+/// types first, to answer at once.
+pub fn server_password_ok(want: Option<&str>, got: Option<&str>) -> bool {
+    want.is_none_or(|want| got.is_some_and(|got| same_secret(got, want)))
+}
+
 /// Compares two secrets without stopping at the first difference.
 pub(super) fn same_secret(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
@@ -220,21 +227,23 @@ impl super::Hub {
         hello: super::Hello,
         reply: tokio::sync::oneshot::Sender<Result<String, super::Refused>>,
     ) {
-        let refuse = |code: ErrorCode, message: String| Err(super::Refused { code, message });
-        if let Some(want) = &self.config.server_password {
-            if !hello
-                .server_password
-                .as_deref()
-                .is_some_and(|got| same_secret(got, want))
-            {
-                let text = "this server needs its server password in hello".to_owned();
-                let _ = reply.send(refuse(ErrorCode::AuthFailed, text));
-                return;
-            }
+        let refuse = |code: ErrorCode, message: String| {
+            Err(super::Refused {
+                code,
+                message,
+                needs_password: false,
+            })
+        };
+        let want = self.config.server_password.as_deref();
+        if !server_password_ok(want, hello.server_password.as_deref()) {
+            let text = "this server needs its server password in hello".to_owned();
+            let _ = reply.send(refuse(ErrorCode::AuthFailed, text));
+            return;
         }
         let fold = chat_proto::nick::fold_nick(&hello.name);
         if let Some(text) = self.bans.find(&fold, conn.peer.ip()) {
-            let _ = reply.send(refuse(ErrorCode::Forbidden, text));
+            // Fatal: the session closes after telling the client.
+            let _ = reply.send(refuse(ErrorCode::Banned, text));
             return;
         }
         let Some(hash) = self.accounts.hash_of(&fold).map(str::to_owned) else {
@@ -253,7 +262,11 @@ impl super::Hub {
                 "nick {:?} is registered: hello needs its password",
                 hello.name
             );
-            let _ = reply.send(refuse(ErrorCode::AuthFailed, text));
+            let _ = reply.send(Err(super::Refused {
+                code: ErrorCode::AuthFailed,
+                message: text,
+                needs_password: true,
+            }));
             return;
         };
         if !self.accounts.start_hashing(ip) {
@@ -289,7 +302,15 @@ impl super::Hub {
         ok: bool,
     ) {
         self.accounts.done_hashing(conn.peer.ip());
-        let answer = if ok {
+        // A ban may have come while the password was checked.
+        let banned = self.bans.find(&fold, conn.peer.ip());
+        let answer = if let Some(message) = banned {
+            Err(super::Refused {
+                code: ErrorCode::Banned,
+                message,
+                needs_password: false,
+            })
+        } else if ok {
             self.register(conn, hello, Some(fold))
         } else {
             self.accounts.failed(&fold, conn.peer.ip());
@@ -297,6 +318,7 @@ impl super::Hub {
             Err(super::Refused {
                 code: ErrorCode::AuthFailed,
                 message: format!("wrong password for {:?}", hello.name),
+                needs_password: false,
             })
         };
         let _ = reply.send(answer);

@@ -4,15 +4,19 @@
 //! logged in to that nick's account (see `account`): an admin nick nobody registered, or used
 //! without its password, has no powers. Everyone else gets `forbidden`.
 //!
-//! Bans (a folded nick or an IP address, with an optional expiry) are kept in the `bans` table of
-//! the SQLite store, or in memory with `--history memory`; they are checked at `hello` and at
-//! `nick` changes. A ban or unban writes to SQLite on the hub's task (a short transaction):
-//! operators act rarely, so this is accepted rather than routed through the blocking pool.
+//! Bans (a folded nick or an IP address, with an optional expiry) and mutes (a folded nick, in a
+//! room or everywhere, with an optional expiry) are kept by `sanction`: in the SQLite store, or
+//! in memory with `--history memory`. Bans are checked at `hello` and at `nick` changes; mutes at
+//! every `send`. A ban also disconnects every matching user online, like IRC's K-line: the hub
+//! drops the connection, its rooms hear `quit` "banned", and its session is kicked
+//! ([`super::Kick::Banned`]) so it writes `error banned` after what is queued and closes. An
+//! operator cannot ban its own nick or address.
+//!
+//! # Layout
+//! - this file: who is an operator, and the operator requests.
+//! - `sanction`: the bans and mutes in force, and how they are kept.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+mod sanction;
 
 use chat_proto::client::{Ban, Kick, Mute, Unban};
 use chat_proto::nick::{fold_nick, fold_room};
@@ -20,84 +24,10 @@ use chat_proto::server::{Notice, NoticeCode, Parted, QuitEvent};
 use chat_proto::{ErrorCode, ServerMsg};
 use tracing::{info, warn};
 
+pub(super) use sanction::{Bans, Mutes};
+use sanction::{ban_key, ban_text};
+
 use super::{Hub, SessionId, encode, fit, now_ms};
-
-/// One ban.
-#[derive(Debug, Clone)]
-pub(super) struct BanEntry {
-    reason: Option<String>,
-    /// Ms since the epoch; `None` = permanent.
-    until: Option<i64>,
-}
-
-/// The bans in force: target (folded nick or IP address text) → ban.
-pub(super) struct Bans {
-    map: HashMap<String, BanEntry>,
-    db: Option<PathBuf>,
-}
-
-impl Bans {
-    /// Loads the bans kept in `db`.
-    pub(super) fn load(db: Option<PathBuf>) -> Self {
-        let map = match &db {
-            Some(path) => read_all(path).unwrap_or_else(|e| {
-                warn!(error = %e, "cannot read the bans: none are in force");
-                HashMap::new()
-            }),
-            None => HashMap::new(),
-        };
-        Bans { map, db }
-    }
-
-    /// The reason text of a ban on `fold` or `ip` in force now.
-    pub(super) fn find(&mut self, fold: &str, ip: IpAddr) -> Option<String> {
-        let now = now_ms();
-        self.map.retain(|_, b| b.until.is_none_or(|u| u > now));
-        [fold.to_owned(), ip.to_string()]
-            .iter()
-            .find_map(|k| self.map.get(k))
-            .map(|b| match &b.reason {
-                Some(r) => format!("you are banned: {r}"),
-                None => "you are banned".to_owned(),
-            })
-    }
-}
-
-/// A ban's key: an IP address as parsed, else the folded nick.
-fn ban_key(target: &str) -> String {
-    match target.parse::<IpAddr>() {
-        Ok(ip) => ip.to_string(),
-        Err(_) => fold_nick(target),
-    }
-}
-
-fn open(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
-    let conn = rusqlite::Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(5))?;
-    Ok(conn)
-}
-
-fn read_all(path: &Path) -> rusqlite::Result<HashMap<String, BanEntry>> {
-    let conn = open(path)?;
-    let mut stmt = conn.prepare("SELECT target, reason, until FROM bans")?;
-    stmt.query_map([], |row| {
-        Ok((
-            row.get(0)?,
-            BanEntry {
-                reason: row.get(1)?,
-                until: row.get(2)?,
-            },
-        ))
-    })?
-    .collect()
-}
-
-/// A mute: until when (ms), and in which folded room (`None` = everywhere).
-#[derive(Debug, Clone)]
-pub(super) struct MuteEntry {
-    room: Option<String>,
-    until: Option<i64>,
-}
 
 impl Hub {
     /// Whether session `id` is an operator now.
@@ -136,17 +66,10 @@ impl Hub {
 
     /// Whether `id` is muted in the folded room `room` (or, for `None`, for direct messages).
     pub(super) fn muted(&mut self, id: SessionId, room: Option<&str>) -> bool {
-        let Some(fold) = self.conns.get(&id).map(|c| c.fold.clone()) else {
-            return false;
-        };
-        let now = now_ms();
-        let Some(mutes) = self.mutes.get_mut(&fold) else {
-            return false;
-        };
-        mutes.retain(|m| m.until.is_none_or(|u| u > now));
-        mutes
-            .iter()
-            .any(|m| m.room.is_none() || m.room.as_deref() == room)
+        match self.conns.get(&id) {
+            Some(c) => self.mutes.applies(&c.fold, room),
+            None => false,
+        }
     }
 
     /// `kick`: the user leaves the room, which hears `parted` with the reason.
@@ -206,36 +129,26 @@ impl Hub {
             return;
         }
         let key = ban_key(&m.target);
+        let covers_self = self
+            .conns
+            .get(&id)
+            .is_some_and(|c| c.fold == key || c.peer.ip().to_string() == key);
+        if covers_self {
+            let text = format!("{} is you: a ban would lock you out", m.target);
+            return self.refuse(id, m.id, ErrorCode::BadRequest, text);
+        }
         let until = m.duration_secs.map(|s| {
             now_ms().saturating_add(i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX))
         });
         let reason = m.reason.map(|r| fit::clip(&r, fit::MAX_REASON));
         let by = self.op_nick(id);
-        if let Some(path) = &self.bans.db {
-            let stored = open(path).and_then(|c| {
-                c.execute(
-                    "INSERT OR REPLACE INTO bans (target, reason, until, by) VALUES (?1, ?2, ?3, ?4)",
-                    rusqlite::params![key, reason, until, by],
-                )
-            });
-            if let Err(e) = stored {
-                warn!(error = %e, "cannot store a ban");
-                let text = "the ban could not be stored".to_owned();
-                return self.refuse(id, m.id, ErrorCode::StoreUnavailable, text);
-            }
+        if let Err(e) = self.bans.set(&key, reason.clone(), until, &by) {
+            warn!(error = %e, "cannot store a ban");
+            let text = "the ban could not be stored".to_owned();
+            return self.refuse(id, m.id, ErrorCode::StoreUnavailable, text);
         }
-        self.bans.map.insert(
-            key.clone(),
-            BanEntry {
-                reason: reason.clone(),
-                until,
-            },
-        );
         info!(by, target = key, "banned");
-        let text = match &reason {
-            Some(r) => format!("you are banned: {r}"),
-            None => "you are banned".to_owned(),
-        };
+        let text = ban_text(reason.as_deref(), until);
         let victims: Vec<SessionId> = self
             .conns
             .iter()
@@ -243,10 +156,15 @@ impl Hub {
             .map(|(&s, _)| s)
             .collect();
         for victim in victims {
-            self.refuse(victim, None, ErrorCode::Forbidden, text.clone());
-            if let Some((conn, sharers)) = self.remove(victim) {
-                self.announce_banned(&conn.nick, &sharers);
+            let Some((mut conn, sharers)) = self.remove(victim) else {
+                continue;
+            };
+            info!(session = victim, peer = %conn.peer, nick = conn.nick, "disconnecting a banned user");
+            // The session writes the `banned` error after what is queued, then closes.
+            if let Some(kick) = conn.kick_tx.take() {
+                let _ = kick.send(super::Kick::Banned { text: text.clone() });
             }
+            self.announce_banned(&conn.nick, &sharers);
         }
         self.info(id, m.id, format!("{} is banned", m.target));
     }
@@ -270,16 +188,14 @@ impl Hub {
             return;
         }
         let key = ban_key(&m.target);
-        if let Some(path) = &self.bans.db {
-            let stored =
-                open(path).and_then(|c| c.execute("DELETE FROM bans WHERE target = ?1", [&key]));
-            if let Err(e) = stored {
+        let was = match self.bans.lift(&key) {
+            Ok(was) => was,
+            Err(e) => {
                 warn!(error = %e, "cannot remove a ban");
                 let text = "the ban could not be lifted".to_owned();
                 return self.refuse(id, m.id, ErrorCode::StoreUnavailable, text);
             }
-        }
-        let was = self.bans.map.remove(&key).is_some();
+        };
         let text = if was {
             format!("{} is no longer banned", m.target)
         } else {
@@ -295,17 +211,25 @@ impl Hub {
         }
         let fold = fold_nick(&m.nick);
         let room = m.room.as_deref().map(fold_room);
-        let entries = self.mutes.entry(fold).or_default();
-        entries.retain(|e| e.room != room);
-        if m.duration_secs != Some(0) {
+        let by = self.op_nick(id);
+        let stored = if m.duration_secs == Some(0) {
+            self.mutes.lift(&fold, room.as_deref())
+        } else {
             let until = m.duration_secs.map(|s| {
                 now_ms().saturating_add(i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX))
             });
-            entries.push(MuteEntry { room, until });
+            self.mutes.set(&fold, room, until, &by)
+        };
+        if let Err(e) = stored {
+            warn!(error = %e, "cannot store a mute");
+            let text = "the mute could not be stored".to_owned();
+            return self.refuse(id, m.id, ErrorCode::StoreUnavailable, text);
         }
         let text = if m.duration_secs == Some(0) {
+            info!(by, nick = fold, "unmuted");
             format!("{} is no longer muted", m.nick)
         } else {
+            info!(by, nick = fold, "muted");
             format!("{} is muted", m.nick)
         };
         self.info(id, m.id, text);

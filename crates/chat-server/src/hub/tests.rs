@@ -131,7 +131,9 @@ async fn a_full_queue_is_kicked_with_its_last_seqs_and_never_grows() {
             .await
             .unwrap();
     }
-    let Kick::Lagged { seqs } = (&mut slow.kick).await.unwrap();
+    let Kick::Lagged { seqs } = (&mut slow.kick).await.unwrap() else {
+        panic!("expected a lag kick");
+    };
     assert!(slow.rx.len() <= BOUND, "queue stayed within its bound");
     let got = drain(&mut slow.rx);
     assert_eq!(
@@ -490,13 +492,14 @@ async fn a_ban_drops_the_user_refuses_its_hello_and_survives_a_restart() {
             wait_for(&mut root.rx, notice_text).await,
             "Mallory is banned"
         );
-        let err = wait_for(&mut mallory.rx, |m| match m {
-            ServerMsg::Error(e) => Some(e),
-            _ => None,
-        })
-        .await;
-        assert_eq!(err.code, ErrorCode::Forbidden);
-        assert_eq!(err.message, "you are banned: spam");
+        // Kicked: the session writes the text in `error banned` and closes.
+        let kick = (&mut mallory.kick).await.unwrap();
+        assert_eq!(
+            kick,
+            Kick::Banned {
+                text: "you are banned permanently: spam".into()
+            }
+        );
         // Dropped from the hub: its requests go nowhere.
         hub.request(2, say("#lobby", "hi")).await.unwrap();
         // Nor can anyone change to the banned nick.
@@ -515,8 +518,8 @@ async fn a_ban_drops_the_user_refuses_its_hello_and_survives_a_restart() {
         );
         let (conn, hello, _p) = hello_as(3, "MALLORY", None);
         let refused = hub.register(conn, hello).await.unwrap().unwrap_err();
-        assert_eq!(refused.code, ErrorCode::Forbidden);
-        assert_eq!(refused.message, "you are banned: spam");
+        assert_eq!(refused.code, ErrorCode::Banned);
+        assert_eq!(refused.message, "you are banned permanently: spam");
     }
     // A restart: the account and the ban are still there.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -524,7 +527,7 @@ async fn a_ban_drops_the_user_refuses_its_hello_and_survives_a_restart() {
     let hub = hub_with(admin_config(), Box::new(store));
     let (conn, hello, _p) = hello_as(3, "mallory", None);
     let refused = hub.register(conn, hello).await.unwrap().unwrap_err();
-    assert_eq!(refused.code, ErrorCode::Forbidden);
+    assert_eq!(refused.code, ErrorCode::Banned);
     let (conn, hello, _p) = hello_as(4, "root", None);
     let refused = hub.register(conn, hello).await.unwrap().unwrap_err();
     assert_eq!(refused.code, ErrorCode::AuthFailed);

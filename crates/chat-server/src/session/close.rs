@@ -30,6 +30,11 @@ pub enum Close {
         /// Room name → last queued `seq`.
         seqs: BTreeMap<String, u64>,
     },
+    /// An operator banned the nick or address; the hub already dropped the session.
+    Banned {
+        /// The reason and expiry, for the peer.
+        text: String,
+    },
     /// The writer ended by itself (a stalled or failed write).
     Writer(WriterExit),
     /// The server is shutting down.
@@ -54,6 +59,7 @@ impl Close {
             Close::Io(_) => "connection error".into(),
             Close::Fatal { code, .. } => code.as_str().into(),
             Close::Lagged { .. } | Close::Writer(WriterExit::Stalled) => "lagged".into(),
+            Close::Banned { .. } => "banned".into(),
             Close::Writer(_) => "connection error".into(),
             Close::Shutdown | Close::HubGone => "server shutting down".into(),
         }
@@ -63,6 +69,7 @@ impl Close {
     pub(super) fn final_frames(&self) -> Vec<ServerMsg> {
         match self {
             Close::Fatal { code, reason } => vec![ServerMsg::error(None, *code, reason.clone())],
+            Close::Banned { text } => vec![ServerMsg::error(None, ErrorCode::Banned, text.clone())],
             // The notice (with the seqs to resume from) first: a client may stop reading at
             // the fatal error.
             Close::Lagged { seqs } => vec![
@@ -100,6 +107,7 @@ impl fmt::Display for Close {
             Close::Io(e) => write!(f, "read error: {e}"),
             Close::Fatal { code, reason } => write!(f, "{code}: {reason}"),
             Close::Lagged { .. } => f.write_str("lagged: outbound queue full"),
+            Close::Banned { text } => write!(f, "banned: {text}"),
             Close::Writer(WriterExit::Stalled) => f.write_str("lagged: write stalled"),
             Close::Writer(exit) => write!(f, "writer ended: {exit:?}"),
             Close::Shutdown => f.write_str("server shutting down"),

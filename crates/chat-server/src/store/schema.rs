@@ -60,6 +60,17 @@ pub const MIGRATIONS: &[&str] = &[
         by      TEXT NOT NULL
     ) WITHOUT ROWID;
     ",
+    // 3: mutes, kept across restarts like bans.
+    "
+    CREATE TABLE mutes (
+        fold    TEXT NOT NULL,      -- folded nick
+        room    TEXT,               -- folded room name; NULL = everywhere (direct messages too)
+        until   INTEGER,            -- ms since the epoch; NULL = until lifted
+        by      TEXT NOT NULL
+    );
+    -- One mute per nick and place.
+    CREATE UNIQUE INDEX mutes_place ON mutes (fold, IFNULL(room, ''));
+    ",
 ];
 
 /// The schema version this build writes.

@@ -301,3 +301,55 @@ fn search_returns_the_newest_matches_of_its_room_among_many_of_others() {
     assert_eq!(seqs(&page), (2986..=2990).collect::<Vec<_>>());
     assert!(page.more);
 }
+
+#[test]
+fn a_version_2_store_gains_the_mutes_table_and_keeps_its_accounts_and_bans() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // A store as the previous release left it: migrations 1 and 2, an account and a ban.
+        let mut conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        let tx = conn.transaction().unwrap();
+        for sql in &schema::MIGRATIONS[..2] {
+            tx.execute_batch(sql).unwrap();
+        }
+        tx.pragma_update(None, "user_version", 2).unwrap();
+        tx.execute(
+            "INSERT INTO accounts (fold, hash, created) VALUES ('root', '$argon2id$x', 1)",
+            [],
+        )
+        .unwrap();
+        tx.execute(
+            "INSERT INTO bans (target, reason, until, by) VALUES ('eve', 'spam', NULL, 'root')",
+            [],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    let store = SqliteStore::open(&options(dir.path())).unwrap();
+    let conn = Connection::open(store.path()).unwrap();
+    let version: u32 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 3);
+    assert_eq!(version, current_version());
+    let ban: String = conn
+        .query_row("SELECT reason FROM bans WHERE target = 'eve'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(ban, "spam");
+    let accounts: u32 = conn
+        .query_row("SELECT count(*) FROM accounts", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(accounts, 1);
+    // One mute per nick and place: everywhere (NULL) and per room are distinct places.
+    let insert = "INSERT INTO mutes (fold, room, until, by) VALUES (?1, ?2, NULL, 'root')";
+    conn.execute(insert, rusqlite::params!["eve", None::<String>])
+        .unwrap();
+    conn.execute(insert, rusqlite::params!["eve", "#lobby"])
+        .unwrap();
+    assert!(
+        conn.execute(insert, rusqlite::params!["eve", None::<String>])
+            .is_err()
+    );
+}

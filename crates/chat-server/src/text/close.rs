@@ -3,6 +3,8 @@
 use std::fmt;
 use std::io;
 
+use chat_proto::sanitize::sanitize_line;
+
 use crate::writer::WriterExit;
 
 /// Why a text session ended.
@@ -20,6 +22,9 @@ pub enum TextClose {
     Idle,
     /// The client did not keep up with what it was sent.
     Lagged,
+    /// An operator banned the nick or address (now, or before the name was given); the text
+    /// says why and until when.
+    Banned(String),
     /// The writer ended by itself (a stalled or failed write).
     Writer(WriterExit),
     /// The server is shutting down.
@@ -37,6 +42,7 @@ impl TextClose {
             TextClose::NameTimeout => "handshake_timeout".into(),
             TextClose::Idle => "idle_timeout".into(),
             TextClose::Lagged | TextClose::Writer(WriterExit::Stalled) => "lagged".into(),
+            TextClose::Banned(_) => "banned".into(),
             TextClose::Io(_) | TextClose::Writer(_) => "connection error".into(),
             TextClose::Shutdown | TextClose::HubGone => "server shutting down".into(),
         }
@@ -62,6 +68,8 @@ impl TextClose {
             TextClose::Shutdown | TextClose::HubGone => {
                 "*** the server is shutting down; bye".to_owned()
             }
+            // The reason is an operator's words: sanitised like everything other users write.
+            TextClose::Banned(text) => format!("*** {}; disconnecting", sanitize_line(text)),
             TextClose::PeerClosed | TextClose::Io(_) | TextClose::Writer(_) => return None,
         };
         Some(line)
@@ -89,6 +97,7 @@ impl fmt::Display for TextClose {
             TextClose::NameTimeout => f.write_str("no name in time"),
             TextClose::Idle => f.write_str("idle"),
             TextClose::Lagged => f.write_str("lagged: outbound queue full"),
+            TextClose::Banned(text) => write!(f, "banned: {text}"),
             TextClose::Writer(WriterExit::Stalled) => f.write_str("lagged: write stalled"),
             TextClose::Writer(exit) => write!(f, "writer ended: {exit:?}"),
             TextClose::Shutdown => f.write_str("server shutting down"),

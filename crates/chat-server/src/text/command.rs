@@ -47,6 +47,15 @@ pub enum Input<'a> {
     Help,
     /// `/charset [name]`: show or change this connection's charset.
     Charset(Option<&'a str>),
+    /// `/register password`: reserve the current name with a password.
+    Register(&'a str),
+    /// `/login name password`: the name and its password in one line (before a name).
+    Login {
+        /// The registered name.
+        name: &'a str,
+        /// Its password.
+        password: &'a str,
+    },
     /// A command used wrongly: how to use it.
     Usage(&'static str),
     /// A command nobody knows.
@@ -65,6 +74,8 @@ pub const HELP: &[&str] = &[
     "  /topic [text]       show or set the current room's topic",
     "  /rooms              list the rooms (also /list)",
     "  /charset [name]     show or set your charset: utf-8, gbk, gb18030, big5, shift_jis, ...",
+    "  /register password  reserve your name: later logins need the password",
+    "  /login name pass    log in to a registered name in one line (before choosing a name)",
     "  /quit [reason]      leave the server",
     "  //text              send a line that starts with /",
 ];
@@ -123,6 +134,13 @@ pub fn parse<'a>(line: &'a str) -> Input<'a> {
         "quit" | "exit" | "bye" => Input::Quit(some(args)),
         "help" | "?" | "commands" => Input::Help,
         "charset" | "encoding" | "enc" => Input::Charset(some(first)),
+        "register" if args.is_empty() => Input::Usage("/register password"),
+        "register" => Input::Register(args),
+        "login" if first.is_empty() || rest.is_empty() => Input::Usage("/login name password"),
+        "login" => Input::Login {
+            name: first,
+            password: rest,
+        },
         _ => Input::Unknown(name),
     }
 }
@@ -178,6 +196,19 @@ mod tests {
         assert_eq!(parse("/charset"), Input::Charset(None));
         assert_eq!(parse("/charset gbk"), Input::Charset(Some("gbk")));
         assert_eq!(parse("/frobnicate x"), Input::Unknown("frobnicate"));
+        assert_eq!(
+            parse("/register correct horse"),
+            Input::Register("correct horse")
+        );
+        assert_eq!(parse("/register"), Input::Usage("/register password"));
+        assert_eq!(
+            parse("/login alice correct horse"),
+            Input::Login {
+                name: "alice",
+                password: "correct horse"
+            }
+        );
+        assert_eq!(parse("/login alice"), Input::Usage("/login name password"));
     }
 
     #[test]

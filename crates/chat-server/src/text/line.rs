@@ -77,6 +77,11 @@ impl LineSplitter {
         }
     }
 
+    /// Whether the peer sent telnet commands (see [`TelnetFilter::spoke_telnet`]).
+    pub fn spoke_telnet(&self) -> bool {
+        self.telnet.spoke_telnet()
+    }
+
     /// Whether bytes of an unfinished line are waiting (or an over-long one is being dropped).
     pub fn has_partial(&self) -> bool {
         !self.buf.is_empty() || self.discarding

@@ -2,7 +2,8 @@
 //!
 //! The listener hands a connection here when its first byte is not the framed protocol's
 //! `0x00` (or when it says nothing for a moment: then we greet it first). A text client types
-//! lines: the first one is its name, then a line is a message for its current room and a line
+//! lines: the first one is its name (after a private server's password, and followed by the
+//! password of a registered name), then a line is a message for its current room and a line
 //! starting with `/` is a command (`/join`, `/msg`, `/help`, ...). The session turns those into
 //! the same [`chat_proto::ClientMsg`] requests a framed client sends, and turns the frames the
 //! hub sends it back into lines such as `[12:34] #lobby <alice> text`. To the hub and to

@@ -15,7 +15,9 @@
 //!
 //! # Layout
 //! - this file: the state, its `select!` loop, frames from the hub to lines, closing.
-//! - `typed`: typed lines to requests: the name, commands, messages, the rate limit.
+//! - `login`: before the name: a private server's password, the name, a registered name's
+//!   password, `/login`.
+//! - `typed`: typed lines to requests: commands, messages, the rate limit.
 
 use std::collections::VecDeque;
 use std::io;
@@ -44,7 +46,10 @@ use crate::hub::{HubHandle, Kick, SessionId};
 use crate::rate::TokenBucket;
 use crate::writer::{self, Finish, WriterExit};
 
+mod login;
 mod typed;
+
+use login::Login;
 
 /// Entries (each the lines of one frame or one answer) queued for the writer.
 const WRITER_QUEUE: usize = 32;
@@ -70,6 +75,12 @@ struct TextSession<R> {
     text_tx: mpsc::Sender<Bytes>,
     /// The nick, once registered.
     nick: Option<String>,
+    /// Before registration: what the next line answers.
+    login: Login,
+    /// A private server's password, once typed right: it goes in every `hello`.
+    server_password: Option<String>,
+    /// A telnet client was asked not to echo (a password is being typed).
+    echo_off: bool,
     /// Fires if the hub drops us as lagged; `None` before registration.
     kick_rx: Option<oneshot::Receiver<Kick>>,
     /// Rooms we are in, in the order joined; the last one joined is the default target.
@@ -123,6 +134,9 @@ pub async fn run<R, W>(
         out_rx,
         text_tx,
         nick: None,
+        login: Login::first(&config),
+        server_password: None,
+        echo_off: false,
         kick_rx: None,
         rooms: Vec::new(),
         current: None,
@@ -146,18 +160,6 @@ pub async fn run<R, W>(
 }
 
 impl<R: AsyncRead + Unpin> TextSession<R> {
-    /// The greeting, for a peer that waits to be spoken to.
-    fn start(&mut self, greet: bool) -> Result<(), TextClose> {
-        if greet {
-            let version = env!("CARGO_PKG_VERSION");
-            self.say(&[
-                &format!("*** welcome to chat-server {version} (text mode)"),
-                "*** what is your name? type it and press Enter",
-            ])?;
-        }
-        Ok(())
-    }
-
     /// The read loop: one `select!` over everything that can happen to a text connection.
     async fn serve(
         &mut self,
@@ -175,7 +177,7 @@ impl<R: AsyncRead + Unpin> TextSession<R> {
             tokio::select! {
                 // The server is stopping: say so, flush, close.
                 () = shutdown.cancelled() => return TextClose::Shutdown,
-                // The hub dropped us from fan-out because our queue overflowed.
+                // The hub dropped us: our queue overflowed, or an operator banned us.
                 kick = async {
                     match self.kick_rx.as_mut() {
                         Some(rx) => rx.await,
@@ -183,6 +185,7 @@ impl<R: AsyncRead + Unpin> TextSession<R> {
                     }
                 }, if self.kick_rx.is_some() => match kick {
                     Ok(Kick::Lagged { .. }) => return TextClose::Lagged,
+                    Ok(Kick::Banned { text }) => return TextClose::Banned(text),
                     // The hub let go of us without a kick: it is stopping; shutdown follows.
                     Err(_) => self.kick_rx = None,
                 },
@@ -314,6 +317,11 @@ impl<R: AsyncRead + Unpin> TextSession<R> {
     /// is not reading.
     fn say(&mut self, lines: &[&str]) -> Result<(), TextClose> {
         let bytes = self.encode(lines);
+        self.raw(bytes)
+    }
+
+    /// Queues bytes as they are (telnet commands). Never waits, like [`Self::say`].
+    fn raw(&mut self, bytes: Bytes) -> Result<(), TextClose> {
         match self.text_tx.try_send(bytes) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(TextClose::Lagged),
@@ -338,7 +346,8 @@ impl<R: AsyncRead + Unpin> TextSession<R> {
         writer: JoinHandle<WriterExit>,
     ) {
         // A session the hub dropped as lagged is already gone there; leaving again is harmless.
-        if self.nick.is_some() && !matches!(close, TextClose::HubGone) {
+        // A banned one must not leave again: its rooms heard "banned" already.
+        if self.nick.is_some() && !matches!(close, TextClose::HubGone | TextClose::Banned(_)) {
             let _ = self.hub.leave(self.id, close.quit_reason()).await;
         }
         let mut last = Vec::new();

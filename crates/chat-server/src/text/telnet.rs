@@ -8,6 +8,11 @@
 //! at a time, local echo), which is what a chat wants. The filter keeps no buffer, so a long
 //! subnegotiation costs nothing.
 //!
+//! The one thing the server ever says in telnet is about echo while a password is typed:
+//! [`WILL_ECHO`] (the client stops showing what is typed) and then [`WONT_ECHO`], and only to a
+//! client that sent a telnet command itself ([`TelnetFilter::spoke_telnet`]): to netcat those
+//! bytes would be garbage on the screen.
+//!
 //! 0xFF never occurs in UTF-8, GBK, Big5 or Shift_JIS text, so filtering is safe for every
 //! charset a text client may choose.
 
@@ -19,7 +24,15 @@ const SE: u8 = 240;
 const SB: u8 = 250;
 /// `WILL`, `WONT`, `DO`, `DONT` (251..=254): each is followed by one option byte.
 const WILL: u8 = 251;
+const WONT: u8 = 252;
 const DONT: u8 = 254;
+/// The echo option.
+const ECHO: u8 = 1;
+
+/// "The server echoes": a telnet client stops echoing what is typed (a password).
+pub const WILL_ECHO: [u8; 3] = [IAC, WILL, ECHO];
+/// "The server does not echo": the client echoes again.
+pub const WONT_ECHO: [u8; 3] = [IAC, WONT, ECHO];
 
 /// Where the filter is within a command.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +54,8 @@ enum State {
 #[derive(Debug, Default, Clone)]
 pub struct TelnetFilter {
     state: State,
+    /// A telnet command (other than an escaped 0xFF) was seen.
+    spoke: bool,
 }
 
 impl TelnetFilter {
@@ -61,8 +76,17 @@ impl TelnetFilter {
             // stay in the subnegotiation until a proper `IAC SE`.
             (State::SubIac, _) => (State::Sub, None),
         };
+        if self.state == State::Iac && byte != IAC {
+            self.spoke = true;
+        }
         self.state = next;
         out
+    }
+
+    /// Whether the peer sent a telnet command: it is a telnet client and understands
+    /// [`WILL_ECHO`].
+    pub fn spoke_telnet(&self) -> bool {
+        self.spoke
     }
 }
 
@@ -92,6 +116,20 @@ mod tests {
     #[test]
     fn iac_iac_is_a_literal_ff() {
         assert_eq!(filter(&[&[b'a', IAC, IAC, b'b']]), [b'a', 0xFF, b'b']);
+    }
+
+    #[test]
+    fn only_a_real_command_marks_a_telnet_client() {
+        let mut f = TelnetFilter::default();
+        for &b in b"plain text" {
+            f.data(b);
+        }
+        f.data(IAC);
+        f.data(IAC);
+        assert!(!f.spoke_telnet(), "an escaped 0xFF is data");
+        f.data(IAC);
+        f.data(241);
+        assert!(f.spoke_telnet());
     }
 
     #[test]

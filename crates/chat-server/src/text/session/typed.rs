@@ -1,15 +1,12 @@
-//! Typed lines to hub requests: the name, commands, messages, and the rate limit on them.
+//! Typed lines to hub requests: commands, messages, and the rate limit on them.
 
-use chat_proto::client::{self, Hello, Join, ListRooms, Names, Nick, Part, Topic};
+use chat_proto::client::{self, Join, ListRooms, Names, Nick, Part, Topic};
 use chat_proto::sanitize::sanitize_line;
 use chat_proto::{ClientMsg, WireMessage};
 use tokio::io::AsyncRead;
-use tokio::sync::oneshot;
-use tokio::time::Instant;
 use tracing::{debug, info};
 
 use super::TextSession;
-use crate::hub::ConnInfo;
 use crate::text::MAX_LINE;
 use crate::text::charset::parse_charset;
 use crate::text::close::TextClose;
@@ -41,6 +38,13 @@ impl<R: AsyncRead + Unpin> TextSession<R> {
             )])?;
         }
         let text = decoded.text;
+        // A password is taken whole, never parsed, and never logged.
+        if self.nick.is_none() && self.login.wants_secret() {
+            if !self.take_token() {
+                return self.say(&["*** error: too many lines; type it again in a moment"]);
+            }
+            return self.secret(text).await;
+        }
         let input = parse(&text);
         if input == Input::Empty {
             if self.nick.is_none() {
@@ -59,48 +63,6 @@ impl<R: AsyncRead + Unpin> TextSession<R> {
         match self.nick.clone() {
             None => self.before_name(input).await,
             Some(nick) => self.command(input, &nick).await,
-        }
-    }
-
-    /// A line before registration: a name, or one of the few commands that need none.
-    async fn before_name(&mut self, input: Input<'_>) -> Result<(), TextClose> {
-        match input {
-            Input::Say(name) | Input::Nick(name) => self.register(name.trim()).await,
-            Input::Quit(reason) => Err(TextClose::Quit(reason.unwrap_or("quit").to_owned())),
-            Input::Help => self.say(HELP),
-            Input::Charset(label) => self.charset(label),
-            _ => self.say(&["*** choose a name first: type it and press Enter"]),
-        }
-    }
-
-    /// Asks the hub for the nick; on success the welcome and `#lobby` arrive as frames.
-    async fn register(&mut self, name: &str) -> Result<(), TextClose> {
-        let (kick_tx, kick_rx) = oneshot::channel();
-        let conn = ConnInfo {
-            id: self.id,
-            peer: self.peer,
-            out_tx: self.out_tx.clone(),
-            kick_tx,
-        };
-        let hello = Hello {
-            name: name.to_owned(),
-            client: Some("text".to_owned()),
-            ..Hello::default()
-        };
-        match self.hub.register(conn, hello).await {
-            Ok(Ok(nick)) => {
-                info!(session = self.id, peer = %self.peer, nick, charset = self.charset.encoding().name(), "text client registered");
-                self.nick = Some(nick);
-                self.kick_rx = Some(kick_rx);
-                self.idle_deadline = Instant::now() + self.config.text_idle_timeout;
-                Ok(())
-            }
-            Ok(Err(refused)) => {
-                debug!(session = self.id, reason = %refused, "name refused");
-                let line = format!("*** error: {}", refused.message);
-                self.say(&[&line, "*** choose another name:"])
-            }
-            Err(_) => Err(TextClose::HubGone),
         }
     }
 
@@ -144,6 +106,15 @@ impl<R: AsyncRead + Unpin> TextSession<R> {
                 None => return self.say(&["*** which room? /topic #room [text]"]),
             },
             Input::Rooms => ClientMsg::ListRooms(ListRooms { id: None }),
+            Input::Register(password) => ClientMsg::Register(client::Register {
+                id: None,
+                password: password.to_owned(),
+            }),
+            Input::Login { .. } => {
+                return self.say(&[
+                    "*** you are logged in already; /quit and reconnect to log in as someone else",
+                ]);
+            }
             Input::Quit(reason) => {
                 return Err(TextClose::Quit(reason.unwrap_or("quit").to_owned()));
             }
@@ -168,7 +139,7 @@ impl<R: AsyncRead + Unpin> TextSession<R> {
     }
 
     /// `/charset`: shows or changes this connection's charset.
-    fn charset(&mut self, label: Option<&str>) -> Result<(), TextClose> {
+    pub(super) fn charset(&mut self, label: Option<&str>) -> Result<(), TextClose> {
         let Some(label) = label else {
             let name = self.charset.encoding().name();
             return self.say(&[&format!(
