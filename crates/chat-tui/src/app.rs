@@ -254,6 +254,9 @@ pub enum InputMode {
     Normal,
     /// Asking whether to send a long (pasted) input: `y` sends, `n`/Esc goes back to editing.
     ConfirmSend,
+    /// Asking whether to trust (pin) the server's certificate: `y` pins it and connects,
+    /// anything else stays offline.
+    TrustCertificate,
 }
 
 /// Tab completion in progress: repeated Tab cycles through `candidates`.
