@@ -1170,7 +1170,10 @@ fn an_untrusted_certificate_asks_with_its_fingerprint_and_only_y_trusts() {
     assert!(update(&mut app, Msg::Net(event.clone())).is_empty());
     assert_eq!(app.mode, InputMode::TrustCertificate);
     let notes = server_notes(&app).join("\n");
-    assert!(notes.contains(&format!("SHA-256 fingerprint: {fingerprint}")), "{notes}");
+    assert!(
+        notes.contains(&format!("SHA-256 fingerprint: {fingerprint}")),
+        "{notes}"
+    );
     assert!(notes.contains("chat.example.org:6697"), "{notes}");
     // A paste does not answer the question.
     update(&mut app, Msg::Paste("y".into()));

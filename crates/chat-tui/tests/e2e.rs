@@ -13,8 +13,8 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 use chat_tui::known_hosts::Fingerprint;
+use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 use support::{STARTUP, start_server, start_server_with};
 
 mod support;
@@ -323,9 +323,13 @@ fn a_tls_client_and_a_plaintext_client_chat_through_the_real_server() {
     erin.wait_for("connected state", STARTUP, |s| s.contains("[connected]"));
     dave.wait_for("erin joining", STARTUP, |s| s.contains("erin joined"));
     dave.type_str("sealed in TLS\r");
-    erin.wait_for("dave's message", DELIVERY, |s| s.contains("dave │ sealed in TLS"));
+    erin.wait_for("dave's message", DELIVERY, |s| {
+        s.contains("dave │ sealed in TLS")
+    });
     erin.type_str("plain reply\r");
-    dave.wait_for("erin's message", DELIVERY, |s| s.contains("erin │ plain reply"));
+    dave.wait_for("erin's message", DELIVERY, |s| {
+        s.contains("erin │ plain reply")
+    });
 }
 
 #[test]

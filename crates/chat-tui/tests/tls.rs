@@ -1,7 +1,10 @@
 //! chat-tui's TLS trust decisions against a real TLS listener on 127.0.0.1 (rcgen
 //! certificates, tokio-rustls): CA-verified, unknown (with the fingerprint to pin), pinned,
-//! changed, name mismatch, expired, and a server that does not speak TLS.
+//! changed, name mismatch, expired, and a server that does not speak TLS; and the network
+//! client against the real `chat-server --tls-only`.
 #![allow(clippy::unwrap_used)]
+
+mod support;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,6 +22,8 @@ use tokio_rustls::rustls::{self, ServerConfig};
 /// A certificate and its key, as the server holds them.
 struct Identity {
     cert: CertificateDer<'static>,
+    /// The certificate in PEM, for the server binary.
+    pem: String,
     key: KeyPair,
 }
 
@@ -43,6 +48,7 @@ fn signed(names: &[&str], issuer: &Issuer<'_, KeyPair>, expired: bool) -> Identi
     let cert = params.signed_by(&key, issuer).unwrap();
     Identity {
         cert: cert.der().clone(),
+        pem: cert.pem(),
         key,
     }
 }
@@ -55,6 +61,7 @@ fn self_signed() -> Identity {
         .unwrap();
     Identity {
         cert: cert.der().clone(),
+        pem: cert.pem(),
         key,
     }
 }
@@ -224,4 +231,77 @@ async fn a_server_that_does_not_speak_tls_is_named_as_such() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// The next event that `pick` accepts, within 10 s.
+async fn next_event<T>(
+    events: &mut tokio::sync::mpsc::Receiver<chat_tui::net::NetEvent>,
+    mut pick: impl FnMut(chat_tui::net::NetEvent) -> Option<T>,
+) -> T {
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), events.recv()).await {
+            Ok(Some(event)) => {
+                if let Some(t) = pick(event) {
+                    return t;
+                }
+            }
+            other => panic!("no such event: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_tls_only_server_stops_a_plaintext_client_and_serves_a_tls_one() {
+    use chat_proto::{ErrorCode, ServerMsg};
+    use chat_tui::net::{self, NetConfig, NetEvent};
+    let (issuer, ca_pem) = ca("chat test CA four");
+    let identity = signed(&["127.0.0.1"], &issuer, false);
+    let trust = Trust::new("tls-only", Some(&ca_pem));
+    let (cert, key) = (trust.dir.join("cert.pem"), trust.dir.join("key.pem"));
+    std::fs::write(&cert, &identity.pem).unwrap();
+    std::fs::write(&key, identity.key.serialize_pem()).unwrap();
+    let (_server, port) = support::start_server_with(&[
+        "--tls-only".as_ref(),
+        "--tls-cert".as_ref(),
+        cert.as_os_str(),
+        "--tls-key".as_ref(),
+        key.as_os_str(),
+    ]);
+    let addr = format!("127.0.0.1:{port}");
+
+    let (plain, mut events) = net::spawn(NetConfig {
+        addr: addr.clone(),
+        name: "plain".into(),
+        client: "t".into(),
+        ..NetConfig::default()
+    });
+    let code = next_event(&mut events, |e| match e {
+        NetEvent::Message(ServerMsg::Error(e)) => Some(e.code),
+        _ => None,
+    })
+    .await;
+    assert_eq!(code, ErrorCode::TlsRequired);
+    let (reason, retry_in) = next_event(&mut events, |e| match e {
+        NetEvent::Disconnected { reason, retry_in } => Some((reason, retry_in)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(retry_in, None, "no plaintext retries: {reason}");
+    assert!(reason.contains("--tls"), "{reason}");
+    plain.quit(None);
+
+    let (sealed, mut events) = net::spawn(NetConfig {
+        addr,
+        name: "sealed".into(),
+        client: "t".into(),
+        tls: Some(trust.settings.clone()),
+        ..NetConfig::default()
+    });
+    let nick = next_event(&mut events, |e| match e {
+        NetEvent::Connected(w) => Some(w.nick),
+        _ => None,
+    })
+    .await;
+    assert_eq!(nick, "sealed");
+    sealed.quit(None);
 }
