@@ -303,7 +303,7 @@ impl CertFiles {
 
 /// The screen with wrapped rows joined, for text that may wrap (fingerprints).
 fn unwrapped(screen: &str) -> String {
-    screen.replace('\n', "").replace(' ', "").replace('│', "")
+    screen.replace(['\n', ' ', '│'], "")
 }
 
 #[test]
