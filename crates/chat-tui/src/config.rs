@@ -2,7 +2,7 @@
 //!
 //! ```toml
 //! name = "alice"
-//! server = "chat.example.org:6666"
+//! server = "chat.example.org:6666"  # tls://chat.example.org:6666 connects with TLS
 //! bell = true
 //! mouse = false
 //! colors = true                      # false: bold/reverse/underline only

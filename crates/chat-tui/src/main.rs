@@ -155,6 +155,7 @@ async fn main() -> anyhow::Result<()> {
         .map(char::from)
         .collect();
     let mut app = App::new(name.clone(), server.clone(), id_prefix);
+    app.tls = tls.is_some();
     app.tz = jiff::tz::TimeZone::system();
     app.bell = !args.no_bell && config.bell.unwrap_or(true);
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());

@@ -318,7 +318,9 @@ fn a_tls_client_and_a_plaintext_client_chat_through_the_real_server() {
             format!("tls://127.0.0.1:{port}").into(),
         ],
     );
-    dave.wait_for("connected over TLS", STARTUP, |s| s.contains("[connected]"));
+    dave.wait_for("connected over TLS", STARTUP, |s| {
+        s.contains("[connected]") && s.contains(&format!("127.0.0.1:{port} tls"))
+    });
     let mut erin = Client::start("erin", port);
     erin.wait_for("connected state", STARTUP, |s| s.contains("[connected]"));
     dave.wait_for("erin joining", STARTUP, |s| s.contains("erin joined"));
