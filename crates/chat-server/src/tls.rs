@@ -152,6 +152,32 @@ mod tests {
     }
 
     #[test]
+    fn a_key_that_does_not_fit_the_certificate_or_an_empty_file_is_refused_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key, empty) = (
+            dir.path().join("cert.pem"),
+            dir.path().join("key.pem"),
+            dir.path().join("empty.pem"),
+        );
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        std::fs::write(&cert, certified.cert.pem()).unwrap();
+        let other = rcgen::KeyPair::generate().unwrap();
+        std::fs::write(&key, other.serialize_pem()).unwrap();
+        std::fs::write(&empty, "").unwrap();
+        let mismatch = acceptor(&cert, &key).map(|_| ()).unwrap_err().to_string();
+        assert!(
+            mismatch.starts_with("cannot use TLS certificate"),
+            "{mismatch}"
+        );
+        let no_cert = acceptor(&empty, &key).map(|_| ()).unwrap_err().to_string();
+        assert!(no_cert.contains("no PEM certificate"), "{no_cert}");
+        let no_key = acceptor(&cert, &empty).map(|_| ()).unwrap_err().to_string();
+        assert!(no_key.contains("no PEM private key"), "{no_key}");
+        std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+        assert!(acceptor(&cert, &key).is_ok());
+    }
+
+    #[test]
     fn a_missing_key_file_is_named_in_the_error() {
         let e = load_key(Path::new("/nonexistent/key.pem")).unwrap_err();
         let text = e.to_string();
