@@ -161,6 +161,8 @@ pub enum ErrorCode {
     SlowFrame,
     /// Fatal: too many connections from your address or in total.
     TooManyConnections,
+    /// Fatal: the server accepts TLS connections only, and this one is plaintext.
+    TlsRequired,
     /// Fatal: the server is shutting down.
     ShuttingDown,
     /// The server's message store failed; the message was not accepted.
@@ -194,6 +196,7 @@ impl ErrorCode {
                 | ErrorCode::IdleTimeout
                 | ErrorCode::SlowFrame
                 | ErrorCode::TooManyConnections
+                | ErrorCode::TlsRequired
                 | ErrorCode::ShuttingDown
                 | ErrorCode::Banned
         )
@@ -220,6 +223,7 @@ impl ErrorCode {
             ErrorCode::IdleTimeout => "idle_timeout",
             ErrorCode::SlowFrame => "slow_frame",
             ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::TlsRequired => "tls_required",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::StoreUnavailable => "store_unavailable",
             ErrorCode::AuthFailed => "auth_failed",

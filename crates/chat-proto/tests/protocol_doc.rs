@@ -65,3 +65,22 @@ fn every_json_example_decodes_as_its_kind() {
     expected.remove(&chat_proto::kind::FILE_CHUNK); // binary: its layout is drawn instead
     assert_eq!(checked, expected, "every JSON kind has an example");
 }
+
+#[test]
+fn error_code_table_names_known_codes_with_their_fatality() {
+    let section = &DOC[DOC.find("## 10. Error codes").unwrap()..DOC.find("## 11.").unwrap()];
+    let mut rows = 0;
+    for line in section.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        // | `code` | fatal | meaning |
+        if cells.len() != 5 || !cells[1].starts_with('`') {
+            continue;
+        }
+        let name = cells[1].trim_matches('`');
+        let code: chat_proto::ErrorCode = serde_json::from_value(name.into()).unwrap();
+        assert_eq!(code.as_str(), name, "{name} is not a code this build knows");
+        assert_eq!(code.is_fatal(), cells[2] == "yes", "fatality of {name}");
+        rows += 1;
+    }
+    assert!(rows >= 26, "only {rows} codes found in the table");
+}

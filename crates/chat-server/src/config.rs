@@ -32,6 +32,25 @@ pub struct Config {
     #[arg(long, env = "CHAT_BIND", default_value = "127.0.0.1:6666")]
     pub bind: SocketAddr,
 
+    /// PEM certificate chain (leaf first) to serve TLS on the same port as plaintext; needs
+    /// --tls-key.
+    #[arg(long, env = "CHAT_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "CHAT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Refuse plaintext connections: framed clients get `tls_required`, text clients one line,
+    /// and a connection that stays silent is closed at the TLS handshake deadline.
+    #[arg(long, env = "CHAT_TLS_ONLY", requires = "tls_cert")]
+    pub tls_only: bool,
+
+    /// Time a TLS connection has, from accept, to finish its handshake (with --tls-only, every
+    /// connection).
+    #[arg(long, env = "CHAT_TLS_HANDSHAKE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub tls_handshake_timeout: Duration,
+
     /// A private server: `hello` must carry this `server_password` (text clients are asked for
     /// it before their name).
     #[arg(long, env = "CHAT_SERVER_PASSWORD", hide_env_values = true)]
@@ -198,6 +217,10 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 6666)),
+            tls_cert: None,
+            tls_key: None,
+            tls_only: false,
+            tls_handshake_timeout: Duration::from_secs(5),
             server_password: None,
             admins: Vec::new(),
             auth_window: Duration::from_secs(60),
@@ -313,5 +336,34 @@ mod tests {
         assert_eq!(c.rate_burst, 3);
         assert_eq!(c.frame_timeout, Duration::from_millis(250));
         assert_eq!(c.bind.port(), 0);
+    }
+
+    #[test]
+    fn a_tls_handshake_has_five_seconds_by_default() {
+        assert_eq!(
+            Config::default().tls_handshake_timeout,
+            Duration::from_secs(5)
+        );
+        let c = Config::try_parse_from([
+            "chat-server",
+            "--tls-cert",
+            "cert.pem",
+            "--tls-key",
+            "key.pem",
+            "--tls-only",
+            "--tls-handshake-timeout",
+            "300ms",
+        ])
+        .unwrap();
+        assert!(c.tls_only);
+        assert_eq!(c.tls_cert, Some(PathBuf::from("cert.pem")));
+        assert_eq!(c.tls_handshake_timeout, Duration::from_millis(300));
+    }
+
+    #[test]
+    fn tls_flags_need_both_files() {
+        assert!(Config::try_parse_from(["chat-server", "--tls-cert", "cert.pem"]).is_err());
+        assert!(Config::try_parse_from(["chat-server", "--tls-key", "key.pem"]).is_err());
+        assert!(Config::try_parse_from(["chat-server", "--tls-only"]).is_err());
     }
 }

@@ -20,6 +20,7 @@
 //! - [`store`]: the durable store: SQLite, a writer thread with group commit, search.
 //! - [`rate`]: the token bucket.
 //! - [`text`]: text mode: netcat, telnet and legacy-charset clients in the same rooms.
+//! - [`tls`]: the certificate and key, and the dialect inside a TLS connection.
 
 pub mod config;
 pub mod history;
@@ -31,6 +32,7 @@ pub mod room;
 pub mod session;
 pub mod store;
 pub mod text;
+pub mod tls;
 pub mod writer;
 
 use std::future::Future;
@@ -71,6 +73,11 @@ pub async fn run_with_history(
     let addr = listener
         .local_addr()
         .context("listener has no local address")?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        (None, None) if !config.tls_only => None,
+        _ => anyhow::bail!("TLS needs both --tls-cert and --tls-key (and --tls-only needs them)"),
+    };
     let config = Arc::new(config);
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -79,10 +86,11 @@ pub async fn run_with_history(
         listener,
         hub,
         config.clone(),
+        tls.clone(),
         tracker.clone(),
         token.clone(),
     );
-    info!(%addr, "listening");
+    info!(%addr, tls = tls.is_some(), tls_only = tls.is_some() && config.tls_only, "listening");
 
     tokio::select! {
         // Accepts until the shutdown future completes; it never ends by itself.

@@ -6,12 +6,19 @@
 //! error, written without waiting (its send buffer is empty), and is closed at once, so refusing
 //! costs no task.
 //!
-//! One port serves two dialects. The session task first peeks at the first byte without
-//! consuming it ([`detect`]): `0x00` is the framed protocol (the first byte of version 1's
-//! header), `0x16` is a TLS handshake (not served yet: it gets one plain-text line), any other
-//! byte is a text client (netcat, telnet, a homework client) and so is a connection that says
-//! nothing within `detect_timeout`: a person at netcat waits to be greeted, while every framed
-//! client speaks first.
+//! One port serves two dialects, in the clear or inside TLS. The session task first peeks at
+//! the first byte without consuming it ([`detect`]): `0x00` is the framed protocol (the first
+//! byte of version 1's header), `0x16` is a TLS handshake, any other byte is a text client
+//! (netcat, telnet, a homework client) and so is a connection that says nothing within
+//! `detect_timeout`: a person at netcat waits to be greeted, while every framed client speaks
+//! first.
+//!
+//! TLS (`--tls-cert`, `--tls-key`): a `0x16` connection is handed to the acceptor, which must
+//! finish the handshake within `tls_handshake_timeout` of the accept; inside, the dialect is
+//! chosen again from the first decrypted byte ([`crate::tls::read_dialect`]). Without a
+//! certificate, `0x16` gets one plain-text line saying TLS is not enabled. With `--tls-only`,
+//! plaintext is refused in its own dialect (a framed `tls_required` error, or one text line),
+//! and silence is not taken for netcat: it is closed at the TLS handshake deadline.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -19,9 +26,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chat_proto::{ErrorCode, ServerMsg, WireMessage};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
@@ -30,14 +39,16 @@ use crate::config::Config;
 use crate::hub::{HubHandle, SessionId};
 use crate::session;
 use crate::text;
+use crate::tls;
 
 /// Accepts connections and starts sessions.
-#[derive(Debug)]
 pub struct Listener {
     listener: TcpListener,
     /// Cloned into every session; dropping the listener drops this one.
     hub: HubHandle,
     config: Arc<Config>,
+    /// Set when the server has a certificate: `0x16` connections are served over TLS.
+    tls: Option<TlsAcceptor>,
     /// One permit per open connection; a session holds its permit until it ends.
     limit: Arc<Semaphore>,
     /// Open connections per address; an [`IpSlot`] held by each session decrements on drop.
@@ -50,17 +61,20 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// A listener that serves sessions on `tracker` until `shutdown` is cancelled.
+    /// A listener that serves sessions on `tracker` until `shutdown` is cancelled, and TLS
+    /// with `tls` when given.
     pub fn new(
         listener: TcpListener,
         hub: HubHandle,
         config: Arc<Config>,
+        tls: Option<TlsAcceptor>,
         tracker: TaskTracker,
         shutdown: CancellationToken,
     ) -> Self {
         Listener {
             listener,
             hub,
+            tls,
             limit: Arc::new(Semaphore::new(config.max_conns)),
             per_ip: Arc::new(Mutex::new(HashMap::new())),
             config,
@@ -101,8 +115,10 @@ impl Listener {
                 id,
                 peer,
                 stream,
+                accepted: Instant::now(),
                 hub: self.hub.clone(),
                 config: self.config.clone(),
+                tls: self.tls.clone(),
                 shutdown: self.shutdown.clone(),
             };
             self.tracker.spawn(async move {
@@ -130,7 +146,7 @@ pub enum Dialect {
         /// Greet and ask for a name at once.
         greet: bool,
     },
-    /// A TLS handshake; TLS is not served yet.
+    /// A TLS handshake.
     Tls,
 }
 
@@ -147,6 +163,31 @@ impl Dialect {
     }
 }
 
+/// What the first peek saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum First {
+    /// The first byte, still unread.
+    Byte(u8),
+    /// Nothing within the wait.
+    Silence,
+    /// The peer closed or failed, or the server is stopping.
+    Gone,
+}
+
+/// Peeks at the first byte (not consuming it) for at most `wait`.
+async fn peek_first(stream: &TcpStream, wait: Duration, shutdown: &CancellationToken) -> First {
+    let mut first = [0u8; 1];
+    tokio::select! {
+        // The server is stopping: nobody to serve.
+        () = shutdown.cancelled() => First::Gone,
+        peeked = tokio::time::timeout(wait, stream.peek(&mut first)) => match peeked {
+            Ok(Ok(0) | Err(_)) => First::Gone,
+            Ok(Ok(_)) => First::Byte(first[0]),
+            Err(_) => First::Silence,
+        },
+    }
+}
+
 /// Peeks at the first byte (not consuming it) for at most `wait`. `None` when the peer closed,
 /// failed, or the server is stopping before it said anything.
 pub async fn detect(
@@ -154,16 +195,11 @@ pub async fn detect(
     wait: Duration,
     shutdown: &CancellationToken,
 ) -> Option<Dialect> {
-    let mut first = [0u8; 1];
-    tokio::select! {
-        // The server is stopping: nobody to serve.
-        () = shutdown.cancelled() => None,
-        peeked = tokio::time::timeout(wait, stream.peek(&mut first)) => match peeked {
-            Ok(Ok(0) | Err(_)) => None,
-            Ok(Ok(_)) => Some(Dialect::from_first_byte(Some(first[0]))),
-            // Silence: a person at netcat or telnet, waiting to be greeted.
-            Err(_) => Some(Dialect::from_first_byte(None)),
-        },
+    match peek_first(stream, wait, shutdown).await {
+        First::Byte(byte) => Some(Dialect::from_first_byte(Some(byte))),
+        // Silence: a person at netcat or telnet, waiting to be greeted.
+        First::Silence => Some(Dialect::from_first_byte(None)),
+        First::Gone => None,
     }
 }
 
@@ -172,14 +208,62 @@ struct Conn {
     id: SessionId,
     peer: SocketAddr,
     stream: TcpStream,
+    /// When it was accepted: the TLS handshake deadline counts from here.
+    accepted: Instant,
     hub: HubHandle,
     config: Arc<Config>,
+    tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
 }
 
 impl Conn {
-    /// Picks the dialect and serves the connection until it ends.
+    /// Picks the dialect (and TLS) and serves the connection until it ends.
     async fn serve(self) {
+        let tls_deadline = self.accepted + self.config.tls_handshake_timeout;
+        let tls_only = self.tls.is_some() && self.config.tls_only;
+        // On a TLS-only server nobody is greeted in the clear: wait up to the deadline.
+        let wait = if tls_only {
+            tls_deadline.saturating_duration_since(Instant::now())
+        } else {
+            self.config.detect_timeout
+        };
+        let (id, peer) = (self.id, self.peer);
+        let dialect = match peek_first(&self.stream, wait, &self.shutdown).await {
+            First::Gone => {
+                debug!(session = id, %peer, "closed before its first byte");
+                return;
+            }
+            First::Silence if tls_only => {
+                info!(session = id, %peer, "closed: no TLS handshake before the deadline");
+                return;
+            }
+            First::Silence => Dialect::from_first_byte(None),
+            First::Byte(byte) => Dialect::from_first_byte(Some(byte)),
+        };
+        debug!(session = id, %peer, ?dialect, "dialect");
+        match (dialect, self.tls.clone()) {
+            (Dialect::Tls, Some(acceptor)) => self.serve_tls(acceptor, tls_deadline).await,
+            (Dialect::Tls, None) => {
+                refuse_tls(self.stream, peer, self.config.close_timeout).await;
+            }
+            (plain, Some(_)) if tls_only => {
+                refuse_plaintext(self.stream, peer, plain, self.config.close_timeout).await;
+            }
+            (plain, _) => {
+                let Conn {
+                    stream,
+                    hub,
+                    config,
+                    shutdown,
+                    ..
+                } = self;
+                serve_dialect(id, peer, plain, stream.into_split(), hub, config, shutdown).await;
+            }
+        }
+    }
+
+    /// The TLS handshake (by `deadline`), then the dialect of the first decrypted byte.
+    async fn serve_tls(self, acceptor: TlsAcceptor, deadline: Instant) {
         let Conn {
             id,
             peer,
@@ -187,34 +271,115 @@ impl Conn {
             hub,
             config,
             shutdown,
+            ..
         } = self;
-        let Some(dialect) = detect(&stream, config.detect_timeout, &shutdown).await else {
-            debug!(session = id, %peer, "closed before its first byte");
+        let handshake = tokio::select! {
+            // The server is stopping: no session to start.
+            () = shutdown.cancelled() => return,
+            done = tokio::time::timeout_at(deadline, acceptor.accept(stream)) => done,
+        };
+        let stream = match handshake {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                info!(session = id, %peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                info!(
+                    session = id,
+                    %peer,
+                    timeout = ?config.tls_handshake_timeout,
+                    "closed: TLS handshake not finished before the deadline"
+                );
+                return;
+            }
+        };
+        let (rd, wr) = tokio::io::split(stream);
+        let detected = tokio::select! {
+            // The server is stopping: nobody to serve.
+            () = shutdown.cancelled() => return,
+            detected = tls::read_dialect(rd, config.detect_timeout) => detected,
+        };
+        let Some((dialect, rd)) = detected else {
+            debug!(session = id, %peer, "TLS closed before its first byte");
             return;
         };
-        debug!(session = id, %peer, ?dialect, "dialect");
-        match dialect {
-            Dialect::Framed => {
-                session::run(id, peer, stream.into_split(), hub, config, shutdown).await;
-            }
-            Dialect::Text { greet } => {
-                let halves = stream.into_split();
-                // Boxed: every connection's task is sized for its largest state, and a text
-                // session's is larger than a framed one's.
-                Box::pin(text::run(id, peer, halves, hub, config, shutdown, greet)).await;
-            }
-            Dialect::Tls => refuse_tls(stream, peer, config.close_timeout).await,
+        debug!(session = id, %peer, ?dialect, "dialect inside TLS");
+        if dialect == Dialect::Tls {
+            info!(session = id, %peer, "closed: a TLS handshake inside TLS");
+            return;
         }
+        // Boxed: the TLS state makes this future large, and every connection's task is sized
+        // for its largest state.
+        Box::pin(serve_dialect(
+            id,
+            peer,
+            dialect,
+            (rd, wr),
+            hub,
+            config,
+            shutdown,
+        ))
+        .await;
     }
 }
 
-/// Answers a TLS handshake with one readable line and closes. The unread handshake is drained
-/// first (briefly), so closing does not reset the connection before the line is read.
-async fn refuse_tls(mut stream: TcpStream, peer: SocketAddr, grace: Duration) {
+/// Serves a framed or text session over `halves` (plaintext or TLS) until it ends.
+async fn serve_dialect<R, W>(
+    id: SessionId,
+    peer: SocketAddr,
+    dialect: Dialect,
+    halves: (R, W),
+    hub: HubHandle,
+    config: Arc<Config>,
+    shutdown: CancellationToken,
+) where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    match dialect {
+        Dialect::Framed => session::run(id, peer, halves, hub, config, shutdown).await,
+        Dialect::Text { greet } => {
+            // Boxed: every connection's task is sized for its largest state, and a text
+            // session's is larger than a framed one's.
+            Box::pin(text::run(id, peer, halves, hub, config, shutdown, greet)).await;
+        }
+        Dialect::Tls => debug!(session = id, %peer, "TLS is not a session dialect"),
+    }
+}
+
+/// Answers a TLS handshake with one readable line and closes.
+async fn refuse_tls(stream: TcpStream, peer: SocketAddr, grace: Duration) {
     info!(%peer, "TLS handshake refused: TLS is not enabled");
     let line = b"TLS is not enabled on this server: connect without TLS\r\n";
+    say_and_close(stream, line, grace).await;
+}
+
+/// On a `--tls-only` server: tells a plaintext client, in its own dialect, that it must use
+/// TLS, and closes.
+async fn refuse_plaintext(stream: TcpStream, peer: SocketAddr, dialect: Dialect, grace: Duration) {
+    info!(%peer, ?dialect, "plaintext refused: this server accepts TLS only");
+    let said = match dialect {
+        Dialect::Framed => ServerMsg::error(
+            None,
+            ErrorCode::TlsRequired,
+            "this server accepts TLS connections only: connect with TLS",
+        )
+        .to_frame_bytes()
+        .map(|frame| frame.to_vec())
+        .unwrap_or_default(),
+        _ => b"This server accepts TLS connections only: connect with TLS \
+               (for example: openssl s_client -quiet -connect host:port)\r\n"
+            .to_vec(),
+    };
+    say_and_close(stream, &said, grace).await;
+}
+
+/// Writes `bytes` and closes. What the peer already sent is drained first (briefly), so
+/// closing does not reset the connection before it has read our answer.
+async fn say_and_close(mut stream: TcpStream, bytes: &[u8], grace: Duration) {
     let _ = tokio::time::timeout(grace, async {
-        stream.write_all(line).await?;
+        stream.write_all(bytes).await?;
         stream.shutdown().await?;
         let mut scratch = [0u8; 4096];
         while stream.read(&mut scratch).await? > 0 {}

@@ -13,9 +13,29 @@ use tracing_subscriber::EnvFilter;
 /// Listen backlog: at least 1024 pending connections.
 const BACKLOG: i32 = 1024;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    // The one crypto provider compiled in, for anything that asks rustls for the default.
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
     let config = Config::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // Start-up errors (a port in use, an unreadable TLS key) as one readable line.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logging, bind, and the server until a signal.
+async fn serve(config: Config) -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

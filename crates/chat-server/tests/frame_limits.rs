@@ -19,7 +19,7 @@ async fn strict_login(addr: SocketAddr, nick: &str, limit: u32) -> Client {
     let stream = TcpStream::connect(addr).await.unwrap();
     stream.set_nodelay(true).unwrap();
     let mut c = Client {
-        framed: Framed::new(stream, ClientCodec::new(limit)),
+        framed: Framed::new(Box::new(stream), ClientCodec::new(limit)),
         nick: String::new(),
     };
     match c.hello(nick).await {
@@ -81,7 +81,7 @@ async fn join_bursts_and_pages_of_long_messages_stay_within_max_body() {
         // A fresh client: its burst must fit, holding the newest messages and `more`.
         let stream = TcpStream::connect(server.addr).await.unwrap();
         let mut bob = Client {
-            framed: Framed::new(stream, ClientCodec::new(limit)),
+            framed: Framed::new(Box::new(stream), ClientCodec::new(limit)),
             nick: String::new(),
         };
         assert!(matches!(bob.hello("bob").await, ServerMsg::Welcome(_)));

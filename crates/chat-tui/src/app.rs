@@ -254,6 +254,9 @@ pub enum InputMode {
     Normal,
     /// Asking whether to send a long (pasted) input: `y` sends, `n`/Esc goes back to editing.
     ConfirmSend,
+    /// Asking whether to trust (pin) the server's certificate: `y` pins it and connects,
+    /// anything else stays offline.
+    TrustCertificate,
 }
 
 /// Tab completion in progress: repeated Tab cycles through `candidates`.
@@ -307,6 +310,8 @@ pub struct App {
     pub me: String,
     /// `host:port`, for the status bar.
     pub server: String,
+    /// The connection uses TLS (always, when set: there is no plaintext fallback).
+    pub tls: bool,
     /// Connection state.
     pub conn: ConnState,
     /// Connection generation: increases on every `welcome`, so the outbox knows what was sent
@@ -369,6 +374,7 @@ impl App {
         App {
             me: me.into(),
             server: server.into(),
+            tls: false,
             conn: ConnState::Connecting { attempt: 1 },
             generation: 0,
             buffers: vec![Buffer::new(BufferKind::Server)],

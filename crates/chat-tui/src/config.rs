@@ -2,7 +2,7 @@
 //!
 //! ```toml
 //! name = "alice"
-//! server = "chat.example.org:6666"
+//! server = "chat.example.org:6666"  # tls://chat.example.org:6666 connects with TLS
 //! bell = true
 //! mouse = false
 //! colors = true                      # false: bold/reverse/underline only
@@ -136,6 +136,20 @@ pub fn default_config_path() -> Option<PathBuf> {
     dirs().map(|d| d.config_dir().join("config.toml"))
 }
 
+/// `~/.local/share/chat/known_hosts` (or the platform's equivalent): pinned certificates.
+pub fn default_known_hosts_path() -> Option<PathBuf> {
+    dirs().map(|d| d.data_dir().join("known_hosts"))
+}
+
+/// A server address with an optional `tls://` in front: whether TLS was asked for, and
+/// `host:port`.
+pub fn split_scheme(server: &str) -> (bool, &str) {
+    match server.strip_prefix("tls://") {
+        Some(rest) => (true, rest),
+        None => (false, server),
+    }
+}
+
 /// `~/.local/state/chat/chat-tui.log` (or the platform's equivalent).
 pub fn default_log_path() -> Option<PathBuf> {
     let d = dirs()?;
@@ -176,6 +190,15 @@ mod tests {
         assert!(run_password_cmd("true").is_err());
         let c = Config::parse("password_cmd = \"pass show chat\"").unwrap();
         assert_eq!(c.password_cmd.as_deref(), Some("pass show chat"));
+    }
+
+    #[test]
+    fn a_tls_scheme_asks_for_tls() {
+        assert_eq!(
+            split_scheme("tls://chat.example.org:6697"),
+            (true, "chat.example.org:6697")
+        );
+        assert_eq!(split_scheme("127.0.0.1:6666"), (false, "127.0.0.1:6666"));
     }
 
     #[test]

@@ -105,6 +105,15 @@ pub fn map_key(key: KeyEvent, mode: &InputMode) -> Option<Action> {
     let alt = key.modifiers.contains(KeyModifiers::ALT);
     let shift = key.modifiers.contains(KeyModifiers::SHIFT);
 
+    if *mode == InputMode::TrustCertificate {
+        // "[y/N]": only an explicit yes trusts; Enter is the default, no.
+        return match key.code {
+            KeyCode::Char('y' | 'Y') => Some(Action::Confirm),
+            KeyCode::Char('n' | 'N') | KeyCode::Esc | KeyCode::Enter => Some(Action::Cancel),
+            KeyCode::Char('c') if ctrl => Some(Action::Cancel),
+            _ => None,
+        };
+    }
     if *mode == InputMode::ConfirmSend {
         return match key.code {
             KeyCode::Char('y' | 'Y') | KeyCode::Enter => Some(Action::Confirm),
@@ -216,6 +225,20 @@ mod tests {
             map_key(key(KeyCode::Char('3'), KeyModifiers::ALT), &m),
             Some(Action::GoToBuffer(3))
         );
+    }
+
+    #[test]
+    fn the_trust_question_defaults_to_no() {
+        let m = InputMode::TrustCertificate;
+        assert_eq!(
+            map_key(KeyEvent::from(KeyCode::Char('y')), &m),
+            Some(Action::Confirm)
+        );
+        assert_eq!(
+            map_key(KeyEvent::from(KeyCode::Enter), &m),
+            Some(Action::Cancel)
+        );
+        assert_eq!(map_key(KeyEvent::from(KeyCode::Char('x')), &m), None);
     }
 
     #[test]

@@ -104,7 +104,7 @@ pub fn current_panes(app: &App) -> Panes {
 
 /// Rows the input needs at `width` (before capping).
 pub fn input_rows(app: &App, width: u16) -> u16 {
-    if app.mode == InputMode::ConfirmSend {
+    if app.mode != InputMode::Normal {
         return 1;
     }
     let text_width = usize::from(width.saturating_sub(2)).max(1);

@@ -20,6 +20,8 @@
 //!   offered names safe; [`files`] does their IO (hashing, chunks, `.part` files).
 //! - [`ui`]: drawing the screen.
 //! - [`net`]: the network client (reconnect, resume, backoff).
+//! - [`tls`]: TLS trust: CA roots, the pin check, handshake failures in words;
+//!   [`known_hosts`] keeps the pinned certificates.
 //! - [`pacer`]: client-side flood control that keeps the outbox in order.
 //! - [`terminal`]: raw mode / alternate screen set up and restored in one place.
 //! - [`run`]: the main loop.
@@ -32,12 +34,14 @@ pub mod editor;
 pub mod filename;
 pub mod files;
 pub mod keymap;
+pub mod known_hosts;
 pub mod layout;
 pub mod net;
 pub mod pacer;
 pub mod receive;
 pub mod run;
 pub mod terminal;
+pub mod tls;
 pub mod transfer;
 pub mod ui;
 pub mod update;

@@ -11,6 +11,7 @@ use chat_tui::files::{self, FilesConfig};
 use chat_tui::net::{self, NetConfig};
 use chat_tui::run::FileIo;
 use chat_tui::terminal::{self, TerminalGuard};
+use chat_tui::tls::TlsSettings;
 use clap::Parser;
 use crossterm::event::EventStream;
 use rand::Rng;
@@ -20,8 +21,21 @@ use rand::distr::Alphanumeric;
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
-    /// Server address, `host:port` (default: `server` from the config file).
+    /// Server address, `host:port` or `tls://host:port` (default: `server` from the config
+    /// file).
     server: Option<String>,
+    /// Connect with TLS; a failed handshake never falls back to plaintext. Certificates are
+    /// checked against the system's CAs and --ca; an unknown one is shown with its fingerprint
+    /// and pinned if you trust it.
+    #[arg(long)]
+    tls: bool,
+    /// PEM file of CA certificates to trust as well as the system's (implies --tls).
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// File of pinned server certificates (default: chat/known_hosts in the XDG data
+    /// directory).
+    #[arg(long, value_name = "FILE")]
+    known_hosts: Option<PathBuf>,
     /// Nick to use (default: `name` from the config file, then $USER).
     #[arg(long, short)]
     name: Option<String>,
@@ -95,6 +109,8 @@ async fn terminate_signal() {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // The one crypto provider compiled in, for anything that asks rustls for the default.
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
     let args = Args::parse();
     let config_path = args.config.clone().or_else(config::default_config_path);
     let config = match &config_path {
@@ -110,7 +126,18 @@ async fn main() -> anyhow::Result<()> {
         .server
         .or(config.server.clone())
         .context("no server: pass host:port")?;
+    let (tls_scheme, server) = config::split_scheme(&server);
+    let server = server.to_owned();
     init_logging(args.log_file)?;
+    let tls = if args.tls || tls_scheme || args.ca.is_some() {
+        let known_hosts = args
+            .known_hosts
+            .or_else(config::default_known_hosts_path)
+            .context("no known-hosts file: pass --known-hosts FILE")?;
+        Some(TlsSettings::new(args.ca.as_deref(), true, known_hosts)?)
+    } else {
+        None
+    };
     // Before the terminal is taken over: the command may ask for a passphrase.
     let password = match (&args.password_cmd, env_secret("CHAT_PASSWORD")) {
         (Some(cmd), _) => Some(config::run_password_cmd(cmd).context("--password-cmd")?),
@@ -128,6 +155,7 @@ async fn main() -> anyhow::Result<()> {
         .map(char::from)
         .collect();
     let mut app = App::new(name.clone(), server.clone(), id_prefix);
+    app.tls = tls.is_some();
     app.tz = jiff::tz::TimeZone::system();
     app.bell = !args.no_bell && config.bell.unwrap_or(true);
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
@@ -153,6 +181,7 @@ async fn main() -> anyhow::Result<()> {
         client: format!("chat-tui/{}", env!("CARGO_PKG_VERSION")),
         password: password.map(net::Secret),
         server_password: server_password.map(net::Secret),
+        tls,
     });
     let (files_handle, files_rx) = files::spawn(FilesConfig { download_dir }, handle.chunks());
     let file_io = FileIo {

@@ -14,6 +14,12 @@
 //! queued behind a file. Chunks are not paced (the pacer is for chat requests); flow control
 //! is the transfer window.
 //!
+//! With TLS ([`NetConfig::tls`]) every attempt is TCP, then the handshake of [`crate::tls`],
+//! and never plaintext. A certificate no trusted CA signed stops the task until the user
+//! answers [`NetEvent::UntrustedCertificate`] (yes pins it in the known-hosts file and connects
+//! at once); a pinned server presenting another certificate stops it for good
+//! ([`NetEvent::CertificateChanged`]): reconnecting cannot fix that, the user must.
+//!
 //! **Architecture Invariant:** events flow through a bounded channel (the socket waits when
 //! the UI falls behind); commands flow through an unbounded one, because they are made at
 //! human speed, and that keeps the two channels from forming a cycle of bounded waits. The
@@ -29,11 +35,15 @@ use chat_proto::server::Welcome;
 use chat_proto::{ClientCodec, ClientMsg, ErrorCode, ServerMsg};
 use futures::{SinkExt, StreamExt};
 use rand::Rng;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::codec::Framed;
 use tracing::{debug, info, warn};
+
+use crate::known_hosts::{Fingerprint, KnownHosts};
+use crate::tls::{self, TlsFailure, TlsSettings};
 
 /// Something the network client reports.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,7 +57,29 @@ pub enum NetEvent {
     Connected(Welcome),
     /// A message from the server (pings are answered here and not reported).
     Message(ServerMsg),
-    /// The connection ended; the next attempt starts after `retry_in` (none: we are quitting).
+    /// No trusted CA signed the server's certificate and it is not pinned: the task waits for
+    /// [`NetHandle::trust_certificate`].
+    UntrustedCertificate {
+        /// `host:port`.
+        server: String,
+        /// The leaf certificate's SHA-256 fingerprint.
+        fingerprint: Fingerprint,
+    },
+    /// The server presented another certificate than the pinned one: the task will not
+    /// connect again.
+    CertificateChanged {
+        /// `host:port`.
+        server: String,
+        /// The pinned fingerprint.
+        pinned: Fingerprint,
+        /// The one presented now.
+        presented: Fingerprint,
+        /// The known-hosts file.
+        file: std::path::PathBuf,
+        /// The pin's line in it.
+        line: usize,
+    },
+    /// The connection ended; the next attempt starts after `retry_in` (none: not by itself).
     Disconnected {
         /// Why.
         reason: String,
@@ -65,6 +97,8 @@ enum NetCommand {
     Quit(Option<String>),
     /// Use this nick from the next attempt on, and connect now if waiting.
     SetNick(String),
+    /// The answer to [`NetEvent::UntrustedCertificate`]: pin it (and connect) or not.
+    Trust(bool),
 }
 
 /// A frame of file data (a chunk or `file_done`) for the connection of `generation`.
@@ -104,6 +138,11 @@ impl NetHandle {
     /// offline (after a refused nick it waits for this).
     pub fn set_nick(&self, nick: String) {
         let _ = self.cmd_tx.send(NetCommand::SetNick(nick));
+    }
+
+    /// Answers [`NetEvent::UntrustedCertificate`]: `true` pins the certificate and connects.
+    pub fn trust_certificate(&self, trust: bool) {
+        let _ = self.cmd_tx.send(NetCommand::Trust(trust));
     }
 
     /// Where uploads put their chunks.
@@ -177,6 +216,8 @@ pub struct NetConfig {
     pub password: Option<Secret>,
     /// Password of a private server (`hello.server_password`).
     pub server_password: Option<Secret>,
+    /// Connect with TLS, trusting these (none: plaintext).
+    pub tls: Option<TlsSettings>,
 }
 
 /// What a client message looks like in a log: a `register` without its password.
@@ -374,6 +415,14 @@ enum Outcome {
         /// Why, for the screen.
         reason: String,
     },
+    /// The server's certificate is not trusted and not pinned: ask the user.
+    Untrusted {
+        /// Its fingerprint.
+        fingerprint: Fingerprint,
+    },
+    /// Reconnecting cannot help (a changed pinned certificate, a TLS-only server without
+    /// `--tls`): say why and wait for the user to quit. The event is already sent.
+    Stopped,
     /// The connection was lost (or never made).
     Lost {
         /// Why, for the screen.
@@ -433,10 +482,43 @@ async fn run(
                         Some(NetCommand::Send(m)) => {
                             debug!(msg = %loggable(&m), "dropped while offline")
                         }
+                        Some(NetCommand::Trust(_)) => {}
                         Some(NetCommand::Quit(_)) | None => return,
                     }
                 }
                 continue;
+            }
+            Outcome::Untrusted { fingerprint } => {
+                let event = NetEvent::UntrustedCertificate {
+                    server: config.addr.clone(),
+                    fingerprint,
+                };
+                if event_tx.send(event).await.is_err() {
+                    return;
+                }
+                match await_trust(&config, fingerprint, &mut cmd_rx, &mut session).await {
+                    // Pinned: connect again at once.
+                    Ok(true) => {
+                        attempt = 0;
+                        continue;
+                    }
+                    Ok(false) => return,
+                    Err(reason) => {
+                        let event = NetEvent::Disconnected {
+                            reason,
+                            retry_in: None,
+                        };
+                        if event_tx.send(event).await.is_err() {
+                            return;
+                        }
+                        wait_for_quit(&mut cmd_rx).await;
+                        return;
+                    }
+                }
+            }
+            Outcome::Stopped => {
+                wait_for_quit(&mut cmd_rx).await;
+                return;
             }
             Outcome::Lost { reason, welcomed } => (reason, welcomed),
         };
@@ -466,12 +548,94 @@ async fn run(
                         session.nick = nick;
                         break;
                     }
+                    Some(NetCommand::Trust(_)) => {}
                     Some(NetCommand::Quit(_)) | None => return,
                 },
             }
         }
     }
 }
+
+/// Waits for the user's answer about an untrusted certificate. `Ok(true)`: pinned, connect;
+/// `Ok(false)`: the user quit; `Err`: not trusted or not stored, why (stay offline).
+async fn await_trust(
+    config: &NetConfig,
+    fingerprint: Fingerprint,
+    cmd_rx: &mut mpsc::UnboundedReceiver<NetCommand>,
+    session: &mut Session,
+) -> Result<bool, String> {
+    loop {
+        match cmd_rx.recv().await {
+            Some(NetCommand::Trust(true)) => {
+                let Some(tls) = &config.tls else {
+                    return Err("no TLS configured".to_owned());
+                };
+                return match KnownHosts::add(&tls.known_hosts, &config.addr, fingerprint) {
+                    Ok(()) => {
+                        info!(server = %config.addr, %fingerprint, file = %tls.known_hosts.display(), "certificate pinned");
+                        Ok(true)
+                    }
+                    Err(e) => Err(format!(
+                        "cannot write the known-hosts file {}: {e}",
+                        tls.known_hosts.display()
+                    )),
+                };
+            }
+            Some(NetCommand::Trust(false)) => {
+                return Err("certificate not trusted: not connecting".to_owned());
+            }
+            Some(NetCommand::Send(m)) => debug!(msg = %loggable(&m), "dropped while asking"),
+            Some(NetCommand::SetNick(nick)) => session.nick = nick,
+            Some(NetCommand::Quit(_)) | None => return Ok(false),
+        }
+    }
+}
+
+/// Offline for good: drops everything until the user quits.
+async fn wait_for_quit(cmd_rx: &mut mpsc::UnboundedReceiver<NetCommand>) {
+    loop {
+        match cmd_rx.recv().await {
+            Some(NetCommand::Quit(_)) | None => return,
+            Some(NetCommand::Send(m)) => debug!(msg = %loggable(&m), "dropped while stopped"),
+            Some(NetCommand::SetNick(_) | NetCommand::Trust(_)) => {}
+        }
+    }
+}
+
+/// A connection's byte stream: TCP, or TLS over it.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Why an attempt made no stream.
+enum ConnectError {
+    /// TCP (or its timeout), in words.
+    Tcp(String),
+    /// The TLS handshake.
+    Tls(TlsFailure),
+}
+
+/// TCP, then TLS when configured: the stream a session runs over.
+async fn open_stream(config: &NetConfig) -> Result<Box<dyn Io>, ConnectError> {
+    let tcp = match timeout(CONNECT_TIMEOUT, TcpStream::connect(&config.addr)).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => return Err(ConnectError::Tcp(format!("cannot connect: {e}"))),
+        Err(_) => return Err(ConnectError::Tcp("cannot connect: timed out".to_owned())),
+    };
+    let _ = tcp.set_nodelay(true);
+    let Some(settings) = &config.tls else {
+        return Ok(Box::new(tcp));
+    };
+    match timeout(CONNECT_TIMEOUT, tls::connect(tcp, &config.addr, settings)).await {
+        Ok(Ok(stream)) => Ok(Box::new(stream)),
+        Ok(Err(failure)) => Err(ConnectError::Tls(failure)),
+        Err(_) => Err(ConnectError::Tls(TlsFailure::Failed(
+            "the TLS handshake timed out (does the server speak TLS?)".to_owned(),
+        ))),
+    }
+}
+
+/// How long the TCP connect, and then the TLS handshake, may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a connection takes from the UI and the uploads.
 struct Lanes<'a> {
@@ -496,15 +660,34 @@ async fn serve(
         generation,
     } = lanes;
     let lost = |reason: String, welcomed| Outcome::Lost { reason, welcomed };
-    let connect = timeout(Duration::from_secs(10), TcpStream::connect(&config.addr));
+    let connect = open_stream(config);
     tokio::pin!(connect);
     let stream = loop {
         tokio::select! {
             // The connection attempt finished (or timed out).
             r = &mut connect => match r {
-                Ok(Ok(s)) => break s,
-                Ok(Err(e)) => return lost(format!("cannot connect: {e}"), None),
-                Err(_) => return lost("cannot connect: timed out".to_owned(), None),
+                Ok(s) => break s,
+                Err(ConnectError::Tcp(reason)) => return lost(reason, None),
+                Err(ConnectError::Tls(TlsFailure::Failed(words))) => {
+                    return lost(format!("TLS: {words}"), None);
+                }
+                Err(ConnectError::Tls(TlsFailure::Untrusted { fingerprint })) => {
+                    return Outcome::Untrusted { fingerprint };
+                }
+                Err(ConnectError::Tls(TlsFailure::Changed { pin, presented, file })) => {
+                    warn!(server = %config.addr, pinned = %pin.fingerprint, %presented, "certificate changed: refused");
+                    let event = NetEvent::CertificateChanged {
+                        server: config.addr.clone(),
+                        pinned: pin.fingerprint,
+                        presented,
+                        file,
+                        line: pin.line,
+                    };
+                    if event_tx.send(event).await.is_err() {
+                        return Outcome::Quit;
+                    }
+                    return Outcome::Stopped;
+                }
             },
             // The UI: a quit stops the attempt; a send made before it saw us go offline is
             // dropped (the outbox still holds it).
@@ -512,10 +695,10 @@ async fn serve(
                 Some(NetCommand::Quit(_)) | None => return Outcome::Quit,
                 Some(NetCommand::Send(m)) => debug!(msg = %loggable(&m), "dropped while connecting"),
                 Some(NetCommand::SetNick(nick)) => session.nick = nick,
+                Some(NetCommand::Trust(_)) => {}
             },
         }
     };
-    let _ = stream.set_nodelay(true);
     let mut framed = Framed::new(stream, ClientCodec::new(RECEIVE_MAX_BODY));
     if let Err(e) = framed.send(ClientMsg::Hello(session.hello())).await {
         return lost(format!("cannot send hello: {e}"), None);
@@ -540,7 +723,7 @@ async fn serve(
                 // Connected: a nick change is a `nick` request (the UI sends that); before the
                 // welcome the name is used for the next hello.
                 Some(NetCommand::SetNick(nick)) if welcomed.is_none() => session.nick = nick,
-                Some(NetCommand::SetNick(_)) => {}
+                Some(NetCommand::SetNick(_) | NetCommand::Trust(_)) => {}
                 Some(NetCommand::Quit(reason)) => {
                     let _ = timeout(
                         Duration::from_secs(1),
@@ -619,6 +802,19 @@ async fn serve(
                             return Outcome::Quit;
                         }
                         return Outcome::NickRefused { reason };
+                    }
+                    ServerMsg::Error(e) if e.code == ErrorCode::TlsRequired => {
+                        // Reconnecting in the clear cannot work: the user must restart with --tls.
+                        let reason = "the server accepts TLS only: restart chat-tui with --tls".to_owned();
+                        let forward = ServerMsg::Error(e);
+                        if event_tx.send(NetEvent::Message(forward)).await.is_err() {
+                            return Outcome::Quit;
+                        }
+                        let event = NetEvent::Disconnected { reason, retry_in: None };
+                        if event_tx.send(event).await.is_err() {
+                            return Outcome::Quit;
+                        }
+                        return Outcome::Stopped;
                     }
                     ServerMsg::Error(e) if welcomed.is_none() && e.code == ErrorCode::AuthThrottled => {
                         // Too many attempts: back off as after a lost connection.
@@ -956,6 +1152,7 @@ mod tests {
             client: "t".into(),
             password: Some(Secret("wrong-one".into())),
             server_password: None,
+            tls: None,
         });
         let mut forwarded = false;
         let stopped = loop {
@@ -1025,6 +1222,7 @@ mod tests {
             client: "t".into(),
             password: None,
             server_password: None,
+            tls: None,
         });
         let stopped = loop {
             match timeout(Duration::from_secs(5), events.recv()).await {

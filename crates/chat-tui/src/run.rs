@@ -144,6 +144,7 @@ where
                     }
                     Command::Render => render = true,
                     Command::File(job) => files.send(job),
+                    Command::TrustCertificate(trust) => net.trust_certificate(trust),
                 }
             }
         }

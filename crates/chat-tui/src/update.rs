@@ -61,6 +61,8 @@ pub enum Command {
     Render,
     /// File IO for a transfer.
     File(FileJob),
+    /// The answer about an untrusted certificate: pin it and connect, or stay offline.
+    TrustCertificate(bool),
 }
 
 /// Applies `msg` to `app`; returns what the runtime must do.
@@ -69,7 +71,8 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Command> {
     match msg {
         Msg::Action(action) => on_action(app, action, &mut out),
         // The "Send N lines?" prompt is showing: a paste must not change what is asked about.
-        Msg::Paste(_) if app.mode == InputMode::ConfirmSend => {}
+        // A question is showing: a paste must not change or answer it.
+        Msg::Paste(_) if app.mode != InputMode::Normal => {}
         Msg::Paste(text) => {
             app.completion = None;
             let text = text.replace("\r\n", "\n").replace('\r', "\n");
@@ -133,9 +136,29 @@ fn on_action(app: &mut App, action: Action, out: &mut Vec<Command>) {
                 submit(app, out);
             }
         }
+        Action::Confirm if app.mode == InputMode::TrustCertificate => {
+            app.mode = InputMode::Normal;
+            push_local(
+                app,
+                0,
+                LineBody::Info("certificate pinned; connecting".to_owned()),
+            );
+            out.push(Command::TrustCertificate(true));
+        }
         Action::Confirm => {
             app.mode = InputMode::Normal;
             submit(app, out);
+        }
+        Action::Cancel if app.mode == InputMode::TrustCertificate => {
+            app.mode = InputMode::Normal;
+            push_local(
+                app,
+                0,
+                LineBody::Error(
+                    "certificate not trusted: chat-tui stays offline (Ctrl-C to quit)".to_owned(),
+                ),
+            );
+            out.push(Command::TrustCertificate(false));
         }
         Action::Cancel => app.mode = InputMode::Normal,
         Action::PageUp => scroll_up(app, page(app), out),
@@ -742,6 +765,60 @@ fn on_net(app: &mut App, event: NetEvent, out: &mut Vec<Command>) {
             }
             transfer::on_disconnected(app);
             app.conn = ConnState::Disconnected { reason, retry_at };
+        }
+        NetEvent::UntrustedCertificate {
+            server,
+            fingerprint,
+        } => {
+            let server = sanitize_line(&server).into_owned();
+            let lines = [
+                format!(
+                    "the TLS certificate of {server} is not signed by a CA this client trusts \
+                     (self-signed, or an unknown CA)"
+                ),
+                format!("SHA-256 fingerprint: {fingerprint}"),
+                "compare it with the server's own (openssl x509 -noout -fingerprint -sha256 -in \
+                 cert.pem) before you trust it; with a CA file, --ca connects without asking"
+                    .to_owned(),
+            ];
+            for line in lines {
+                push_local(app, 0, LineBody::Error(line));
+            }
+            switch_to(app, 0);
+            app.mode = InputMode::TrustCertificate;
+            app.conn = ConnState::Disconnected {
+                reason: "certificate not trusted yet".to_owned(),
+                retry_at: None,
+            };
+        }
+        NetEvent::CertificateChanged {
+            server,
+            pinned,
+            presented,
+            file,
+            line,
+        } => {
+            let server = sanitize_line(&server).into_owned();
+            let file = sanitize_line(&file.display().to_string()).into_owned();
+            let lines = [
+                format!("WARNING: THE TLS CERTIFICATE OF {server} HAS CHANGED. NOT CONNECTING."),
+                "someone may be intercepting this connection (man-in-the-middle), or the server \
+                 got a new certificate"
+                    .to_owned(),
+                format!("pinned:    SHA-256 {pinned}"),
+                format!("presented: SHA-256 {presented}"),
+                format!(
+                    "if the change is expected, delete line {line} of {file} and start chat-tui again"
+                ),
+            ];
+            for text in lines {
+                push_local(app, 0, LineBody::Error(text));
+            }
+            switch_to(app, 0);
+            app.conn = ConnState::Disconnected {
+                reason: "certificate changed: not connecting".to_owned(),
+                retry_at: None,
+            };
         }
         NetEvent::Message(msg) => receive::server_msg(app, msg, out),
     }

@@ -1169,3 +1169,87 @@ fn a_ban_shows_the_reason_and_says_the_client_stops_reconnecting() {
     );
     assert!(all.contains("not reconnecting"), "{all}");
 }
+
+/// The texts of the info and error lines of the server buffer.
+fn server_notes(app: &App) -> Vec<String> {
+    app.buffers[0]
+        .lines
+        .iter()
+        .filter_map(|l| match &l.body {
+            LineBody::Info(t) | LineBody::Error(t) => Some(t.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_untrusted_certificate_asks_with_its_fingerprint_and_only_y_trusts() {
+    use crate::known_hosts::Fingerprint;
+    let mut app = App::new("alice", "chat.example.org:6697", "T");
+    app.size = (80, 24);
+    let fingerprint = Fingerprint([0xAB; 32]);
+    let event = NetEvent::UntrustedCertificate {
+        server: "chat.example.org:6697".into(),
+        fingerprint,
+    };
+    assert!(update(&mut app, Msg::Net(event.clone())).is_empty());
+    assert_eq!(app.mode, InputMode::TrustCertificate);
+    let notes = server_notes(&app).join("\n");
+    assert!(
+        notes.contains(&format!("SHA-256 fingerprint: {fingerprint}")),
+        "{notes}"
+    );
+    assert!(notes.contains("chat.example.org:6697"), "{notes}");
+    // A paste does not answer the question.
+    update(&mut app, Msg::Paste("y".into()));
+    assert_eq!(app.mode, InputMode::TrustCertificate);
+    assert_eq!(
+        update(&mut app, Msg::Action(Action::Confirm)),
+        vec![Command::TrustCertificate(true)]
+    );
+    assert_eq!(app.mode, InputMode::Normal);
+
+    update(&mut app, Msg::Net(event));
+    assert_eq!(
+        update(&mut app, Msg::Action(Action::Cancel)),
+        vec![Command::TrustCertificate(false)]
+    );
+    assert!(server_notes(&app).join("\n").contains("stays offline"));
+}
+
+#[test]
+fn a_changed_certificate_is_refused_loudly_with_both_fingerprints_and_the_line_to_edit() {
+    use crate::known_hosts::Fingerprint;
+    let mut app = online();
+    update(
+        &mut app,
+        Msg::Net(NetEvent::Disconnected {
+            reason: "server closed the connection".into(),
+            retry_in: Some(Duration::from_secs(1)),
+        }),
+    );
+    let (pinned, presented) = (Fingerprint([1; 32]), Fingerprint([2; 32]));
+    update(
+        &mut app,
+        Msg::Net(NetEvent::CertificateChanged {
+            server: "test:1".into(),
+            pinned,
+            presented,
+            file: "/home/a/.local/share/chat/known_hosts".into(),
+            line: 4,
+        }),
+    );
+    let notes = server_notes(&app).join("\n");
+    assert!(notes.contains("HAS CHANGED"), "{notes}");
+    assert!(notes.contains(&pinned.to_string()), "{notes}");
+    assert!(notes.contains(&presented.to_string()), "{notes}");
+    assert!(
+        notes.contains("delete line 4 of /home/a/.local/share/chat/known_hosts"),
+        "{notes}"
+    );
+    assert_eq!(app.active, 0, "the warning is on screen");
+    assert!(matches!(
+        app.conn,
+        ConnState::Disconnected { retry_at: None, .. }
+    ));
+}

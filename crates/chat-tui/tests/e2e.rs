@@ -1,7 +1,9 @@
 #![allow(clippy::unwrap_used)]
 //! End to end: the real `chat-server` and two real `chat-tui`s, each in a pseudo-terminal whose
 //! output is read by a vt100 emulator. Shows the client is full duplex: a message arrives while
-//! the user has half a line typed, and the half-typed text is intact.
+//! the user has half a line typed, and the half-typed text is intact. With TLS: a TLS client
+//! talks to a plaintext one, an unknown certificate is asked about and pinned, and a changed
+//! pinned certificate is refused.
 //!
 //! Needs the server binary next to this crate's binary: `cargo build --workspace --bins`.
 
@@ -11,8 +13,9 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chat_tui::known_hosts::Fingerprint;
 use portable_pty::{CommandBuilder, PtySize, native_pty_system};
-use support::{STARTUP, start_server};
+use support::{STARTUP, start_server, start_server_with};
 
 mod support;
 
@@ -51,6 +54,12 @@ mod tempdir {
 
 impl Client {
     fn start(name: &'static str, port: u16) -> Client {
+        Self::start_with(name, &[format!("127.0.0.1:{port}").into()])
+    }
+
+    /// A client with these arguments after `--name NAME --no-bell` (the server address among
+    /// them).
+    fn start_with(name: &'static str, args: &[std::ffi::OsString]) -> Client {
         let pty = native_pty_system()
             .openpty(PtySize {
                 rows: 24,
@@ -61,7 +70,8 @@ impl Client {
             .unwrap();
         let home = tempdir::TempHome::new(name);
         let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_chat-tui"));
-        cmd.args(["--name", name, "--no-bell", &format!("127.0.0.1:{port}")]);
+        cmd.args(["--name", name, "--no-bell"]);
+        cmd.args(args);
         cmd.arg("--log-file");
         cmd.arg(home.0.join("log"));
         cmd.arg("--config");
@@ -237,4 +247,159 @@ fn sigterm_restores_the_terminal_and_quits() {
         !parser.screen().bracketed_paste(),
         "bracketed paste left on"
     );
+}
+
+/// Certificate files for a TLS server in a temporary directory: `cert.pem`, `key.pem` and, when
+/// signed by a test CA, `ca.pem`.
+struct CertFiles {
+    dir: tempdir::TempHome,
+    /// The server certificate's fingerprint.
+    fingerprint: Fingerprint,
+}
+
+impl CertFiles {
+    /// A certificate for 127.0.0.1 signed by a fresh CA (`ca: true`) or self-signed.
+    fn new(name: &str, ca: bool) -> CertFiles {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let dir = tempdir::TempHome::new(&format!("certs-{name}"));
+        let key = KeyPair::generate().unwrap();
+        let params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+        let cert = if ca {
+            let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            ca_params
+                .distinguished_name
+                .push(DnType::CommonName, format!("chat e2e CA {name}"));
+            ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            let issuer =
+                CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+            std::fs::write(dir.0.join("ca.pem"), issuer.pem()).unwrap();
+            params.signed_by(&key, &issuer).unwrap()
+        } else {
+            params.self_signed(&key).unwrap()
+        };
+        std::fs::write(dir.0.join("cert.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.0.join("key.pem"), key.serialize_pem()).unwrap();
+        CertFiles {
+            fingerprint: Fingerprint::of(cert.der()),
+            dir,
+        }
+    }
+
+    fn path(&self, file: &str) -> std::path::PathBuf {
+        self.dir.0.join(file)
+    }
+
+    /// A server serving TLS (and plaintext) with this certificate.
+    fn start_server(&self) -> (support::Server, u16) {
+        let (cert, key) = (self.path("cert.pem"), self.path("key.pem"));
+        start_server_with(&[
+            "--tls-cert".as_ref(),
+            cert.as_os_str(),
+            "--tls-key".as_ref(),
+            key.as_os_str(),
+        ])
+    }
+}
+
+/// The screen with wrapped rows joined, for text that may wrap (fingerprints).
+fn unwrapped(screen: &str) -> String {
+    screen.replace(['\n', ' ', '│'], "")
+}
+
+#[test]
+fn a_tls_client_and_a_plaintext_client_chat_through_the_real_server() {
+    let certs = CertFiles::new("ca", true);
+    let (_server, port) = certs.start_server();
+    let mut dave = Client::start_with(
+        "dave",
+        &[
+            "--ca".into(),
+            certs.path("ca.pem").into(),
+            format!("tls://127.0.0.1:{port}").into(),
+        ],
+    );
+    dave.wait_for("connected over TLS", STARTUP, |s| {
+        s.contains("[connected]") && s.contains(&format!("127.0.0.1:{port} tls"))
+    });
+    let mut erin = Client::start("erin", port);
+    erin.wait_for("connected state", STARTUP, |s| s.contains("[connected]"));
+    dave.wait_for("erin joining", STARTUP, |s| s.contains("erin joined"));
+    dave.type_str("sealed in TLS\r");
+    erin.wait_for("dave's message", DELIVERY, |s| {
+        s.contains("dave │ sealed in TLS")
+    });
+    erin.type_str("plain reply\r");
+    dave.wait_for("erin's message", DELIVERY, |s| {
+        s.contains("erin │ plain reply")
+    });
+}
+
+#[test]
+fn a_self_signed_server_is_asked_about_and_yes_pins_its_certificate() {
+    let certs = CertFiles::new("tofu", false);
+    let (_server, port) = certs.start_server();
+    let known_hosts = certs.path("known_hosts");
+    let mut frank = Client::start_with(
+        "frank",
+        &[
+            "--tls".into(),
+            "--known-hosts".into(),
+            known_hosts.clone().into(),
+            format!("127.0.0.1:{port}").into(),
+        ],
+    );
+    let question = format!("Trust this certificate for 127.0.0.1:{port}? [y/N]");
+    frank.wait_for("the trust question", STARTUP, |s| s.contains(&question));
+    let fingerprint = certs.fingerprint.to_string();
+    let screen = frank.contents();
+    assert!(
+        unwrapped(&screen).contains(&fingerprint),
+        "the fingerprint is shown:\n{screen}"
+    );
+    assert!(!screen.contains("[connected]"));
+    assert!(!known_hosts.exists(), "nothing pinned before the answer");
+    frank.type_str("y");
+    frank.wait_for("connected after trusting", STARTUP, |s| {
+        s.contains("[connected]")
+    });
+    let pins = std::fs::read_to_string(&known_hosts).unwrap();
+    assert!(
+        pins.lines()
+            .any(|l| l == format!("127.0.0.1:{port} sha256 {fingerprint}")),
+        "{pins}"
+    );
+}
+
+#[test]
+fn a_pinned_server_presenting_another_certificate_is_refused() {
+    let certs = CertFiles::new("changed", false);
+    let (_server, port) = certs.start_server();
+    let known_hosts = certs.path("known_hosts");
+    let pinned = Fingerprint([0x5A; 32]);
+    std::fs::write(
+        &known_hosts,
+        format!("# pins\n127.0.0.1:{port} sha256 {pinned}\n"),
+    )
+    .unwrap();
+    let grace = Client::start_with(
+        "grace",
+        &[
+            "--tls".into(),
+            "--known-hosts".into(),
+            known_hosts.clone().into(),
+            format!("127.0.0.1:{port}").into(),
+        ],
+    );
+    grace.wait_for("the warning", STARTUP, |s| s.contains("HAS CHANGED"));
+    grace.wait_for("the line to edit", DELIVERY, |s| {
+        unwrapped(s).contains(&format!("deleteline2of{}", known_hosts.display()).replace(' ', ""))
+    });
+    let screen = unwrapped(&grace.contents());
+    assert!(screen.contains(&pinned.to_string()), "{screen}");
+    assert!(screen.contains(&certs.fingerprint.to_string()), "{screen}");
+    // It does not connect, now or after what would have been a reconnect delay.
+    std::thread::sleep(Duration::from_millis(1500));
+    let screen = grace.contents();
+    assert!(!screen.contains("[connected]"), "{screen}");
+    assert!(screen.contains("[offline]"), "{screen}");
 }

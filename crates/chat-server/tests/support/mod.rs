@@ -12,7 +12,7 @@ use chat_proto::server::{Ack, ChatMessage, Error};
 use chat_proto::{ClientCodec, ClientMsg, ErrorCode, ServerMsg};
 use chat_server::Config;
 use futures::{SinkExt, StreamExt};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -123,9 +123,13 @@ impl TestServer {
     }
 }
 
+/// A client's byte stream: a TCP socket, or TLS over one.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + std::marker::Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + std::marker::Send> Io for T {}
+
 /// One protocol client over a real socket.
 pub struct Client {
-    pub framed: Framed<TcpStream, ClientCodec>,
+    pub framed: Framed<Box<dyn Io>, ClientCodec>,
     pub nick: String,
 }
 
@@ -145,6 +149,11 @@ impl Client {
     }
 
     pub fn over(stream: TcpStream) -> Self {
+        Self::over_io(Box::new(stream))
+    }
+
+    /// A client over any stream (TLS in the TLS tests).
+    pub fn over_io(stream: Box<dyn Io>) -> Self {
         Client {
             framed: Framed::new(stream, ClientCodec::new(1 << 20)),
             nick: String::new(),

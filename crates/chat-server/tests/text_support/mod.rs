@@ -14,7 +14,7 @@ pub const LINE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One netcat-like client.
 pub struct TextClient {
-    pub stream: TcpStream,
+    pub stream: Box<dyn crate::support::Io>,
     /// Bytes read and not yet returned as lines.
     buf: Vec<u8>,
     /// Every byte the server ever sent us.
@@ -33,6 +33,11 @@ impl TextClient {
 
     pub fn over(stream: TcpStream) -> Self {
         stream.set_nodelay(true).unwrap();
+        Self::over_io(Box::new(stream))
+    }
+
+    /// A text client over any stream (TLS in the TLS tests).
+    pub fn over_io(stream: Box<dyn crate::support::Io>) -> Self {
         TextClient {
             stream,
             buf: Vec::new(),

@@ -97,6 +97,9 @@ pub fn status(app: &App, frame: &mut Frame<'_>, area: Rect) {
         ));
     }
     spans.push(Span::styled(shown(&app.server), bar));
+    if app.tls {
+        spans.push(Span::styled(" tls", bar));
+    }
     if let ConnState::Disconnected { reason, .. } = &app.conn {
         spans.push(Span::styled(format!(" ({reason})"), bar));
     }

@@ -24,9 +24,16 @@ pub fn draw(app: &App, frame: &mut Frame<'_>, area: Rect) {
     if area.height == 0 {
         return;
     }
-    if app.mode == InputMode::ConfirmSend {
-        let n = app.input.value().split('\n').count();
-        let q = format!("Send {n} lines? (y: send, n/Esc: keep editing)");
+    if app.mode != InputMode::Normal {
+        let q = if app.mode == InputMode::TrustCertificate {
+            format!(
+                "Trust this certificate for {}? [y/N] (y: pin it and connect)",
+                sanitize_line(&app.server)
+            )
+        } else {
+            let n = app.input.value().split('\n').count();
+            format!("Send {n} lines? (y: send, n/Esc: keep editing)")
+        };
         frame.render_widget(
             Paragraph::new(TextLine::from(Span::styled(
                 q,

@@ -31,6 +31,11 @@ impl Drop for Server {
 
 /// Starts the real server on 127.0.0.1 and waits until it listens; returns it and its port.
 pub fn start_server() -> (Server, u16) {
+    start_server_with(&[])
+}
+
+/// [`start_server`] with more flags (`--tls-cert ...`).
+pub fn start_server_with(extra: &[&std::ffi::OsStr]) -> (Server, u16) {
     let path = bin_dir().join("chat-server");
     assert!(
         path.exists(),
@@ -46,6 +51,7 @@ pub fn start_server() -> (Server, u16) {
         .args(["--bind", &format!("127.0.0.1:{port}")])
         // Ephemeral history: tests run in parallel and must not touch the user's data dir.
         .args(["--history", "memory"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
