@@ -146,6 +146,22 @@ pub async fn connect(
     }
 }
 
+/// Whether the certificate failed only because no trusted CA vouches for it: signed by an
+/// unknown CA, or self-signed. Those are the certificates trust on first use may pin; an
+/// expired, misnamed or badly signed certificate is refused outright.
+fn no_trusted_chain(e: &CertificateError) -> bool {
+    match e {
+        CertificateError::UnknownIssuer => true,
+        // `openssl req -x509` makes a self-signed certificate with `CA:TRUE`, which webpki
+        // refuses as an end entity before it looks for an issuer.
+        CertificateError::Other(other) => matches!(
+            other.0.downcast_ref::<webpki::Error>(),
+            Some(webpki::Error::CaUsedAsEndEntity)
+        ),
+        _ => false,
+    }
+}
+
 /// A handshake error in words a user can act on.
 pub fn describe(e: &std::io::Error, host: &str) -> String {
     use rustls::Error as E;
@@ -174,6 +190,9 @@ pub fn describe(e: &std::io::Error, host: &str) -> String {
                 format!("name mismatch: the server's certificate is not valid for {host}")
             }
             CertificateError::Revoked => "the server's certificate was revoked".to_owned(),
+            other if no_trusted_chain(other) => {
+                "self-signed certificate (pass it with --ca, or trust it when asked)".to_owned()
+            }
             other => format!("invalid server certificate: {other:?}"),
         },
         E::InvalidMessage(_) | E::InappropriateMessage { .. } => {
@@ -270,10 +289,12 @@ impl ServerCertVerifier for PinningVerifier {
             ),
             None => Err(unknown_issuer),
         };
-        if let Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)) = verified {
-            self.set_verdict(TlsFailure::Untrusted {
-                fingerprint: presented,
-            });
+        if let Err(rustls::Error::InvalidCertificate(e)) = &verified {
+            if no_trusted_chain(e) {
+                self.set_verdict(TlsFailure::Untrusted {
+                    fingerprint: presented,
+                });
+            }
         }
         verified
     }

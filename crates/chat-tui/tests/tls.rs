@@ -66,6 +66,19 @@ fn self_signed() -> Identity {
     }
 }
 
+/// A self-signed certificate that says it is a CA, as `openssl req -x509` makes them.
+fn self_signed_ca() -> Identity {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).unwrap();
+    Identity {
+        cert: cert.der().clone(),
+        pem: cert.pem(),
+        key,
+    }
+}
+
 /// A TLS server on 127.0.0.1 that answers every line with `ok` (one connection at a time).
 async fn serve(identity: Identity) -> SocketAddr {
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(identity.key.serialize_der()));
@@ -156,6 +169,21 @@ async fn an_unknown_certificate_is_offered_for_pinning_then_accepted_once_pinned
     let expected = Fingerprint::of(&identity.cert);
     let addr = serve(identity).await;
     let trust = Trust::new("tofu", None);
+    let server = addr.to_string();
+    match talk(addr, &server, &trust).await {
+        Err(TlsFailure::Untrusted { fingerprint }) => assert_eq!(fingerprint, expected),
+        other => panic!("expected an untrusted certificate, got {other:?}"),
+    }
+    KnownHosts::add(&trust.settings.known_hosts, &server, expected).unwrap();
+    talk(addr, &server, &trust).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_openssl_style_self_signed_ca_certificate_is_offered_for_pinning_too() {
+    let identity = self_signed_ca();
+    let expected = Fingerprint::of(&identity.cert);
+    let addr = serve(identity).await;
+    let trust = Trust::new("tofu-ca", None);
     let server = addr.to_string();
     match talk(addr, &server, &trust).await {
         Err(TlsFailure::Untrusted { fingerprint }) => assert_eq!(fingerprint, expected),
