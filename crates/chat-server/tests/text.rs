@@ -163,6 +163,36 @@ async fn a_silent_netcat_client_is_greeted_names_itself_chats_and_quits() {
 }
 
 #[tokio::test]
+async fn lines_sent_right_behind_the_name_reach_the_lobby() {
+    bounded(20, async {
+        let server = TestServer::start(test_config()).await;
+        let mut alice = Client::login(server.addr, "alice").await;
+        // A homework client or a piped file: the name and the first lines in one write,
+        // before the server has said anything.
+        let mut dave = TextClient::connect(server.addr).await;
+        dave.write(
+            b"dave
+first line
+second line
+",
+        )
+        .await;
+        assert_eq!(heard_from(&mut alice, "dave").await, "first line");
+        assert_eq!(heard_from(&mut alice, "dave").await, "second line");
+        dave.line_with("*** welcome, dave!").await;
+        dave.line_with("*** you joined #lobby").await;
+        // Neither line bounced.
+        dave.send_line("/quit").await;
+        let rest = dave.expect_closed().await;
+        assert!(
+            !rest.iter().any(|l| l.contains("no room")),
+            "a line bounced: {rest:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_taken_or_invalid_name_is_refused_and_asked_again() {
     bounded(20, async {
         let server = TestServer::start(test_config()).await;

@@ -23,6 +23,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use chat_proto::frame::{HEADER_LEN, Header};
@@ -55,6 +56,19 @@ use login::Login;
 const WRITER_QUEUE: usize = 32;
 /// Bytes asked for per read.
 const READ_CHUNK: usize = 4096;
+/// Longest that lines typed right after the name wait for the welcome's rooms to be joined.
+const SETTLE_MAX: Duration = Duration::from_secs(2);
+
+/// Just registered: lines wait until the rooms the welcome announced are joined, so a line
+/// sent right behind the name (a pasted block, a client that sends its name and a message at
+/// once) goes to `#lobby` instead of bouncing off "you are in no room".
+#[derive(Debug)]
+struct Settling {
+    /// The welcome's rooms not joined yet; `None` until the welcome is read.
+    rooms: Option<Vec<String>>,
+    /// Lines go on after this even if a join never came (it was refused, say).
+    until: Instant,
+}
 
 /// A text session's state besides its writer.
 struct TextSession<R> {
@@ -102,6 +116,8 @@ struct TextSession<R> {
     next_line_at: Instant,
     /// Times a client had to wait for the rate limit.
     throttled: u64,
+    /// Right after registration, until the welcome's rooms are joined.
+    settling: Option<Settling>,
 }
 
 /// Serves one text connection until it closes. `greet` asks for a name at once (the peer
@@ -148,6 +164,7 @@ pub async fn run<R, W>(
         pending: VecDeque::new(),
         next_line_at: now,
         throttled: 0,
+        settling: None,
         hub,
         config,
     };
@@ -174,6 +191,7 @@ impl<R: AsyncRead + Unpin> TextSession<R> {
             let reading = self.pending.is_empty();
             let registered = self.nick.is_some();
             let writer_has_room = self.text_tx.capacity() > 0;
+            let line_due = self.next_line_due();
             tokio::select! {
                 // The server is stopping: say so, flush, close.
                 () = shutdown.cancelled() => return TextClose::Shutdown,
@@ -207,8 +225,8 @@ impl<R: AsyncRead + Unpin> TextSession<R> {
                     Err(e) => return TextClose::Io(e),
                 },
                 // The next line read, one per turn (so the hub's frames to us keep flowing),
-                // when the rate limit has a token for it.
-                () = sleep_until(self.next_line_at), if !reading => {
+                // when the rate limit has a token for it (and the first rooms are joined).
+                () = sleep_until(line_due), if !reading => {
                     if let Err(close) = self.next_pending().await {
                         return close;
                     }
@@ -237,6 +255,15 @@ impl<R: AsyncRead + Unpin> TextSession<R> {
                 // Nothing typed for the idle timeout (text clients cannot answer pings).
                 () = sleep_until(self.idle_deadline), if registered => return TextClose::Idle,
             }
+        }
+    }
+
+    /// When the next pending line may be handled: its rate token, and after a registration the
+    /// joins of the welcome's rooms (or [`SETTLE_MAX`]).
+    fn next_line_due(&self) -> Instant {
+        match &self.settling {
+            Some(settling) => settling.until.max(self.next_line_at),
+            None => self.next_line_at,
         }
     }
 
@@ -291,12 +318,23 @@ impl<R: AsyncRead + Unpin> TextSession<R> {
     /// when where our lines go changed without our asking.
     fn follow(&mut self, msg: &ServerMsg, me: &str, lines: &mut Vec<String>) {
         match msg {
-            ServerMsg::Welcome(w) => self.nick = Some(w.nick.clone()),
+            ServerMsg::Welcome(w) => {
+                self.nick = Some(w.nick.clone());
+                if let Some(settling) = &mut self.settling {
+                    settling.rooms = Some(w.rooms.clone());
+                }
+            }
             ServerMsg::Joined(j) if j.nick == me => {
                 if !self.rooms.contains(&j.room) {
                     self.rooms.push(j.room.clone());
                 }
                 self.current = Some(j.room.clone());
+                if let Some(Settling {
+                    rooms: Some(rooms), ..
+                }) = &mut self.settling
+                {
+                    rooms.retain(|r| !r.eq_ignore_ascii_case(&j.room));
+                }
             }
             ServerMsg::Parted(p) if p.nick == me => {
                 self.rooms.retain(|r| r != &p.room);
@@ -310,6 +348,9 @@ impl<R: AsyncRead + Unpin> TextSession<R> {
             }
             ServerMsg::NickChanged(n) if n.old == me => self.nick = Some(n.new.clone()),
             _ => {}
+        }
+        if matches!(&self.settling, Some(Settling { rooms: Some(r), .. }) if r.is_empty()) {
+            self.settling = None;
         }
     }
 

@@ -148,6 +148,10 @@ impl<R: AsyncRead + Unpin> TextSession<R> {
                 info!(session = self.id, peer = %self.peer, nick, charset = self.charset.encoding().name(), "text client registered");
                 self.nick = Some(nick);
                 self.kick_rx = Some(kick_rx);
+                self.settling = Some(super::Settling {
+                    rooms: None,
+                    until: Instant::now() + super::SETTLE_MAX,
+                });
                 self.idle_deadline = Instant::now() + self.config.text_idle_timeout;
                 Ok(())
             }
