@@ -233,6 +233,10 @@ pub struct NameList {
     pub room: String,
     /// Nicks, sorted case-insensitively.
     pub members: Vec<String>,
+    /// How many members the room has, when `members` need not list them all: a large room
+    /// (its join burst lists nobody; PROTOCOL.md section 7.3). Absent: `members` is the room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
 }
 
 /// A page of history: oldest first.

@@ -426,7 +426,7 @@ impl Hub {
     }
 
     /// Removes a session from the nick table and its rooms; returns it and who shared a room
-    /// or a direct conversation with it.
+    /// (not a large one) or a direct conversation with it.
     fn remove(&mut self, id: SessionId) -> Option<(Conn, BTreeSet<SessionId>)> {
         let conn = self.conns.remove(&id)?;
         if self.nicks.get(&conn.fold) == Some(&id) {
@@ -434,10 +434,15 @@ impl Hub {
         }
         self.transfers_left(&conn.fold, &conn.nick);
         let mut sharers = BTreeSet::new();
+        let limit = self.config.presence_limit;
         for key in &conn.rooms {
             if let Some(room) = self.rooms.get_mut(key) {
+                // A large room is not told of its members' quits.
+                let large = room.is_large(limit);
                 room.members.remove(&id);
-                sharers.extend(room.members.iter().copied());
+                if !large {
+                    sharers.extend(room.members.iter().copied());
+                }
                 if room.is_idle() {
                     self.rooms.remove(key);
                 }

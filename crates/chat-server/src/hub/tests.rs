@@ -543,3 +543,96 @@ async fn a_ban_drops_the_user_refuses_its_hello_and_survives_a_restart() {
     let (conn, hello, _p) = hello_as(6, "mallory", None);
     hub.register(conn, hello).await.unwrap().unwrap();
 }
+
+/// Every frame up to and including the first that `stop` picks.
+async fn frames_until(
+    rx: &mut mpsc::Receiver<Bytes>,
+    stop: impl Fn(&ServerMsg) -> bool,
+) -> Vec<ServerMsg> {
+    let mut seen = Vec::new();
+    wait_for(rx, |m| {
+        let done = stop(&m);
+        seen.push(m);
+        done.then_some(())
+    })
+    .await;
+    seen
+}
+
+#[tokio::test]
+async fn a_large_room_hears_no_presence_and_its_burst_gives_only_the_count() {
+    let config = Config {
+        presence_limit: 2,
+        ..Config::default()
+    };
+    let hub = hub_with(config, Box::new(MemoryHistory::new(100)));
+    let mut alice = connect(&hub, 1, "alice", 256).await;
+    let mut bob = connect(&hub, 2, "bob", 256).await;
+    // Two members: a small room, so alice hears bob arrive.
+    wait_for(&mut alice.rx, |m| match m {
+        ServerMsg::Joined(j) if j.nick == "bob" => Some(()),
+        _ => None,
+    })
+    .await;
+
+    // A third member makes the room large: carol's burst has her own `joined` and the count.
+    let mut carol = connect(&hub, 3, "carol", 256).await;
+    let burst = frames_until(&mut carol.rx, |m| matches!(m, ServerMsg::History(_))).await;
+    assert!(
+        burst
+            .iter()
+            .any(|m| matches!(m, ServerMsg::Joined(j) if j.nick == "carol"))
+    );
+    let names = burst.iter().find_map(|m| match m {
+        ServerMsg::Names(n) => Some(n.clone()),
+        _ => None,
+    });
+    let names = names.unwrap();
+    assert_eq!(names.count, Some(3));
+    assert!(names.members.is_empty(), "{:?}", names.members);
+
+    // Asked for, the names are all there, with the count.
+    let ask = chat_proto::client::Names {
+        id: Some("n1".into()),
+        room: "#lobby".into(),
+    };
+    hub.request(3, ClientMsg::Names(ask)).await.unwrap();
+    let listed = wait_for(&mut carol.rx, |m| match m {
+        ServerMsg::Names(n) if n.id.as_deref() == Some("n1") => Some(n),
+        _ => None,
+    })
+    .await;
+    assert_eq!(listed.members, ["alice", "bob", "carol"]);
+    assert_eq!(listed.count, Some(3));
+
+    // carol parts: only she hears it. Then bob speaks, so alice's queue up to his message is
+    // everything the hub sent her meanwhile.
+    let part = chat_proto::client::Part {
+        id: None,
+        room: "#lobby".into(),
+        reason: None,
+    };
+    hub.request(3, ClientMsg::Part(part)).await.unwrap();
+    wait_for(&mut carol.rx, |m| match m {
+        ServerMsg::Parted(p) if p.nick == "carol" => Some(()),
+        _ => None,
+    })
+    .await;
+    hub.request(2, say("#lobby", "still here")).await.unwrap();
+    let meanwhile = frames_until(&mut alice.rx, |m| matches!(m, ServerMsg::Message(_))).await;
+    assert_eq!(
+        meanwhile.len(),
+        1,
+        "no joined or parted for carol: {meanwhile:?}"
+    );
+
+    // Small again (two members): bob's quit reaches alice.
+    hub.leave(2, "bye".into()).await.unwrap();
+    drain(&mut bob.rx);
+    let quit = wait_for(&mut alice.rx, |m| match m {
+        ServerMsg::Quit(q) => Some(q.nick),
+        _ => None,
+    })
+    .await;
+    assert_eq!(quit, "bob");
+}
