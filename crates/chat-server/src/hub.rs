@@ -17,7 +17,13 @@
 //! commands) is what acks the sender and broadcasts, in `seq` order. While too many messages
 //! are in flight the hub stops taking commands, which backs up into the readers.
 //!
-//! When a client's queue is full the hub marks it lagged: it takes the last `seq` it queued to
+//! Frames for a connection are staged during a hub *turn* (a command and those queued behind
+//! it, at most [`MAX_TURN`] or [`MAX_TURN_BYTES`]) and queued once at its end, as one item
+//! (`outbox`): one channel operation per connection per turn instead of one per frame. Order
+//! per connection is the order of staging, so nothing about what a client sees changes.
+//!
+//! When a client's queue is full (more than `--outbound-queue` frames waiting) the hub marks it
+//! lagged: it takes the last `seq` it queued to
 //! that client per room, drops it from every room and the nick table, announces its `quit` with
 //! reason `lagged`, and kicks its session (a oneshot, which never blocks) with those sequences.
 //! The session then writes `notice lagged` (with the sequences) and `error lagged` after the
@@ -29,6 +35,7 @@
 //! - `chat`: `send` (to a room or a user), the store's reports, and `typing`.
 //! - `history`: `history` pages and `search`, bounded by what was broadcast.
 //! - `fit`: keeping every frame within the announced `max_body` (pages, lists, reasons).
+//! - `outbox`: a connection's frames of the current turn, and the frames in its queue.
 //! - `account`: registered nicks (argon2 hashes), login checks off the hub, throttling.
 //! - `operator`: `--admin` powers: kick, ban, unban, mute, topic locks.
 //! - `transfer`: file offers and the relay of chunks, with credit-based flow control.
@@ -38,6 +45,7 @@ mod chat;
 mod fit;
 mod history;
 mod operator;
+mod outbox;
 mod rooms;
 mod transfer;
 
@@ -50,7 +58,6 @@ use chat_proto::client::Hello;
 use chat_proto::frame::{HEADER_LEN, Header};
 use chat_proto::server::{QuitEvent, Welcome};
 use chat_proto::{ClientMsg, ErrorCode, ServerMsg, WireMessage};
-use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -72,6 +79,12 @@ pub const LOBBY: &str = "#lobby";
 /// that queue full in normal operation.
 const MAX_IN_FLIGHT: usize = 4096;
 
+/// Commands handled in one turn at most, before the staged frames are queued.
+const MAX_TURN: usize = 128;
+/// Bytes staged for all connections in one turn at most (a message to 10,000 members stages
+/// ~1.5 MB), so a turn's staging stays small.
+const MAX_TURN_BYTES: usize = 4 << 20;
+
 /// What a session hands the hub when it asks to register.
 #[derive(Debug)]
 pub struct ConnInfo {
@@ -83,6 +96,9 @@ pub struct ConnInfo {
     pub out_tx: mpsc::Sender<Bytes>,
     /// Fired once if the hub drops the connection as lagged; dropping it means nothing.
     pub kick_tx: oneshot::Sender<Kick>,
+    /// Whether one queue item may carry several frames (a framed session writes items as they
+    /// are); if not, every frame is its own item (a text session renders item by item).
+    pub batches: bool,
 }
 
 /// Why the hub dropped a connection.
@@ -216,6 +232,8 @@ pub fn spawn(
         dm_seqs: HashMap::new(),
         next_mid: last_mid + 1,
         lagged: Vec::new(),
+        dirty: Vec::new(),
+        staged_bytes: 0,
         pending: VecDeque::new(),
         pending_ids: HashMap::new(),
         pending_base: 0,
@@ -243,6 +261,10 @@ struct Conn {
     lagging: bool,
     /// Most frames seen waiting in its queue at once.
     peak_queued: usize,
+    /// Frames staged this turn, and the frames in its queue.
+    outbox: outbox::Outbox,
+    /// See [`ConnInfo::batches`].
+    batches: bool,
     /// Folded nicks it exchanged direct messages with in this run, most recent last (at most
     /// [`MAX_DM_PEERS`]): they hear its nick changes and its quit, so their DM buffers stay true.
     dm_peers: VecDeque<String>,
@@ -292,6 +314,10 @@ struct Hub {
     next_mid: u64,
     /// Connections whose queue overflowed during the current command.
     lagged: Vec<SessionId>,
+    /// Connections with frames staged this turn (maybe repeated, maybe gone).
+    dirty: Vec<SessionId>,
+    /// Bytes staged this turn, for [`MAX_TURN_BYTES`].
+    staged_bytes: usize,
     /// Messages handed to the store, oldest first: reports arrive in this order.
     pending: VecDeque<chat::Pending>,
     /// (sender fold, client id) → position of a pending message (`pending_base` + index).
@@ -317,13 +343,13 @@ impl Hub {
                         Some(done) => self.finish(done),
                         None => self.store_gone(),
                     }
-                    self.kick_lagged();
+                    self.end_turn();
                     continue;
                 }
                 // Now and then: drop expired file offers.
                 _ = sweep.tick() => {
                     self.expire_transfers();
-                    self.kick_lagged();
+                    self.end_turn();
                     continue;
                 }
                 // Sessions' commands, unless too much waits for the store (backpressure).
@@ -332,36 +358,76 @@ impl Hub {
                     None => break,
                 },
             };
-            match cmd {
-                Command::Register { conn, hello, reply } => self.hello(conn, hello, reply),
-                Command::Verified {
-                    conn,
-                    hello,
-                    reply,
-                    fold,
-                    ok,
-                } => self.verified(conn, hello, reply, fold, ok),
-                Command::Hashed {
-                    id,
-                    req,
-                    fold,
-                    nick,
-                    ip,
-                    hash,
-                } => self.hashed(id, req, fold, nick, ip, hash),
-                Command::Request { id, msg } => self.request(id, msg),
-                Command::Lagged { id } => self.mark_lagged(id),
-                Command::Leave { id, reason } => {
-                    if let Some((conn, sharers)) = self.remove(id) {
-                        self.announce_quit(&conn.nick, &sharers, &reason);
-                    }
-                }
+            self.command(cmd);
+            // The commands queued behind it belong to the same turn: their frames go out with
+            // its frames, one queue item per connection.
+            let mut handled = 1;
+            while handled < MAX_TURN
+                && self.staged_bytes < MAX_TURN_BYTES
+                && self.pending.len() < MAX_IN_FLIGHT
+            {
+                let Ok(cmd) = rx.try_recv() else {
+                    break;
+                };
+                self.command(cmd);
+                handled += 1;
             }
-            self.kick_lagged();
+            self.end_turn();
         }
+        self.end_turn();
         // Unblock the writer before the store's drop waits for it to finish the queue.
         drop(self.done_rx.take());
         debug!(in_flight = self.pending.len(), "hub stopped");
+    }
+
+    /// Carries out one command of a session (or of the blocking pool).
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Register { conn, hello, reply } => self.hello(conn, hello, reply),
+            Command::Verified {
+                conn,
+                hello,
+                reply,
+                fold,
+                ok,
+            } => self.verified(conn, hello, reply, fold, ok),
+            Command::Hashed {
+                id,
+                req,
+                fold,
+                nick,
+                ip,
+                hash,
+            } => self.hashed(id, req, fold, nick, ip, hash),
+            Command::Request { id, msg } => self.request(id, msg),
+            Command::Lagged { id } => self.mark_lagged(id),
+            Command::Leave { id, reason } => {
+                if let Some((conn, sharers)) = self.remove(id) {
+                    self.announce_quit(&conn.nick, &sharers, &reason);
+                }
+            }
+        }
+        self.kick_lagged();
+    }
+
+    /// Ends a turn: queues every connection's staged frames; drops those that overflowed
+    /// (which stages their `quit` for others, queued in turn).
+    fn end_turn(&mut self) {
+        loop {
+            let mut dirty = std::mem::take(&mut self.dirty);
+            for id in dirty.drain(..) {
+                if let Some(conn) = self.conns.get_mut(&id) {
+                    let queued = conn.outbox.flush(&conn.out_tx);
+                    settle(id, conn, queued, &mut self.lagged);
+                }
+            }
+            self.dirty = dirty;
+            self.staged_bytes = 0;
+            if self.lagged.is_empty() {
+                break;
+            }
+            self.kick_lagged();
+        }
     }
 
     /// Admits a session under its `hello` nick; `authed` is the account it proved.
@@ -398,6 +464,8 @@ impl Hub {
                 last_seq: HashMap::new(),
                 lagging: false,
                 peak_queued: 0,
+                outbox: outbox::Outbox::default(),
+                batches: info.batches,
                 authed: authed.into_iter().collect(),
                 dm_peers: VecDeque::new(),
             },
@@ -428,7 +496,10 @@ impl Hub {
     /// Removes a session from the nick table and its rooms; returns it and who shared a room
     /// (not a large one) or a direct conversation with it.
     fn remove(&mut self, id: SessionId) -> Option<(Conn, BTreeSet<SessionId>)> {
-        let conn = self.conns.remove(&id)?;
+        let mut conn = self.conns.remove(&id)?;
+        // What it was sent before it went (an answer, a reason) still goes out.
+        let queued = conn.outbox.flush(&conn.out_tx);
+        settle(id, &mut conn, queued, &mut Vec::new());
         if self.nicks.get(&conn.fold) == Some(&id) {
             self.nicks.remove(&conn.fold);
         }
@@ -485,19 +556,21 @@ impl Hub {
     /// the rooms may overflow more queues; the loop runs until none is left.
     fn kick_lagged(&mut self) {
         while let Some(id) = self.lagged.pop() {
-            // Room names before removal: a room emptied by it disappears.
-            let seqs: BTreeMap<String, u64> = match self.conns.get(&id) {
-                Some(conn) => conn
-                    .last_seq
-                    .iter()
-                    .map(|(key, seq)| {
-                        let name = self
-                            .rooms
-                            .get(key)
-                            .map_or(key.as_str(), |r| r.name.as_str());
-                        (name.to_owned(), *seq)
-                    })
-                    .collect(),
+            // Room names before removal: a room emptied by it disappears. The frames staged
+            // before the overflow fit the queue: they go out first and count as delivered.
+            let rooms = &self.rooms;
+            let seqs: BTreeMap<String, u64> = match self.conns.get_mut(&id) {
+                Some(conn) => {
+                    let queued = conn.outbox.flush(&conn.out_tx);
+                    settle(id, conn, queued, &mut Vec::new());
+                    conn.last_seq
+                        .iter()
+                        .map(|(key, seq)| {
+                            let name = rooms.get(key).map_or(key.as_str(), |r| r.name.as_str());
+                            (name.to_owned(), *seq)
+                        })
+                        .collect()
+                }
                 None => continue,
             };
             let Some((mut conn, sharers)) = self.remove(id) else {
@@ -520,8 +593,10 @@ impl Hub {
         }
     }
 
-    /// Queues a frame for one connection without waiting; a full queue marks it lagged.
-    /// `seq` records the room sequence this frame carries, for the lag notice.
+    /// Stages a frame for one connection, to be queued at the end of the turn (at once for a
+    /// large frame or a connection that takes one frame per item); a frame that would put more
+    /// than its bound in its queue marks it lagged. `seq` records the room sequence this frame
+    /// carries, for the lag notice.
     fn deliver(&mut self, to: SessionId, frame: &Bytes, seq: Option<(&str, u64)>) {
         let Some(conn) = self.conns.get_mut(&to) else {
             return;
@@ -542,22 +617,29 @@ impl Hub {
             );
             return;
         }
-        match conn.out_tx.try_send(frame.clone()) {
-            Ok(()) => {
-                if let Some((key, s)) = seq {
-                    if let Some(last) = conn.last_seq.get_mut(key) {
-                        *last = s;
-                    }
-                }
-                let queued = conn.out_tx.max_capacity() - conn.out_tx.capacity();
-                conn.peak_queued = conn.peak_queued.max(queued);
+        let alone = !conn.batches || outbox::Outbox::is_large(frame);
+        if conn.outbox.staged() > 0 && (alone || !conn.outbox.fits(frame)) {
+            // What is staged goes first, to keep the order.
+            let queued = conn.outbox.flush(&conn.out_tx);
+            settle(to, conn, queued, &mut self.lagged);
+            if conn.lagging {
+                return;
             }
-            Err(TrySendError::Full(_)) => {
-                conn.lagging = true;
-                self.lagged.push(to);
-            }
-            // The session is closing and will send `Leave`.
-            Err(TrySendError::Closed(_)) => {}
+        }
+        if conn.outbox.waiting(&conn.out_tx) >= conn.out_tx.max_capacity() {
+            conn.lagging = true;
+            self.lagged.push(to);
+            return;
+        }
+        if conn.outbox.staged() == 0 && !alone {
+            self.dirty.push(to);
+        }
+        conn.outbox.stage(frame, seq);
+        if alone {
+            let queued = conn.outbox.flush(&conn.out_tx);
+            settle(to, conn, queued, &mut self.lagged);
+        } else {
+            self.staged_bytes += frame.len();
         }
     }
 
@@ -573,6 +655,28 @@ impl Hub {
         debug!(session = to, %code, reason = text, "request refused");
         let text = fit::clip(&text, fit::MAX_ERROR_TEXT);
         self.reply(to, ServerMsg::error(req_id, code, text));
+    }
+}
+
+/// Books what queuing a connection's staged frames did: the room sequences they carried now
+/// count as delivered; a full queue makes it lagged (pushed on `lagged` once).
+fn settle(id: SessionId, conn: &mut Conn, queued: outbox::Queued, lagged: &mut Vec<SessionId>) {
+    match queued {
+        outbox::Queued::Sent(seqs) => {
+            for (key, s) in seqs {
+                if let Some(last) = conn.last_seq.get_mut(&key) {
+                    *last = s;
+                }
+            }
+            let waiting = conn.outbox.waiting(&conn.out_tx);
+            conn.peak_queued = conn.peak_queued.max(waiting);
+        }
+        outbox::Queued::Full if !conn.lagging => {
+            conn.lagging = true;
+            lagged.push(id);
+        }
+        // The session is closing and will send `Leave`.
+        outbox::Queued::Full | outbox::Queued::Closed | outbox::Queued::Nothing => {}
     }
 }
 

@@ -33,6 +33,7 @@ async fn connect(hub: &HubHandle, id: SessionId, nick: &str, queue: usize) -> Pe
         peer: SocketAddr::from(([127, 0, 0, 1], 1)),
         out_tx,
         kick_tx,
+        batches: false,
     };
     let hello = Hello {
         name: nick.into(),
@@ -101,6 +102,7 @@ async fn taken_nicks_are_refused_by_their_fold() {
             peer: SocketAddr::from(([127, 0, 0, 1], 1)),
             out_tx,
             kick_tx,
+            batches: false,
         };
         let hello = Hello {
             name: nick.into(),
@@ -172,6 +174,7 @@ fn hello_as(id: SessionId, nick: &str, password: Option<&str>) -> (ConnInfo, Hel
         peer: SocketAddr::from(([127, 0, 0, 1], 1)),
         out_tx,
         kick_tx,
+        batches: false,
     };
     let hello = Hello {
         name: nick.into(),
@@ -635,4 +638,82 @@ async fn a_large_room_hears_no_presence_and_its_burst_gives_only_the_count() {
     })
     .await;
     assert_eq!(quit, "bob");
+}
+
+/// Every frame of every queued item (an item may carry several frames).
+fn drain_items(rx: &mut mpsc::Receiver<Bytes>) -> (usize, Vec<ServerMsg>) {
+    let mut items = 0;
+    let mut frames = Vec::new();
+    while let Ok(item) = rx.try_recv() {
+        items += 1;
+        let mut buf = BytesMut::from(&item[..]);
+        let mut codec = ClientCodec::new(u32::MAX);
+        while let Some(msg) = codec.decode(&mut buf).unwrap() {
+            frames.push(msg.unwrap());
+        }
+        assert!(buf.is_empty(), "an item holds whole frames only");
+    }
+    (items, frames)
+}
+
+async fn connect_batched(hub: &HubHandle, id: SessionId, nick: &str, queue: usize) -> Peer {
+    let (out_tx, rx) = mpsc::channel(queue);
+    let (kick_tx, kick) = oneshot::channel();
+    let conn = ConnInfo {
+        id,
+        peer: SocketAddr::from(([127, 0, 0, 1], 1)),
+        out_tx,
+        kick_tx,
+        batches: true,
+    };
+    let hello = Hello {
+        name: nick.into(),
+        ..Hello::default()
+    };
+    hub.register(conn, hello).await.unwrap().unwrap();
+    Peer { rx, kick }
+}
+
+#[tokio::test]
+async fn batched_frames_keep_their_order_and_the_bound_counts_frames_not_items() {
+    const BOUND: usize = 8;
+    let hub = start();
+    let mut slow = connect_batched(&hub, 1, "slow", BOUND).await;
+    let mut fast = connect_batched(&hub, 2, "fast", 1024).await;
+    // Queued without waiting for the hub, so several land in one turn.
+    let sends: Vec<_> = (0..50)
+        .map(|i| hub.request(2, say("#lobby", &format!("m{i}"))))
+        .collect();
+    for send in sends {
+        send.await.unwrap();
+    }
+    let Kick::Lagged { seqs } = (&mut slow.kick).await.unwrap();
+    let (_, got) = drain_items(&mut slow.rx);
+    assert_eq!(got.len(), BOUND, "frames up to the bound, not items");
+    let last_seq = got
+        .iter()
+        .filter_map(|m| match m {
+            ServerMsg::Message(c) => Some(c.seq),
+            _ => None,
+        })
+        .max()
+        .unwrap();
+    assert_eq!(seqs, BTreeMap::from([("#lobby".to_owned(), last_seq)]));
+
+    // The sender's acks arrive in order, all of them, in fewer items than frames.
+    let _sync = connect(&hub, 3, "sync", 64).await;
+    let (items, frames) = drain_items(&mut fast.rx);
+    let acks: Vec<u64> = frames
+        .iter()
+        .filter_map(|m| match m {
+            ServerMsg::Ack(a) => Some(a.seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(acks, (1..=50).collect::<Vec<u64>>());
+    assert!(items <= frames.len());
+    assert!(frames.iter().any(|m| matches!(
+        m,
+        ServerMsg::Quit(q) if q.nick == "slow" && q.reason.as_deref() == Some("lagged")
+    )));
 }

@@ -81,6 +81,8 @@ impl<R: AsyncRead + Unpin> TextSession<R> {
             peer: self.peer,
             out_tx: self.out_tx.clone(),
             kick_tx,
+            // It renders what it takes off its queue frame by frame.
+            batches: false,
         };
         let hello = Hello {
             name: name.to_owned(),
