@@ -226,7 +226,7 @@ pub fn spawn(
         history,
         done_rx,
         shutdown,
-        conns: HashMap::new(),
+        conns: HashMap::default(),
         nicks: HashMap::new(),
         rooms: HashMap::new(),
         dm_seqs: HashMap::new(),
@@ -234,6 +234,7 @@ pub fn spawn(
         lagged: Vec::new(),
         dirty: Vec::new(),
         staged_bytes: 0,
+        recipients: Vec::new(),
         pending: VecDeque::new(),
         pending_ids: HashMap::new(),
         pending_base: 0,
@@ -265,6 +266,9 @@ struct Conn {
     outbox: outbox::Outbox,
     /// See [`ConnInfo::batches`].
     batches: bool,
+    /// The room name it last sent to, as it spelled it, and its fold: a client repeats the same
+    /// spelling, and folding (NFKC) on every `send` was a tenth of the hub's time.
+    last_room: Option<(String, String)>,
     /// Folded nicks it exchanged direct messages with in this run, most recent last (at most
     /// [`MAX_DM_PEERS`]): they hear its nick changes and its quit, so their DM buffers stay true.
     dm_peers: VecDeque<String>,
@@ -304,7 +308,8 @@ struct Hub {
     done_rx: Option<mpsc::Receiver<Done>>,
     /// Once cancelled, departures are not announced (everyone is leaving).
     shutdown: CancellationToken,
-    conns: HashMap<SessionId, Conn>,
+    /// Keyed by server-assigned ids, never by client input: the fast hash is safe here.
+    conns: HashMap<SessionId, Conn, foldhash::fast::RandomState>,
     /// Folded nick → session.
     nicks: HashMap<String, SessionId>,
     /// Folded room name → room. A room is removed when its last member leaves.
@@ -318,6 +323,8 @@ struct Hub {
     dirty: Vec<SessionId>,
     /// Bytes staged this turn, for [`MAX_TURN_BYTES`].
     staged_bytes: usize,
+    /// The recipients of the message being delivered (kept to reuse its allocation).
+    recipients: Vec<SessionId>,
     /// Messages handed to the store, oldest first: reports arrive in this order.
     pending: VecDeque<chat::Pending>,
     /// (sender fold, client id) → position of a pending message (`pending_base` + index).
@@ -466,6 +473,7 @@ impl Hub {
                 peak_queued: 0,
                 outbox: outbox::Outbox::default(),
                 batches: info.batches,
+                last_room: None,
                 authed: authed.into_iter().collect(),
                 dm_peers: VecDeque::new(),
             },

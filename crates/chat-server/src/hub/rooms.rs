@@ -71,8 +71,19 @@ impl Hub {
         req: &Option<String>,
         room: &str,
     ) -> Option<String> {
-        let key = fold_room(room);
-        if self.conns.get(&id).is_some_and(|c| c.rooms.contains(&key)) {
+        let conn = self.conns.get_mut(&id)?;
+        let key = match &conn.last_room {
+            Some((spelled, key)) if spelled == room => key.clone(),
+            _ => fold_room(room),
+        };
+        if conn.rooms.contains(&key) {
+            if conn
+                .last_room
+                .as_ref()
+                .is_none_or(|(spelled, _)| spelled != room)
+            {
+                conn.last_room = Some((room.to_owned(), key.clone()));
+            }
             Some(key)
         } else {
             let text = format!("you are not in {room}");

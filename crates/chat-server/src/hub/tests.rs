@@ -717,3 +717,31 @@ async fn batched_frames_keep_their_order_and_the_bound_counts_frames_not_items()
         ServerMsg::Quit(q) if q.nick == "slow" && q.reason.as_deref() == Some("lagged")
     )));
 }
+
+#[tokio::test]
+async fn any_spelling_of_a_room_reaches_it_until_the_sender_parts() {
+    let hub = start();
+    let mut alice = connect(&hub, 1, "alice", 256).await;
+    let mut bob = connect(&hub, 2, "bob", 256).await;
+    // The same spelling twice (the folded name is remembered), then another spelling.
+    for (to, text) in [("#LOBBY", "a"), ("#LOBBY", "b"), ("#lobby", "c")] {
+        hub.request(2, say(to, text)).await.unwrap();
+    }
+    for want in ["a", "b", "c"] {
+        let text = wait_for(&mut alice.rx, |m| match m {
+            ServerMsg::Message(c) => Some(c.text),
+            _ => None,
+        })
+        .await;
+        assert_eq!(text, want);
+    }
+    let part = chat_proto::client::Part {
+        id: None,
+        room: "#lobby".into(),
+        reason: None,
+    };
+    hub.request(2, ClientMsg::Part(part)).await.unwrap();
+    hub.request(2, say("#LOBBY", "d")).await.unwrap();
+    let code = wait_for(&mut bob.rx, error_code).await;
+    assert_eq!(code, ErrorCode::NotInRoom, "the remembered spelling is no way back in");
+}
