@@ -743,5 +743,9 @@ async fn any_spelling_of_a_room_reaches_it_until_the_sender_parts() {
     hub.request(2, ClientMsg::Part(part)).await.unwrap();
     hub.request(2, say("#LOBBY", "d")).await.unwrap();
     let code = wait_for(&mut bob.rx, error_code).await;
-    assert_eq!(code, ErrorCode::NotInRoom, "the remembered spelling is no way back in");
+    assert_eq!(
+        code,
+        ErrorCode::NotInRoom,
+        "the remembered spelling is no way back in"
+    );
 }
