@@ -322,6 +322,11 @@ impl Hub {
             Target::Room(key) => Some(key.as_str()),
             Target::Direct(_) => None,
         };
+        // A big room's message is queued to everyone at once, the ack included (its place in
+        // the sender's stream is the same either way).
+        self.unstaged = room_key
+            .and_then(|k| self.rooms.get(k))
+            .is_some_and(|r| r.members.len() > super::MAX_STAGED_ROOM);
         if let Some(frame) = &ack {
             self.deliver(p.sender, frame, room_key.map(|k| (k, seq)));
         }
@@ -333,6 +338,7 @@ impl Hub {
         match p.target {
             Target::Room(key) => {
                 let Some(room) = self.rooms.get_mut(&key) else {
+                    self.unstaged = false;
                     return;
                 };
                 room.commit(seq);
@@ -347,6 +353,7 @@ impl Hub {
                     self.deliver(to, &p.frame, Some((&key, seq)));
                 }
                 self.recipients = others;
+                self.unstaged = false;
             }
             Target::Direct(target) => {
                 if target != p.sender {

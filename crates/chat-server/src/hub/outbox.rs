@@ -116,6 +116,21 @@ impl Outbox {
         }
     }
 
+    /// Queues one frame as its own item at once (nothing may be staged), without waiting; its
+    /// room sequence is the caller's to book.
+    pub(super) fn send_now(&mut self, tx: &mpsc::Sender<Bytes>, frame: &Bytes) -> Queued {
+        debug_assert_eq!(self.frames, 0, "staged frames go first");
+        match tx.try_send(frame.clone()) {
+            Ok(()) => {
+                self.in_queue.push_back(1);
+                self.queued_frames += 1;
+                Queued::Sent(Vec::new())
+            }
+            Err(TrySendError::Full(_)) => Queued::Full,
+            Err(TrySendError::Closed(_)) => Queued::Closed,
+        }
+    }
+
     /// Queues what is staged as one item, without waiting.
     pub(super) fn flush(&mut self, tx: &mpsc::Sender<Bytes>) -> Queued {
         if self.frames == 0 {
@@ -161,6 +176,17 @@ mod tests {
         assert_eq!(rx.try_recv().unwrap(), Bytes::from(vec![1, 1, 1, 2, 2, 3]));
         assert!(rx.try_recv().is_err(), "one item for the whole turn");
         assert_eq!(out.flush(&tx), Queued::Nothing);
+    }
+
+    #[test]
+    fn a_frame_sent_at_once_counts_as_waiting_like_a_staged_one() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let mut out = Outbox::default();
+        let f = frame(7, 10);
+        assert_eq!(out.send_now(&tx, &f), Queued::Sent(Vec::new()));
+        assert_eq!(out.waiting(&tx), 1);
+        assert_eq!(rx.try_recv().unwrap().as_ptr(), f.as_ptr());
+        assert_eq!(out.waiting(&tx), 0);
     }
 
     #[test]

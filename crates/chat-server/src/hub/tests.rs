@@ -749,3 +749,49 @@ async fn any_spelling_of_a_room_reaches_it_until_the_sender_parts() {
         "the remembered spelling is no way back in"
     );
 }
+
+#[tokio::test]
+async fn a_big_rooms_messages_are_queued_one_shared_frame_each() {
+    let hub = start();
+    let members = super::MAX_STAGED_ROOM + 1;
+    let mut peers = Vec::new();
+    for i in 0..members as u64 {
+        peers.push(connect_batched(&hub, i + 1, &format!("user{i}"), 2048).await);
+    }
+    for peer in &mut peers {
+        drain_items(&mut peer.rx);
+    }
+    let sends: Vec<_> = (0..5)
+        .map(|i| hub.request(1, say("#lobby", &format!("m{i}"))))
+        .collect();
+    for send in sends {
+        send.await.unwrap();
+    }
+    // Once a late joiner is in, every message was handled.
+    let _sync = connect(&hub, 10_000, "sync", 64).await;
+    let firsts: Vec<Bytes> = peers[1..]
+        .iter_mut()
+        .map(|p| {
+            let first = p.rx.try_recv().unwrap();
+            let mut rest = vec![first.clone()];
+            rest.extend(std::iter::from_fn(|| p.rx.try_recv().ok()));
+            let texts: Vec<String> = rest
+                .iter()
+                .filter_map(|item| match decode(item) {
+                    ServerMsg::Message(c) => Some(c.text),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(
+                texts,
+                ["m0", "m1", "m2", "m3", "m4"],
+                "one message per item"
+            );
+            first
+        })
+        .collect();
+    assert!(
+        firsts.iter().all(|f| f.as_ptr() == firsts[0].as_ptr()),
+        "every member shares the one encoded frame"
+    );
+}
