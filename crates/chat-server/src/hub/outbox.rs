@@ -8,10 +8,10 @@
 //! the writer then writes as it is (a lone queue item is never copied again).
 //!
 //! The lag policy still counts *frames*, not queue items: the outbound queue's bound
-//! (`--outbound-queue`) is the number of frames a connection may have waiting. The hub knows how
-//! many frames each item it queued carries and, from the channel's free capacity, how many of
-//! its items are still waiting, so it knows the frames waiting without any help from the
-//! writer. A frame that would go beyond the bound makes the connection lagged, exactly as a full
+//! (`--outbound-queue`) is the number of frames a connection may have waiting. The hub numbers
+//! the items it queues and remembers those carrying more than one frame; from the channel's free
+//! capacity it knows how many items are still waiting, hence which of those, so it knows the
+//! frames waiting without any help from the writer (a single-frame item costs no bookkeeping). A frame that would go beyond the bound makes the connection lagged, exactly as a full
 //! queue did when every frame was its own item; the frames staged before it still go out.
 
 use std::collections::VecDeque;
@@ -49,10 +49,13 @@ pub(super) struct Outbox {
     frames: usize,
     /// Per folded room name, the last `seq` staged.
     seqs: Vec<(String, u64)>,
-    /// Frames per item queued by the hub and maybe not yet taken by the writer, oldest first.
-    in_queue: VecDeque<u32>,
-    /// Sum of `in_queue`.
-    queued_frames: usize,
+    /// Items queued by the hub so far (the next item's number).
+    sent: u64,
+    /// Items of more than one frame maybe not yet taken by the writer, oldest first: the item's
+    /// number and its frames beyond the first.
+    multi: VecDeque<(u64, u32)>,
+    /// Sum of the frames beyond the first in `multi`.
+    extra: usize,
 }
 
 impl Outbox {
@@ -69,17 +72,21 @@ impl Outbox {
     /// Frames waiting for this connection: queued (as far as the hub knows) and staged. Items
     /// the writer has taken no longer count.
     pub(super) fn waiting(&mut self, tx: &mpsc::Sender<Bytes>) -> usize {
+        // Items in the channel; the session's own (a `pong`) make this count high, never low.
         let items = tx.max_capacity() - tx.capacity();
-        while self.in_queue.len() > items {
-            if let Some(n) = self.in_queue.pop_front() {
-                self.queued_frames -= n as usize;
+        let taken = self.sent.saturating_sub(items as u64);
+        while let Some(&(item, n)) = self.multi.front() {
+            if item >= taken {
+                break;
             }
+            self.extra -= n as usize;
+            self.multi.pop_front();
         }
-        if self.in_queue.is_empty() && self.in_queue.capacity() > 16 {
+        if self.multi.is_empty() && self.multi.capacity() > 16 {
             // An idle connection keeps no record of its last burst.
-            self.in_queue = VecDeque::new();
+            self.multi = VecDeque::new();
         }
-        self.queued_frames + self.frames
+        items + self.extra + self.frames
     }
 
     /// Whether `frame` should be queued on its own rather than staged (a large frame).
@@ -122,8 +129,7 @@ impl Outbox {
         debug_assert_eq!(self.frames, 0, "staged frames go first");
         match tx.try_send(frame.clone()) {
             Ok(()) => {
-                self.in_queue.push_back(1);
-                self.queued_frames += 1;
+                self.sent += 1;
                 Queued::Sent(Vec::new())
             }
             Err(TrySendError::Full(_)) => Queued::Full,
@@ -145,9 +151,12 @@ impl Outbox {
         let seqs = std::mem::take(&mut self.seqs);
         match tx.try_send(item) {
             Ok(()) => {
-                self.in_queue
-                    .push_back(u32::try_from(frames).unwrap_or(u32::MAX));
-                self.queued_frames += frames;
+                if frames > 1 {
+                    let beyond = u32::try_from(frames - 1).unwrap_or(u32::MAX);
+                    self.multi.push_back((self.sent, beyond));
+                    self.extra += beyond as usize;
+                }
+                self.sent += 1;
                 Queued::Sent(seqs)
             }
             Err(TrySendError::Full(_)) => Queued::Full,
