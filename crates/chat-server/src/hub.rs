@@ -634,6 +634,27 @@ impl Hub {
             return;
         }
         let alone = self.unstaged || !conn.batches || outbox::Outbox::is_large(frame);
+        if alone && conn.outbox.is_plain() {
+            // The common case of a big room: the queue holds single frames only, so the
+            // channel's own bound is the frame bound.
+            match conn.outbox.send_now(&conn.out_tx, frame) {
+                outbox::Queued::Sent(_) => {
+                    if let Some((key, s)) = seq {
+                        if let Some(last) = conn.last_seq.get_mut(key) {
+                            *last = s;
+                        }
+                    }
+                    let queued = conn.out_tx.max_capacity() - conn.out_tx.capacity();
+                    conn.peak_queued = conn.peak_queued.max(queued);
+                }
+                outbox::Queued::Full => {
+                    conn.lagging = true;
+                    self.lagged.push(to);
+                }
+                outbox::Queued::Closed | outbox::Queued::Nothing => {}
+            }
+            return;
+        }
         if conn.outbox.staged() > 0 && (alone || !conn.outbox.fits(frame)) {
             // What is staged goes first, to keep the order.
             let queued = conn.outbox.flush(&conn.out_tx);

@@ -123,6 +123,13 @@ impl Outbox {
         }
     }
 
+    /// Nothing staged and no item of several frames queued: every queued item is one frame, so
+    /// a full channel is exactly a full queue and [`Outbox::send_now`] needs no
+    /// [`Outbox::waiting`] first.
+    pub(super) fn is_plain(&self) -> bool {
+        self.frames == 0 && self.multi.is_empty()
+    }
+
     /// Queues one frame as its own item at once (nothing may be staged), without waiting; its
     /// room sequence is the caller's to book.
     pub(super) fn send_now(&mut self, tx: &mpsc::Sender<Bytes>, frame: &Bytes) -> Queued {
