@@ -2,6 +2,12 @@
 //!
 //! Events that go to many recipients (chat messages, joins, parts, ...) carry no per-recipient
 //! field, so the server can encode each one once and share the bytes.
+//!
+//! # Layout
+//! - this file: the message types, and their bodies as serde JSON.
+//! - `per_message`: `message` and `ack`, sent for every chat message, encoded by hand.
+
+mod per_message;
 
 use std::collections::BTreeMap;
 
@@ -233,6 +239,10 @@ pub struct NameList {
     pub room: String,
     /// Nicks, sorted case-insensitively.
     pub members: Vec<String>,
+    /// How many members the room has, when `members` need not list them all: a large room
+    /// (its join burst lists nobody; PROTOCOL.md section 7.3). Absent: `members` is the room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
 }
 
 /// A page of history: oldest first.
@@ -328,12 +338,11 @@ pub struct FileProgress {
     pub offset: u64,
 }
 
+// `ChatMessage` and `Ack` are encoded by hand: see `per_message`.
 json_body!(
     Welcome,
     Error,
     Notice,
-    ChatMessage,
-    Ack,
     TypingEvent,
     Joined,
     Parted,

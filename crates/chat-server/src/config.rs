@@ -211,6 +211,12 @@ pub struct Config {
     /// chunk and wait for the answer).
     #[arg(long, env = "CHAT_TEXT_CHUNK_TIMEOUT", default_value = "500ms", value_parser = parse_duration)]
     pub text_chunk_timeout: Duration,
+
+    /// Members above which a room is large: its members' joins, parts, quits and nick changes
+    /// are not announced to it, and its join burst's `name_list` gives only the count (`names`
+    /// still lists it). Joining is then O(1) per join instead of O(room) (0: no limit).
+    #[arg(long, env = "CHAT_PRESENCE_LIMIT", default_value_t = 1000)]
+    pub presence_limit: usize,
 }
 
 impl Default for Config {
@@ -259,6 +265,7 @@ impl Default for Config {
             text_name_timeout: Duration::from_secs(60),
             text_idle_timeout: Duration::from_secs(30 * 60),
             text_chunk_timeout: Duration::from_millis(500),
+            presence_limit: 1000,
         }
     }
 }

@@ -85,6 +85,12 @@ impl Room {
         self.members.is_empty() && self.pending == 0
     }
 
+    /// More than `limit` members (`limit` 0: never): presence in the room is not announced to
+    /// it (`--presence-limit`, PROTOCOL.md section 7.3).
+    pub fn is_large(&self, limit: usize) -> bool {
+        limit != 0 && self.members.len() > limit
+    }
+
     /// The topic as a `topic_info` answering request `id`.
     pub fn topic_info(&self, id: Option<String>) -> TopicInfo {
         TopicInfo {
@@ -112,6 +118,15 @@ mod tests {
         seqs.iter().for_each(|&s| room.commit(s));
         assert_eq!(room.last_seq(), 5);
         assert!(room.is_idle());
+    }
+
+    #[test]
+    fn a_room_is_large_above_the_limit_and_never_with_no_limit() {
+        let mut room = Room::new("#r".into(), 0);
+        room.members.extend([1, 2, 3]);
+        assert!(!room.is_large(3), "at the limit it is still small");
+        assert!(room.is_large(2));
+        assert!(!room.is_large(0), "0 means no limit");
     }
 
     #[test]

@@ -314,6 +314,7 @@ impl<R: AsyncRead + Unpin> Session<R> {
             peer: self.peer,
             out_tx: self.out_tx.clone(),
             kick_tx,
+            batches: true,
         };
         match self.hub.register(conn, hello).await {
             Ok(Ok(nick)) => {

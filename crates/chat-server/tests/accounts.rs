@@ -163,6 +163,7 @@ async fn no_password_reaches_the_logs() {
             peer: SocketAddr::from(([127, 0, 0, 1], 9)),
             out_tx,
             kick_tx,
+            batches: false,
         };
         let hi = Hello {
             name: "carol".into(),

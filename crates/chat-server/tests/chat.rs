@@ -669,3 +669,64 @@ async fn an_emptied_room_is_removed_but_keeps_its_history_and_sequence() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_room_over_the_presence_limit_gives_a_count_and_announces_no_joins() {
+    bounded(20, async {
+        let config = chat_server::config::Config {
+            presence_limit: 2,
+            ..test_config()
+        };
+        let server = TestServer::start(config).await;
+        let mut alice = Client::login(server.addr, "alice").await;
+        let mut bob = Client::login(server.addr, "bob").await;
+        // carol makes #lobby large: her burst's name_list has the count and no names.
+        let mut carol = Client::connect(server.addr).await;
+        assert!(matches!(carol.hello("carol").await, ServerMsg::Welcome(_)));
+        let names = carol
+            .recv_until(|m| match m {
+                ServerMsg::Names(n) => Some(n),
+                _ => None,
+            })
+            .await;
+        assert_eq!((names.count, names.members.len()), (Some(3), 0));
+        // Everything the hub sent alice before bob's message: bob's join, not carol's.
+        bob.say("#lobby", "after carol", "b1").await;
+        let mut seen = Vec::new();
+        let text = alice
+            .recv_until(|m| match m {
+                ServerMsg::Message(m) => Some(m.text),
+                other => {
+                    seen.push(other);
+                    None
+                }
+            })
+            .await;
+        assert_eq!(text, "after carol");
+        assert!(
+            !seen
+                .iter()
+                .any(|m| matches!(m, ServerMsg::Joined(j) if j.nick == "carol")),
+            "{seen:?}"
+        );
+        // Messages still reach everyone, and names still lists the room.
+        carol.say("#lobby", "hi", "c1").await;
+        assert_eq!(alice.recv_message().await.text, "hi");
+        alice
+            .send(Names {
+                id: Some("w".into()),
+                room: "#lobby".into(),
+            })
+            .await;
+        let listed = alice
+            .recv_until(|m| match m {
+                ServerMsg::Names(n) if n.id.as_deref() == Some("w") => Some(n),
+                _ => None,
+            })
+            .await;
+        assert_eq!(listed.members, ["alice", "bob", "carol"]);
+        assert_eq!(listed.count, Some(3));
+        server.stop().await;
+    })
+    .await;
+}

@@ -45,6 +45,7 @@ fn busy_app() -> App {
         id: None,
         room: "#lobby".into(),
         members,
+        count: None,
     };
     update(
         &mut app,

@@ -182,6 +182,9 @@ pub struct Buffer {
     pub lines: Vec<Line>,
     /// Members (rooms only), as the server sent them.
     pub members: Vec<String>,
+    /// The member count a large room's `name_list` gave (its members are not all listed, and
+    /// its joins and parts are not announced); `None`: `members` is the room.
+    pub member_count: Option<u32>,
     /// The room's topic, sanitized; empty when none.
     pub topic: String,
     /// When the topic was set, as the server said (none: unknown).
@@ -213,6 +216,7 @@ impl Buffer {
             kind,
             lines: Vec::new(),
             members: Vec::new(),
+            member_count: None,
             topic: String::new(),
             topic_ts: None,
             joined: false,

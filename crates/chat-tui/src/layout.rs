@@ -60,7 +60,8 @@ pub fn panes(app: &App, area: Rect) -> Panes {
         None
     };
     let members = if wide && app.show_members && app.active_buffer().kind.target().is_some() {
-        let has_members = !app.active_buffer().members.is_empty();
+        let buf = app.active_buffer();
+        let has_members = !buf.members.is_empty() || buf.member_count.is_some();
         if has_members && width > MEMBERS_WIDTH + 20 {
             width -= MEMBERS_WIDTH;
             Some(Rect::new(x + width, area.y, MEMBERS_WIDTH, main_h))

@@ -398,6 +398,7 @@ pub fn server_msg(app: &mut App, msg: ServerMsg, out: &mut Vec<Command>) {
                 let buf = &mut app.buffers[i];
                 buf.joined = false;
                 buf.members.clear();
+                buf.member_count = None;
                 let room = line_str(&p.room);
                 info(app, i, p.ts, format!("you left {room}"));
                 return;
@@ -492,17 +493,14 @@ pub fn server_msg(app: &mut App, msg: ServerMsg, out: &mut Vec<Command>) {
         ServerMsg::Names(n) => {
             let i = app.buffer_for(&n.room);
             app.buffers[i].members = n.members.clone();
+            app.buffers[i].member_count = n.count;
             let asked =
                 n.id.as_deref()
                     .is_some_and(|id| id.starts_with(&format!("{}-names-", app.id_prefix)));
             if asked {
                 let names: Vec<String> = n.members.iter().map(|m| line_str(m)).collect();
-                info(
-                    app,
-                    i,
-                    now,
-                    format!("{} users: {}", names.len(), names.join(", ")),
-                );
+                let count = n.count.map_or(names.len(), |c| c as usize);
+                info(app, i, now, format!("{count} users: {}", names.join(", ")));
             }
         }
         ServerMsg::History(page) => {

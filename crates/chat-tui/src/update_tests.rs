@@ -79,6 +79,7 @@ fn online() -> App {
             id: None,
             room: "#lobby".into(),
             members: vec!["alice".into(), "bob".into(), "carol".into()],
+            count: None,
         }),
     );
     app

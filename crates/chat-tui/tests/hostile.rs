@@ -172,6 +172,7 @@ fn deliver(app: &mut App, payload: &str, seq: u64) {
             id: None,
             room: "#lobby".into(),
             members: vec![payload.to_owned(), "alice".into()],
+            count: None,
         }),
     );
     net(

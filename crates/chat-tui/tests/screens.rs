@@ -84,6 +84,7 @@ fn connected(members: &[&str]) -> App {
             id: None,
             room: "#lobby".into(),
             members: members.iter().map(|m| (*m).to_owned()).collect(),
+            count: None,
         }),
     );
     app
@@ -328,4 +329,22 @@ fn file_transfers_show_a_gauge_each() {
     );
     update(&mut app, Msg::Action(Action::GoToBuffer(2)));
     check("file_gauges", app);
+}
+
+#[test]
+fn a_large_room_shows_its_member_count_without_a_list() {
+    // A large room's join burst gives only the count (PROTOCOL.md 7.3).
+    let mut app = connected(&["alice", "bob"]);
+    net(
+        &mut app,
+        ServerMsg::Names(NameList {
+            id: None,
+            room: "#lobby".into(),
+            members: Vec::new(),
+            count: Some(5000),
+        }),
+    );
+    let screen = render(&mut app, 120, 40);
+    assert!(screen.contains("5000 users"), "{screen}");
+    assert!(!screen.contains(" bob "), "{screen}");
 }

@@ -253,6 +253,7 @@ pub fn server_samples() -> Vec<ServerMsg> {
             id: id("j1"),
             room: "#lobby".into(),
             members: vec!["alice".into(), "bob".into()],
+            count: None,
         }
         .into(),
         server::HistoryPage {

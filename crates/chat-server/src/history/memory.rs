@@ -91,10 +91,19 @@ impl MemoryHistory {
     /// Marks `conv` as the most recently appended to.
     fn touch(&mut self, conv: &str) {
         self.tick += 1;
-        if let Some(old) = self.touched.insert(conv.to_owned(), self.tick) {
-            self.lru.remove(&old);
-        }
-        self.lru.insert(self.tick, conv.to_owned());
+        // The common case, a conversation already known, allocates nothing new.
+        let name = match self.touched.get_mut(conv) {
+            Some(t) => {
+                let old = std::mem::replace(t, self.tick);
+                self.lru.remove(&old)
+            }
+            None => {
+                self.touched.insert(conv.to_owned(), self.tick);
+                None
+            }
+        };
+        self.lru
+            .insert(self.tick, name.unwrap_or_else(|| conv.to_owned()));
     }
 
     /// Forgets the least recently appended conversations but `keep_conv` until within budget.
@@ -130,7 +139,12 @@ impl HistoryStore for MemoryHistory {
         let conv = record.conv.clone();
         self.touch(&conv);
         self.bytes += cost(&record);
-        let log = self.convs.entry(conv.clone()).or_default();
+        if !self.convs.contains_key(&conv) {
+            self.convs.insert(conv.clone(), VecDeque::new());
+        }
+        let Some(log) = self.convs.get_mut(&conv) else {
+            return Err(HistoryError::Unavailable("conversation vanished".into()));
+        };
         if log.len() == self.keep {
             if let Some(old) = log.pop_front() {
                 self.bytes = self.bytes.saturating_sub(cost(&old));
@@ -145,7 +159,12 @@ impl HistoryStore for MemoryHistory {
                 (record.conv.clone(), record.msg.seq),
             );
         }
-        self.last_seqs.insert(record.conv.clone(), record.msg.seq);
+        match self.last_seqs.get_mut(&conv) {
+            Some(last) => *last = record.msg.seq,
+            None => {
+                self.last_seqs.insert(conv.clone(), record.msg.seq);
+            }
+        }
         self.last_mid = self.last_mid.max(record.msg.mid);
         log.push_back(record);
         self.evict(&conv);

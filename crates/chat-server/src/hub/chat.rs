@@ -11,9 +11,12 @@
 //! A resend (same folded nick, same client id) is looked up among the pending messages, then
 //! in the store: it gets the original ack with `duplicate: true` and is not delivered again.
 
+use bytes::{Bytes, BytesMut};
 use chat_proto::client::{Send, Typing};
+use chat_proto::frame::{HEADER_LEN, Header, VERSION};
+use chat_proto::message::Body;
 use chat_proto::server::{ChatMessage, TypingEvent};
-use chat_proto::{ErrorCode, ServerMsg};
+use chat_proto::{ErrorCode, ServerMsg, kind};
 use tracing::{error, warn};
 
 use super::{Hub, SessionId, encode, fit, now_ms};
@@ -38,6 +41,8 @@ pub(super) struct Pending {
     /// The hub's epoch when it was handed over.
     epoch: u64,
     record: Record,
+    /// The `message` frame, encoded once when it was stamped (its size is checked then too).
+    frame: Bytes,
     target: Target,
     /// Sessions that resent it meanwhile: they get the duplicate ack once it is committed.
     waiters: Vec<SessionId>,
@@ -189,16 +194,19 @@ impl Hub {
         // Escaping can make a text within `max_text` a `message` over `max_body` (a control
         // character takes 6 bytes); such a frame would lock its readers out, so refuse it.
         // The headroom keeps every accepted message small enough for a history page too.
-        let len = fit::message_len(&record.msg);
+        let frame = message_frame(&record.msg);
+        let len = frame
+            .as_ref()
+            .map_or(usize::MAX, |f| f.len().saturating_sub(HEADER_LEN));
         let max = (self.config.max_body as usize).saturating_sub(fit::PAGE_HEADROOM);
-        if len > max {
+        let Some(frame) = frame.filter(|_| len <= max) else {
             self.give_back(&record, &target, true);
             let text = format!(
                 "text too long once encoded: the relayed message would be {len} bytes, \
                  over the limit of {max} (control characters count 6 bytes each)"
             );
             return self.refuse(sender, record.client_id, ErrorCode::TextInvalid, text);
-        }
+        };
         let appended = match self.history.append(record.clone(), self.epoch) {
             Ok(appended) => appended,
             Err(e) => {
@@ -218,6 +226,7 @@ impl Hub {
             sender,
             epoch: self.epoch,
             record,
+            frame,
             target,
             waiters: Vec::new(),
         });
@@ -304,11 +313,20 @@ impl Hub {
     fn committed(&mut self, p: Pending) {
         let seq = p.record.msg.seq;
         let ack = encode(&ServerMsg::Ack(p.record.ack(false)));
-        let dup = encode(&ServerMsg::Ack(p.record.ack(true)));
+        let dup = if p.waiters.is_empty() {
+            None
+        } else {
+            encode(&ServerMsg::Ack(p.record.ack(true)))
+        };
         let room_key = match &p.target {
             Target::Room(key) => Some(key.as_str()),
             Target::Direct(_) => None,
         };
+        // A big room's message is queued to everyone at once, the ack included (its place in
+        // the sender's stream is the same either way).
+        self.unstaged = room_key
+            .and_then(|k| self.rooms.get(k))
+            .is_some_and(|r| r.members.len() > super::MAX_STAGED_ROOM);
         if let Some(frame) = &ack {
             self.deliver(p.sender, frame, room_key.map(|k| (k, seq)));
         }
@@ -317,31 +335,29 @@ impl Hub {
                 self.deliver(w, frame, None);
             }
         }
-        let message = ServerMsg::Message(p.record.msg);
         match p.target {
             Target::Room(key) => {
                 let Some(room) = self.rooms.get_mut(&key) else {
+                    self.unstaged = false;
                     return;
                 };
                 room.commit(seq);
-                let others: Vec<SessionId> = room
-                    .members
-                    .iter()
-                    .copied()
-                    .filter(|&s| s != p.sender)
-                    .collect();
+                // A reused list: no allocation per message.
+                let mut others = std::mem::take(&mut self.recipients);
+                others.clear();
+                others.extend(room.members.iter().copied().filter(|&s| s != p.sender));
                 if room.is_idle() {
                     self.rooms.remove(&key);
                 }
-                if let Some(frame) = encode(&message) {
-                    for to in others {
-                        self.deliver(to, &frame, Some((&key, seq)));
-                    }
+                for &to in &others {
+                    self.deliver(to, &p.frame, Some((&key, seq)));
                 }
+                self.recipients = others;
+                self.unstaged = false;
             }
             Target::Direct(target) => {
                 if target != p.sender {
-                    self.reply(target, message);
+                    self.deliver(target, &p.frame, None);
                     self.remember_dm_peers(p.sender, target);
                 }
             }
@@ -364,6 +380,7 @@ impl Hub {
         }
     }
 
+    /// Carries out one `typing`.
     pub(super) fn typing(&mut self, id: SessionId, m: Typing) {
         let Some(from) = self.conns.get(&id).map(|c| c.nick.clone()) else {
             return;
@@ -397,4 +414,22 @@ impl Hub {
             }
         }
     }
+}
+
+/// A `message` frame, encoded from the stamped message without a copy of it.
+fn message_frame(msg: &ChatMessage) -> Option<Bytes> {
+    let mut buf = BytesMut::with_capacity(HEADER_LEN + 128 + msg.text.len());
+    Header {
+        version: VERSION,
+        body_len: 0,
+        kind: kind::MESSAGE,
+    }
+    .write(&mut buf);
+    if let Err(e) = msg.encode_body(&mut buf) {
+        error!(error = %e, "cannot encode a message");
+        return None;
+    }
+    let body_len = u32::try_from(buf.len() - HEADER_LEN).ok()?;
+    buf[4..8].copy_from_slice(&body_len.to_be_bytes());
+    Some(buf.freeze())
 }

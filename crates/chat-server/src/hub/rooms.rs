@@ -71,8 +71,19 @@ impl Hub {
         req: &Option<String>,
         room: &str,
     ) -> Option<String> {
-        let key = fold_room(room);
-        if self.conns.get(&id).is_some_and(|c| c.rooms.contains(&key)) {
+        let conn = self.conns.get_mut(&id)?;
+        let key = match &conn.last_room {
+            Some((spelled, key)) if spelled == room => key.clone(),
+            _ => fold_room(room),
+        };
+        if conn.rooms.contains(&key) {
+            if conn
+                .last_room
+                .as_ref()
+                .is_none_or(|(spelled, _)| spelled != room)
+            {
+                conn.last_room = Some((room.to_owned(), key.clone()));
+            }
             Some(key)
         } else {
             let text = format!("you are not in {room}");
@@ -149,10 +160,13 @@ impl Hub {
             nick: nick.clone(),
             ts: now_ms(),
         });
-        let recipients: Vec<SessionId> = if already {
+        if !already {
+            room.members.insert(id);
+        }
+        // A large room hears of nobody's join: the joiner alone gets its `joined`.
+        let recipients: Vec<SessionId> = if already || room.is_large(self.config.presence_limit) {
             vec![id]
         } else {
-            room.members.insert(id);
             room.members.iter().copied().collect()
         };
         let last_seq = room.last_seq();
@@ -200,7 +214,7 @@ impl Hub {
             }
         }
         self.reply(id, topic);
-        let names = self.name_list(req, room_name.clone(), &key);
+        let names = self.name_list(req, room_name.clone(), &key, true);
         self.reply(id, names);
         match page {
             Ok(Page { messages, more }) => {
@@ -253,7 +267,12 @@ impl Hub {
             reason: m.reason.map(|r| fit::clip(&r, fit::MAX_REASON)),
             ts: now_ms(),
         });
-        let members: Vec<SessionId> = room.members.iter().copied().collect();
+        // A large room hears of nobody's part: the one leaving alone gets its `parted`.
+        let members: Vec<SessionId> = if room.is_large(self.config.presence_limit) {
+            vec![id]
+        } else {
+            room.members.iter().copied().collect()
+        };
         room.members.remove(&id);
         if room.is_idle() {
             self.rooms.remove(&key);
@@ -416,17 +435,28 @@ impl Hub {
             let text = format!("there is no room {room}");
             return self.refuse(id, req, ErrorCode::NotInRoom, text);
         };
-        let names = self.name_list(req, name, &key);
+        let names = self.name_list(req, name, &key, false);
         self.reply(id, names);
     }
 
-    /// A room's `name_list`, capped (with a marker entry) to fit `max_body`.
-    fn name_list(&self, req: Option<String>, room: String, key: &str) -> NameList {
+    /// A room's `name_list`, capped (with a marker entry) to fit `max_body`. A large room's
+    /// list carries its `count`, and in a join `burst` only that: listing every member to every
+    /// joiner is what made joining a big room O(room) per join.
+    fn name_list(&self, req: Option<String>, room: String, key: &str, burst: bool) -> NameList {
+        let count = self
+            .rooms
+            .get(key)
+            .filter(|r| r.is_large(self.config.presence_limit))
+            .map(|r| u32::try_from(r.members.len()).unwrap_or(u32::MAX));
         let mut list = NameList {
             id: req,
             room,
             members: Vec::new(),
+            count,
         };
+        if burst && count.is_some() {
+            return list;
+        }
         let mut members = self.member_nicks(key);
         let budget = fit::array_budget(self.config.max_body, &list);
         let left = fit::fit_names(&mut members, budget);
@@ -437,13 +467,15 @@ impl Hub {
         list
     }
 
-    /// Everyone sharing at least one room with `id`, and its online direct-message partners
-    /// (not `id` itself): the audience of its nick changes and its quit.
+    /// Everyone sharing at least one room with `id` that is not large, and its online
+    /// direct-message partners (not `id` itself): the audience of its nick changes and its quit.
     pub(super) fn sharers(&self, id: SessionId) -> BTreeSet<SessionId> {
         let mut out = BTreeSet::new();
         if let Some(conn) = self.conns.get(&id) {
+            let limit = self.config.presence_limit;
             for key in &conn.rooms {
-                if let Some(room) = self.rooms.get(key) {
+                // A large room is not told of its members' presence.
+                if let Some(room) = self.rooms.get(key).filter(|r| !r.is_large(limit)) {
                     out.extend(room.members.iter().copied().filter(|&s| s != id));
                 }
             }

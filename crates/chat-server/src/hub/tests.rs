@@ -33,6 +33,7 @@ async fn connect(hub: &HubHandle, id: SessionId, nick: &str, queue: usize) -> Pe
         peer: SocketAddr::from(([127, 0, 0, 1], 1)),
         out_tx,
         kick_tx,
+        batches: false,
     };
     let hello = Hello {
         name: nick.into(),
@@ -101,6 +102,7 @@ async fn taken_nicks_are_refused_by_their_fold() {
             peer: SocketAddr::from(([127, 0, 0, 1], 1)),
             out_tx,
             kick_tx,
+            batches: false,
         };
         let hello = Hello {
             name: nick.into(),
@@ -174,6 +176,7 @@ fn hello_as(id: SessionId, nick: &str, password: Option<&str>) -> (ConnInfo, Hel
         peer: SocketAddr::from(([127, 0, 0, 1], 1)),
         out_tx,
         kick_tx,
+        batches: false,
     };
     let hello = Hello {
         name: nick.into(),
@@ -545,4 +548,255 @@ async fn a_ban_drops_the_user_refuses_its_hello_and_survives_a_restart() {
     );
     let (conn, hello, _p) = hello_as(6, "mallory", None);
     hub.register(conn, hello).await.unwrap().unwrap();
+}
+
+/// Every frame up to and including the first that `stop` picks.
+async fn frames_until(
+    rx: &mut mpsc::Receiver<Bytes>,
+    stop: impl Fn(&ServerMsg) -> bool,
+) -> Vec<ServerMsg> {
+    let mut seen = Vec::new();
+    wait_for(rx, |m| {
+        let done = stop(&m);
+        seen.push(m);
+        done.then_some(())
+    })
+    .await;
+    seen
+}
+
+#[tokio::test]
+async fn a_large_room_hears_no_presence_and_its_burst_gives_only_the_count() {
+    let config = Config {
+        presence_limit: 2,
+        ..Config::default()
+    };
+    let hub = hub_with(config, Box::new(MemoryHistory::new(100)));
+    let mut alice = connect(&hub, 1, "alice", 256).await;
+    let mut bob = connect(&hub, 2, "bob", 256).await;
+    // Two members: a small room, so alice hears bob arrive.
+    wait_for(&mut alice.rx, |m| match m {
+        ServerMsg::Joined(j) if j.nick == "bob" => Some(()),
+        _ => None,
+    })
+    .await;
+
+    // A third member makes the room large: carol's burst has her own `joined` and the count.
+    let mut carol = connect(&hub, 3, "carol", 256).await;
+    let burst = frames_until(&mut carol.rx, |m| matches!(m, ServerMsg::History(_))).await;
+    assert!(
+        burst
+            .iter()
+            .any(|m| matches!(m, ServerMsg::Joined(j) if j.nick == "carol"))
+    );
+    let names = burst.iter().find_map(|m| match m {
+        ServerMsg::Names(n) => Some(n.clone()),
+        _ => None,
+    });
+    let names = names.unwrap();
+    assert_eq!(names.count, Some(3));
+    assert!(names.members.is_empty(), "{:?}", names.members);
+
+    // Asked for, the names are all there, with the count.
+    let ask = chat_proto::client::Names {
+        id: Some("n1".into()),
+        room: "#lobby".into(),
+    };
+    hub.request(3, ClientMsg::Names(ask)).await.unwrap();
+    let listed = wait_for(&mut carol.rx, |m| match m {
+        ServerMsg::Names(n) if n.id.as_deref() == Some("n1") => Some(n),
+        _ => None,
+    })
+    .await;
+    assert_eq!(listed.members, ["alice", "bob", "carol"]);
+    assert_eq!(listed.count, Some(3));
+
+    // carol parts: only she hears it. Then bob speaks, so alice's queue up to his message is
+    // everything the hub sent her meanwhile.
+    let part = chat_proto::client::Part {
+        id: None,
+        room: "#lobby".into(),
+        reason: None,
+    };
+    hub.request(3, ClientMsg::Part(part)).await.unwrap();
+    wait_for(&mut carol.rx, |m| match m {
+        ServerMsg::Parted(p) if p.nick == "carol" => Some(()),
+        _ => None,
+    })
+    .await;
+    hub.request(2, say("#lobby", "still here")).await.unwrap();
+    let meanwhile = frames_until(&mut alice.rx, |m| matches!(m, ServerMsg::Message(_))).await;
+    assert_eq!(
+        meanwhile.len(),
+        1,
+        "no joined or parted for carol: {meanwhile:?}"
+    );
+
+    // Small again (two members): bob's quit reaches alice.
+    hub.leave(2, "bye".into()).await.unwrap();
+    drain(&mut bob.rx);
+    let quit = wait_for(&mut alice.rx, |m| match m {
+        ServerMsg::Quit(q) => Some(q.nick),
+        _ => None,
+    })
+    .await;
+    assert_eq!(quit, "bob");
+}
+
+/// Every frame of every queued item (an item may carry several frames).
+fn drain_items(rx: &mut mpsc::Receiver<Bytes>) -> (usize, Vec<ServerMsg>) {
+    let mut items = 0;
+    let mut frames = Vec::new();
+    while let Ok(item) = rx.try_recv() {
+        items += 1;
+        let mut buf = BytesMut::from(&item[..]);
+        let mut codec = ClientCodec::new(u32::MAX);
+        while let Some(msg) = codec.decode(&mut buf).unwrap() {
+            frames.push(msg.unwrap());
+        }
+        assert!(buf.is_empty(), "an item holds whole frames only");
+    }
+    (items, frames)
+}
+
+async fn connect_batched(hub: &HubHandle, id: SessionId, nick: &str, queue: usize) -> Peer {
+    let (out_tx, rx) = mpsc::channel(queue);
+    let (kick_tx, kick) = oneshot::channel();
+    let conn = ConnInfo {
+        id,
+        peer: SocketAddr::from(([127, 0, 0, 1], 1)),
+        out_tx,
+        kick_tx,
+        batches: true,
+    };
+    let hello = Hello {
+        name: nick.into(),
+        ..Hello::default()
+    };
+    hub.register(conn, hello).await.unwrap().unwrap();
+    Peer { rx, kick }
+}
+
+#[tokio::test]
+async fn batched_frames_keep_their_order_and_the_bound_counts_frames_not_items() {
+    const BOUND: usize = 8;
+    let hub = start();
+    let mut slow = connect_batched(&hub, 1, "slow", BOUND).await;
+    let mut fast = connect_batched(&hub, 2, "fast", 1024).await;
+    // Queued without waiting for the hub, so several land in one turn.
+    let sends: Vec<_> = (0..50)
+        .map(|i| hub.request(2, say("#lobby", &format!("m{i}"))))
+        .collect();
+    for send in sends {
+        send.await.unwrap();
+    }
+    let Kick::Lagged { seqs } = (&mut slow.kick).await.unwrap() else {
+        panic!("the slow reader must be kicked for lagging");
+    };
+    let (_, got) = drain_items(&mut slow.rx);
+    assert_eq!(got.len(), BOUND, "frames up to the bound, not items");
+    let last_seq = got
+        .iter()
+        .filter_map(|m| match m {
+            ServerMsg::Message(c) => Some(c.seq),
+            _ => None,
+        })
+        .max()
+        .unwrap();
+    assert_eq!(seqs, BTreeMap::from([("#lobby".to_owned(), last_seq)]));
+
+    // The sender's acks arrive in order, all of them, in fewer items than frames.
+    let _sync = connect(&hub, 3, "sync", 64).await;
+    let (items, frames) = drain_items(&mut fast.rx);
+    let acks: Vec<u64> = frames
+        .iter()
+        .filter_map(|m| match m {
+            ServerMsg::Ack(a) => Some(a.seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(acks, (1..=50).collect::<Vec<u64>>());
+    assert!(items <= frames.len());
+    assert!(frames.iter().any(|m| matches!(
+        m,
+        ServerMsg::Quit(q) if q.nick == "slow" && q.reason.as_deref() == Some("lagged")
+    )));
+}
+
+#[tokio::test]
+async fn any_spelling_of_a_room_reaches_it_until_the_sender_parts() {
+    let hub = start();
+    let mut alice = connect(&hub, 1, "alice", 256).await;
+    let mut bob = connect(&hub, 2, "bob", 256).await;
+    // The same spelling twice (the folded name is remembered), then another spelling.
+    for (to, text) in [("#LOBBY", "a"), ("#LOBBY", "b"), ("#lobby", "c")] {
+        hub.request(2, say(to, text)).await.unwrap();
+    }
+    for want in ["a", "b", "c"] {
+        let text = wait_for(&mut alice.rx, |m| match m {
+            ServerMsg::Message(c) => Some(c.text),
+            _ => None,
+        })
+        .await;
+        assert_eq!(text, want);
+    }
+    let part = chat_proto::client::Part {
+        id: None,
+        room: "#lobby".into(),
+        reason: None,
+    };
+    hub.request(2, ClientMsg::Part(part)).await.unwrap();
+    hub.request(2, say("#LOBBY", "d")).await.unwrap();
+    let code = wait_for(&mut bob.rx, error_code).await;
+    assert_eq!(
+        code,
+        ErrorCode::NotInRoom,
+        "the remembered spelling is no way back in"
+    );
+}
+
+#[tokio::test]
+async fn a_big_rooms_messages_are_queued_one_shared_frame_each() {
+    let hub = start();
+    let members = super::MAX_STAGED_ROOM + 1;
+    let mut peers = Vec::new();
+    for i in 0..members as u64 {
+        peers.push(connect_batched(&hub, i + 1, &format!("user{i}"), 2048).await);
+    }
+    for peer in &mut peers {
+        drain_items(&mut peer.rx);
+    }
+    let sends: Vec<_> = (0..5)
+        .map(|i| hub.request(1, say("#lobby", &format!("m{i}"))))
+        .collect();
+    for send in sends {
+        send.await.unwrap();
+    }
+    // Once a late joiner is in, every message was handled.
+    let _sync = connect(&hub, 10_000, "sync", 64).await;
+    let firsts: Vec<Bytes> = peers[1..]
+        .iter_mut()
+        .map(|p| {
+            let first = p.rx.try_recv().unwrap();
+            let mut rest = vec![first.clone()];
+            rest.extend(std::iter::from_fn(|| p.rx.try_recv().ok()));
+            let texts: Vec<String> = rest
+                .iter()
+                .filter_map(|item| match decode(item) {
+                    ServerMsg::Message(c) => Some(c.text),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(
+                texts,
+                ["m0", "m1", "m2", "m3", "m4"],
+                "one message per item"
+            );
+            first
+        })
+        .collect();
+    assert!(
+        firsts.iter().all(|f| f.as_ptr() == firsts[0].as_ptr()),
+        "every member shares the one encoded frame"
+    );
 }

@@ -121,7 +121,7 @@ pub fn render(msg: &ServerMsg, view: View<'_>, out: &mut Vec<String>) {
             out.push(format!(
                 "*** in {} ({}): {}",
                 sanitize_line(&n.room),
-                names.len(),
+                n.count.map_or(names.len(), |c| c as usize),
                 names.join(", ")
             ));
         }
@@ -319,6 +319,7 @@ mod tests {
             id: None,
             room: "#rust".into(),
             members: vec!["alice".into(), "me".into()],
+            count: None,
         });
         assert_eq!(lines(names, "me"), ["*** in #rust (2): alice, me"]);
         let history = ServerMsg::History(HistoryPage {

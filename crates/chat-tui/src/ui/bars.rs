@@ -169,7 +169,10 @@ pub fn members(app: &App, frame: &mut Frame<'_>, area: Rect) {
     let buf = app.active_buffer();
     let w = usize::from(area.width.saturating_sub(2));
     let mut lines = vec![TextLine::from(Span::styled(
-        format!(" {} users", buf.members.len()),
+        format!(
+            " {} users",
+            buf.member_count.map_or(buf.members.len(), |c| c as usize)
+        ),
         Style::default().add_modifier(Modifier::BOLD),
     ))];
     lines.extend(buf.members.iter().map(|m| {

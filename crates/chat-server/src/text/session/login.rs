@@ -134,6 +134,8 @@ impl<R: AsyncRead + Unpin> TextSession<R> {
             peer: self.peer,
             out_tx: self.out_tx.clone(),
             kick_tx,
+            // It renders what it takes off its queue frame by frame.
+            batches: false,
         };
         let tried_password = password.is_some();
         let hello = Hello {
