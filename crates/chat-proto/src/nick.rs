@@ -8,10 +8,12 @@
 //!   is not in NFC (so the displayed form is the canonical one), and characters with IRC
 //!   meanings (`nick:` completion, `*!?` masks, `,` lists).
 //! - [`fold_nick`] / [`fold_room`] give the identity key the server compares for uniqueness:
-//!   case, compatibility forms (fullwidth `ａｌｉｃｅ`), invisible characters and common
-//!   Cyrillic / Greek look-alikes all fold away, so `ALICE`, `аlice` and `ａｌｉｃｅ` all fold
-//!   to `alice`. Digits are kept as they are: `b0b` and `bob` stay distinct, because folding
-//!   `0` to `o` would refuse many honest names to stop a look-alike any font tells apart.
+//!   case, compatibility forms (fullwidth `ａｌｉｃｅ`), invisible characters and look-alikes
+//!   from other scripts (the Unicode confusables of UTS #39: Cyrillic, Greek, Armenian,
+//!   Cherokee...) all fold away, so `ALICE`, `аlice` and `ａｌｉｃｅ` all fold to `alice`.
+//!   ASCII is kept as it is: `b0b`, `bob` and `aIice`, `alice` stay distinct, because folding
+//!   `0` to `o` or `I` to `l` would refuse many honest names to stop a look-alike every
+//!   terminal font draws apart.
 //!
 //! Over-folding only refuses a name; under-folding allows an impersonation, so when a
 //! character has two look-alikes (Greek capital `Η` looks like `H`, small `η` like `n`) the table
@@ -152,18 +154,25 @@ pub fn validate_room(name: &str) -> Result<(), NameError> {
 /// The identity key of a nick: two nicks with the same key are the same user.
 ///
 /// Compatibility decomposition (NFKD: fullwidth and other compatibility forms become plain),
-/// then the look-alike table (capitals and small letters separately), then lowercase, then
-/// NFKD and the table once more (for what lowercasing exposed), then dropping default-ignorable
-/// characters, then NFC. The result is stable: folding it again changes nothing.
+/// then look-alikes (UTS #39 confusables for everything outside ASCII, see [`prototype`]), then
+/// lowercase, repeated until nothing changes (for what lowercasing exposed), then dropping
+/// default-ignorable characters, then NFC. The result is stable: folding it again changes
+/// nothing.
 pub fn fold_nick(nick: &str) -> String {
-    let lowered: String = nick
-        .nfkd()
-        .map(skeleton)
-        .flat_map(char::to_lowercase)
-        .collect();
-    lowered
-        .nfkd()
-        .map(skeleton)
+    if nick.is_ascii() {
+        // Nothing to decompose, map or drop: the common case, on every message's room name.
+        return nick.to_ascii_lowercase();
+    }
+    let mut folded = fold_round(nick);
+    for _ in 1..FOLD_ROUNDS {
+        let again = fold_round(&folded);
+        if again == folded {
+            break;
+        }
+        folded = again;
+    }
+    folded
+        .chars()
         .filter(|&c| !is_default_ignorable(c))
         .nfc()
         .collect()
@@ -274,9 +283,48 @@ fn is_blank_lookalike(c: char) -> bool {
     )
 }
 
-/// Maps a Cyrillic or Greek letter that looks like a Latin one to that Latin letter (lowercase).
-fn skeleton(c: char) -> char {
-    match c {
+/// How many times [`fold_nick`] repeats look-alike mapping and lowercasing: mapping a small
+/// letter can expose a capital prototype and lowercasing can expose a new look-alike; real
+/// text settles in two rounds, the bound keeps hostile input cheap.
+const FOLD_ROUNDS: usize = 4;
+
+/// One round of the fold: compatibility decomposition, look-alikes, lowercase.
+fn fold_round(s: &str) -> String {
+    s.nfkd()
+        .flat_map(prototype)
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// The UTS #39 confusable prototype of one character, for characters outside ASCII.
+///
+/// ASCII is left alone: UTS #39 maps `0` to `O`, `1` and `I` to `l` and `rn` to `m`, look-alikes
+/// in proportional fonts that every terminal font draws apart, and folding them would refuse
+/// honest names (`b0b`, `ali`) to stop impersonations nobody can make on screen. Letters from
+/// other scripts (Cyrillic `а`, Greek `ο`, Armenian `օ`, Cherokee `Ꭺ`...) draw the same as Latin
+/// ones in every font, so they fold. UTS #39 maps look-alikes of capital `I` to `l`; since case
+/// folding sends `I` to `i`, a capital that looks like `I` folds to `i` too, so that `ALІCE`
+/// (Cyrillic `І`) meets `ALICE`.
+fn prototype(c: char) -> std::vec::IntoIter<char> {
+    if c.is_ascii() {
+        return vec![c].into_iter();
+    }
+    if let Some(latin) = classic_lookalike(c) {
+        return vec![latin].into_iter();
+    }
+    let mut buf = [0; 4];
+    let proto: Vec<char> = unicode_security::skeleton(c.encode_utf8(&mut buf)).collect();
+    if proto == ['l'] && c.is_uppercase() {
+        return vec!['i'].into_iter();
+    }
+    proto.into_iter()
+}
+
+/// Look-alikes this fold has always mapped, checked before UTS #39, which draws some of them
+/// differently (Greek `τ` is a small capital `ᴛ` there, `χ` is no `x`) or maps a capital `I`
+/// look-alike to `l`. Capitals and small letters separately, to lowercase Latin letters.
+fn classic_lookalike(c: char) -> Option<char> {
+    Some(match c {
         // Cyrillic capitals.
         'А' => 'a',
         'В' => 'b',
@@ -348,8 +396,8 @@ fn skeleton(c: char) -> char {
         'ı' => 'i',
         'ɑ' => 'a',
         'ɡ' => 'g',
-        _ => c,
-    }
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -520,9 +568,31 @@ mod tests {
             "\u{391}LICE",
             "al\u{456}ce",
             "al\u{131}ce",
+            "AL\u{406}CE",
+            "\u{1D41A}lice",
+            "\u{251}lice",
+            "a\u{2113}ice",
+            "al\u{2170}ce",
         ] {
             assert_eq!(fold_nick(nick), "alice", "{nick:?}");
         }
+    }
+
+    #[test]
+    fn lookalikes_from_other_scripts_fold_through_the_unicode_confusables() {
+        // Armenian օ and ս, Cherokee Ꭺ Ꮃ Ꭼ, Lisu ꓮ, Latin ʀ-like small capitals aside: what
+        // the old hand table did not know and every font draws like the Latin letter.
+        assert_eq!(fold_nick("b\u{585}b"), "bob");
+        assert_eq!(fold_nick("\u{57D}ma"), "uma");
+        assert_eq!(fold_nick("\u{13AA}\u{13B3}\u{13AC}"), "awe");
+        assert_eq!(fold_nick("\u{A4EE}nna"), "anna");
+        assert_eq!(fold_nick("\u{2C9F}tto"), "otto");
+    }
+
+    #[test]
+    fn ascii_lookalikes_stay_apart_because_terminal_fonts_draw_them_apart() {
+        assert_ne!(fold_nick("aIice"), fold_nick("alice"));
+        assert_ne!(fold_nick("barn"), fold_nick("bam"));
     }
 
     #[test]
@@ -606,6 +676,9 @@ mod tests {
             1 => prop::char::range('\u{300}', '\u{36F}'),
             1 => prop::char::range('\u{1E00}', '\u{1FFF}'),
             1 => prop::char::range('\u{4E00}', '\u{4E80}'),
+            1 => prop::char::range('\u{531}', '\u{58F}'),
+            1 => prop::char::range('\u{13A0}', '\u{13FF}'),
+            1 => prop::char::range('\u{A4D0}', '\u{A4FF}'),
             1 => any::<char>(),
         ];
         prop::collection::vec(ch, 1..20).prop_map(|v| v.into_iter().collect())
