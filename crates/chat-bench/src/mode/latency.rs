@@ -91,6 +91,19 @@ pub async fn run<D: Driver>(bench: &Bench<D>, args: &LatencyArgs) -> Result<Repo
 
     let outcomes = join_all(subs, deadline, &shared).await;
     let last = tally(&mut report, &outcomes);
+    // The last acks may still be in flight when the subscriber has the last message (a durable
+    // server acks after its commit): let the reader take them, up to the deadline, before it
+    // is told to stop, or the run fails for acks that were merely late.
+    let acks = match acks {
+        Some(mut task) => Some(tokio::select! {
+            out = &mut task => out.unwrap_or_default(),
+            () = tokio::time::sleep_until(deadline) => {
+                stop.store(true, Ordering::Relaxed);
+                task.await.unwrap_or_default()
+            }
+        }),
+        None => None,
+    };
     drop(keep_open);
     stop.store(true, Ordering::Relaxed);
     let (sent, lag_ns) = match published {
@@ -108,8 +121,7 @@ pub async fn run<D: Driver>(bench: &Bench<D>, args: &LatencyArgs) -> Result<Repo
     if let Err(why) = check_deliveries(report.delivered, report.expected) {
         report.fail(why);
     }
-    if let Some(task) = acks {
-        let out = task.await.unwrap_or_default();
+    if let Some(out) = acks {
         check_acks(&*d, &out, sent, args.subs as u64, &mut report);
         if let Some(f) = out.failure {
             report.fail(format!("publisher: {f}"));
