@@ -406,3 +406,70 @@ async fn mutes_survive_a_restart_until_lifted_or_expired() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_mute_follows_the_person_through_nick_changes_topics_and_files() {
+    captured();
+    bounded(60, async {
+        let (server, mut root, _dir) = operator_server().await;
+        let mut eve = Client::login(server.addr, "eve").await;
+        root.send(Mute {
+            id: Some("m-lobby".into()),
+            nick: "eve".into(),
+            room: Some("#lobby".into()),
+            duration_secs: Some(600),
+        })
+        .await;
+        assert!(is_muted(&mut eve, "muted in the lobby").await);
+
+        // A new nick would leave the mute behind with the old one: refused.
+        eve.send(chat_proto::client::Nick {
+            id: Some("n1".into()),
+            nick: "steve".into(),
+        })
+        .await;
+        let err = eve.expect_error(ErrorCode::Forbidden).await;
+        assert_eq!(err.id.as_deref(), Some("n1"));
+        assert!(err.message.contains("muted"), "{}", err.message);
+        // A case change of the same nick is still hers to make.
+        eve.send(chat_proto::client::Nick {
+            id: Some("n2".into()),
+            nick: "Eve".into(),
+        })
+        .await;
+        eve.recv_until(|m| match m {
+            ServerMsg::NickChanged(n) if n.new == "Eve" => Some(()),
+            ServerMsg::Error(e) => panic!("case change refused: {e:?}"),
+            _ => None,
+        })
+        .await;
+
+        // Nor may she write the room's topic, nor offer the room a file.
+        eve.send(chat_proto::client::Topic {
+            id: Some("t1".into()),
+            room: "#lobby".into(),
+            topic: Some("buy my stuff".into()),
+            lock: None,
+        })
+        .await;
+        assert_eq!(
+            eve.expect_error(ErrorCode::Forbidden).await.id.as_deref(),
+            Some("t1")
+        );
+        eve.send(chat_proto::client::FileOffer {
+            id: Some("f1".into()),
+            to: "#lobby".into(),
+            name: "spam.txt".into(),
+            size: 10,
+            sha256: "0".repeat(64),
+        })
+        .await;
+        assert_eq!(
+            eve.expect_error(ErrorCode::Forbidden).await.id.as_deref(),
+            Some("f1")
+        );
+        assert!(is_muted(&mut eve, "still muted as Eve").await);
+        server.stop().await;
+    })
+    .await;
+}

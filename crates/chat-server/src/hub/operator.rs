@@ -72,6 +72,15 @@ impl Hub {
         }
     }
 
+    /// Whether any mute is in force for `id`'s nick: such a user keeps that nick, or the mute
+    /// would stay behind with the old name.
+    pub(super) fn muted_anywhere(&mut self, id: SessionId) -> bool {
+        match self.conns.get(&id) {
+            Some(c) => self.mutes.any(&c.fold),
+            None => false,
+        }
+    }
+
     /// `kick`: the user leaves the room, which hears `parted` with the reason.
     pub(super) fn kick(&mut self, id: SessionId, m: Kick) {
         if !self.operator(id, &m.id) {

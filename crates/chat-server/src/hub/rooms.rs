@@ -294,6 +294,11 @@ impl Hub {
             return self.refuse(id, req, ErrorCode::NickInvalid, text);
         }
         let fold = fold_nick(&new);
+        let same_person = self.conns.get(&id).is_some_and(|c| c.fold == fold);
+        if !same_person && self.muted_anywhere(id) {
+            let text = "you are muted: your nick cannot change until the mute is lifted".to_owned();
+            return self.refuse(id, req, ErrorCode::Forbidden, text);
+        }
         if self.nicks.get(&fold).is_some_and(|&owner| owner != id) {
             let text = format!("nick {new:?} is in use");
             return self.refuse(id, req, ErrorCode::NickTaken, text);
@@ -344,6 +349,13 @@ impl Hub {
         let locked = self.rooms.get(&key).is_some_and(|r| r.topic_locked);
         if m.lock.is_some() && !admin {
             let text = "only operators may lock a topic".to_owned();
+            return self.refuse(id, m.id, ErrorCode::Forbidden, text);
+        }
+        if m.topic.is_some() && !admin && self.muted(id, Some(&key)) {
+            let text = format!(
+                "you are muted in {}: the topic is not yours to change",
+                m.room
+            );
             return self.refuse(id, m.id, ErrorCode::Forbidden, text);
         }
         if m.topic.is_some() && locked && !admin {

@@ -237,8 +237,15 @@ impl Hub {
                     .filter(|&s| s != id)
                     .collect::<Vec<_>>()
             });
+            if self.muted(id, Some(&key)) {
+                let text = format!("you are muted in {}", m.to);
+                return self.refuse(id, m.id, ErrorCode::Forbidden, text);
+            }
             (true, key, members.unwrap_or_default())
         } else {
+            if self.muted(id, None) {
+                return self.refuse(id, m.id, ErrorCode::Forbidden, "you are muted".to_owned());
+            }
             let to_fold = fold_nick(&m.to);
             match self.online(&to_fold) {
                 Some(s) if s != id => (false, to_fold, vec![s]),

@@ -145,6 +145,20 @@ impl Mutes {
         muted
     }
 
+    /// Whether any mute, in a room or everywhere, is in force for `fold`.
+    pub(in crate::hub) fn any(&mut self, fold: &str) -> bool {
+        let now = now_ms();
+        let Some(mutes) = self.map.get_mut(fold) else {
+            return false;
+        };
+        mutes.retain(|m| m.until.is_none_or(|u| u > now));
+        if mutes.is_empty() {
+            self.map.remove(fold);
+            return false;
+        }
+        true
+    }
+
     /// Stores and enforces a mute of `fold` in `room` (or everywhere); replaces the earlier
     /// one for the same place. `until: None` lasts until lifted.
     pub(in crate::hub) fn set(
