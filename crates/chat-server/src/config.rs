@@ -56,9 +56,15 @@ pub struct Config {
     #[arg(long, env = "CHAT_SERVER_PASSWORD", hide_env_values = true)]
     pub server_password: Option<String>,
 
-    /// An operator's nick (repeatable). It must be registered: only a session that logged in
-    /// with its password may kick, ban, mute and lock topics.
-    #[arg(long = "admin", env = "CHAT_ADMINS", value_delimiter = ',')]
+    /// An operator's nick (repeatable). Only a session that logged in with the nick's password
+    /// may kick, ban, mute and lock topics; the account is made on the server with
+    /// `chat-server account add NICK` (admin nicks cannot be registered over the network).
+    #[arg(
+        long = "admin",
+        env = "CHAT_ADMINS",
+        value_delimiter = ',',
+        global = true
+    )]
     pub admins: Vec<String>,
 
     /// How long a failed login counts towards throttling (3 failures per account and per IP).
@@ -99,12 +105,12 @@ pub struct Config {
 
     /// Where messages are kept: `sqlite` (durable, in --data-dir) or `memory` (lost on exit).
     /// Registered accounts live in the same place: with `memory` they are lost on exit too.
-    #[arg(long, env = "CHAT_HISTORY", value_enum, default_value_t = HistoryKind::Sqlite)]
+    #[arg(long, env = "CHAT_HISTORY", value_enum, default_value_t = HistoryKind::Sqlite, global = true)]
     pub history: HistoryKind,
 
     /// Directory of the durable store (`chat.db`) [default: the XDG data dir, e.g.
     /// ~/.local/share/chat]. One server per directory.
-    #[arg(long, env = "CHAT_DATA_DIR")]
+    #[arg(long, env = "CHAT_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
 
     /// SQLite `synchronous`: `full` (an ack means the message is on disk) or `normal`

@@ -63,7 +63,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info};
 
-pub use account::server_password_ok;
+pub use account::{check_password, hash_password, server_password_ok};
 
 use crate::config::Config;
 use crate::history::{Done, HistoryStore};
@@ -233,6 +233,7 @@ pub fn spawn(
     });
     let done_rx = history.completions();
     let accounts = account::Accounts::load(history.db_path(), config.auth_window);
+    accounts.warn_unregistered_admins(&config.admins, history.db_path().is_some());
     let hub = Hub {
         self_tx: tx.downgrade(),
         bans: operator::Bans::load(history.db_path()),

@@ -9,6 +9,7 @@
 //! architecture invariant in [`hub`].
 //!
 //! # Layout
+//! - [`accounts_cmd`]: `chat-server account ...`, accounts made on the server (operators).
 //! - [`config`]: [`Config`], every limit as a flag and `CHAT_*` variable, with defaults.
 //! - [`listener`]: the accept loop, connection limits, `TCP_NODELAY`, session tasks.
 //! - [`session`]: one per peer: handshake, the read loop, rate limit, pings, slowloris guard.
@@ -22,6 +23,7 @@
 //! - [`text`]: text mode: netcat, telnet and legacy-charset clients in the same rooms.
 //! - [`tls`]: the certificate and key, and the dialect inside a TLS connection.
 
+pub mod accounts_cmd;
 pub mod config;
 pub mod history;
 pub mod hub;

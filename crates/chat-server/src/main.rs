@@ -1,11 +1,13 @@
-//! `chat-server`: parse the command line, set up logging, bind, and run until SIGINT/SIGTERM.
+//! `chat-server`: parse the command line, set up logging, bind, and run until SIGINT/SIGTERM;
+//! or, with `account ...`, manage the accounts in the store and exit.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 
 use anyhow::Context;
 use chat_server::Config;
-use clap::Parser;
+use chat_server::accounts_cmd::{self, AccountAction, PasswordSource};
+use clap::{Parser, Subcommand};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -13,10 +15,43 @@ use tracing_subscriber::EnvFilter;
 /// Listen backlog: at least 1024 pending connections.
 const BACKLOG: i32 = 1024;
 
+/// The command line: the server's flags, and what to do instead of serving, if anything.
+#[derive(Debug, Parser)]
+#[command(
+    name = "chat-server",
+    version,
+    about = "A real-time chat server: rooms, nicks, direct messages, history.",
+    long_about = "A real-time chat server speaking the chat wire protocol (PROTOCOL.md) over TCP.\n\n\
+        Every limit below can also be set with the environment variable shown. Durations take \
+        a unit: 500ms, 10s, 2m (a bare number means seconds).\n\n\
+        Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=chat_server=debug) to choose how much.",
+    args_conflicts_with_subcommands = false
+)]
+struct Cli {
+    #[command(flatten)]
+    config: Config,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// What to run instead of the server.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Manage accounts in the store (while the server is stopped): `--admin` nicks can only
+    /// be registered this way.
+    Account {
+        #[command(subcommand)]
+        action: AccountAction,
+    },
+}
+
 fn main() -> std::process::ExitCode {
     // The one crypto provider compiled in, for anything that asks rustls for the default.
     let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
-    let config = Config::parse();
+    let Cli { config, command } = Cli::parse();
+    if let Some(Command::Account { action }) = command {
+        return account(&config, &action);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -28,6 +63,27 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // Start-up errors (a port in use, an unreadable TLS key) as one readable line.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `chat-server account ...`: prints the outcome, or the error, as one line.
+fn account(config: &Config, action: &AccountAction) -> std::process::ExitCode {
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock();
+    let source = if std::io::stdin().is_terminal() {
+        PasswordSource::Terminal
+    } else {
+        PasswordSource::Lines(&mut lines)
+    };
+    match accounts_cmd::run(config, action, source) {
+        Ok(message) => {
+            println!("{message}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }

@@ -304,6 +304,17 @@ fn lock_dir(dir: &Path) -> Result<Connection, StoreError> {
 #[cfg(test)]
 mod tests;
 
+/// The data directory `config` names: `--data-dir`, else the XDG data directory.
+pub fn data_dir(config: &crate::Config) -> anyhow::Result<PathBuf> {
+    use anyhow::Context;
+    match &config.data_dir {
+        Some(dir) => Ok(dir.clone()),
+        None => directories::ProjectDirs::from("", "", "chat")
+            .map(|d| d.data_dir().to_owned())
+            .context("no home directory to keep the store in: pass --data-dir"),
+    }
+}
+
 /// Opens the store `config` asks for: SQLite in `--data-dir` (default: the XDG data
 /// directory), or memory.
 pub fn open_configured(config: &crate::Config) -> anyhow::Result<Box<dyn HistoryStore>> {
@@ -313,12 +324,7 @@ pub fn open_configured(config: &crate::Config) -> anyhow::Result<Box<dyn History
             config.history_keep,
         ))),
         crate::history::HistoryKind::Sqlite => {
-            let dir = match &config.data_dir {
-                Some(dir) => dir.clone(),
-                None => directories::ProjectDirs::from("", "", "chat")
-                    .map(|d| d.data_dir().to_owned())
-                    .context("no home directory to keep the store in: pass --data-dir")?,
-            };
+            let dir = data_dir(config)?;
             let opts = StoreOptions {
                 dir: dir.clone(),
                 sync: config.sync,

@@ -473,3 +473,92 @@ async fn a_mute_follows_the_person_through_nick_changes_topics_and_files() {
     })
     .await;
 }
+
+/// Runs `chat-server account ARGS... --data-dir DIR --admin root` with `stdin`; returns its
+/// success and what it printed.
+fn account_cmd(dir: &tempfile::TempDir, args: &[&str], stdin: &str) -> (bool, String) {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        .arg("account")
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--admin", "root"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn an_operator_nick_is_registered_on_the_server_never_over_the_network() {
+    captured();
+    bounded(60, async {
+        let dir = tempfile::tempdir().unwrap();
+        // Whoever connects first as the admin nick cannot claim it.
+        let server = TestServer::start(operator_config(&dir)).await;
+        let mut early = Client::login(server.addr, "Root").await;
+        early
+            .send(Register {
+                id: Some("r1".into()),
+                password: "mallory's password".into(),
+            })
+            .await;
+        let err = early.expect_error(ErrorCode::Forbidden).await;
+        assert!(
+            err.message.contains("chat-server account add"),
+            "{}",
+            err.message
+        );
+        // Nor has it any power while unregistered.
+        early
+            .send(Kick {
+                id: Some("k1".into()),
+                room: "#lobby".into(),
+                nick: "Root".into(),
+                reason: None,
+            })
+            .await;
+        early.expect_error(ErrorCode::Forbidden).await;
+        // The account command refuses to touch the store of a running server.
+        let (ok, said) = account_cmd(&dir, &["add", "root"], &format!("{SECRET}\n"));
+        assert!(!ok, "{said}");
+        assert!(said.contains("stop the server"), "{said}");
+        drop(early);
+        server.stop().await;
+
+        let (ok, said) = account_cmd(&dir, &["add", "root"], &format!("{SECRET}\n"));
+        assert!(ok, "{said}");
+        let (ok, said) = account_cmd(&dir, &["list"], "");
+        assert!(ok && said.contains("root (admin)"), "{said}");
+        // Now root is an operator once logged in with that password.
+        let server = TestServer::start(operator_config(&dir)).await;
+        let mut root = login_root(server.addr).await;
+        let mut eve = Client::login(server.addr, "eve").await;
+        root.send(Kick {
+            id: Some("k2".into()),
+            room: "#lobby".into(),
+            nick: "eve".into(),
+            reason: Some("test".into()),
+        })
+        .await;
+        eve.recv_until(|m| match m {
+            ServerMsg::Parted(p) if p.nick == "eve" => Some(()),
+            _ => None,
+        })
+        .await;
+        server.stop().await;
+    })
+    .await;
+}

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Argon2, password_hash::rand_core::OsRng};
 use chat_proto::ErrorCode;
+use chat_proto::nick::fold_nick;
 use tracing::warn;
 
 /// Shortest accepted password, in bytes.
@@ -82,6 +83,28 @@ impl Accounts {
     /// Records a new account (already stored by [`store`]).
     pub(super) fn insert(&mut self, fold: String, hash: String) {
         self.hashes.insert(fold, hash);
+    }
+
+    /// Says, at start, which `--admin` nicks nobody can log in to yet, and how to fix it.
+    pub(super) fn warn_unregistered_admins(&self, admins: &[String], durable: bool) {
+        for admin in admins {
+            if self.is_registered(&fold_nick(admin)) {
+                continue;
+            }
+            if durable {
+                warn!(
+                    admin = %admin,
+                    "operator nick has no account: nobody can use it until one is made with \
+                     `chat-server account add {admin}` (server stopped, same --data-dir)"
+                );
+            } else {
+                warn!(
+                    admin = %admin,
+                    "operator nick cannot log in with --history memory: operator accounts are \
+                     made in the SQLite store with `chat-server account add`"
+                );
+            }
+        }
     }
 
     /// The database to store new accounts in.
@@ -152,7 +175,7 @@ impl Accounts {
 }
 
 /// Why a password is not acceptable for `register`, if it is not.
-pub(super) fn check_password(password: &str) -> Result<(), (ErrorCode, String)> {
+pub fn check_password(password: &str) -> Result<(), (ErrorCode, String)> {
     if password.len() < MIN_PASSWORD || password.len() > MAX_PASSWORD {
         let text = format!("a password has {MIN_PASSWORD} to {MAX_PASSWORD} bytes");
         return Err((ErrorCode::BadRequest, text));
@@ -324,6 +347,11 @@ impl super::Hub {
         let _ = reply.send(answer);
     }
 
+    /// Whether `fold` is one of the `--admin` nicks, whose accounts are made on the server only.
+    fn is_admin_nick(&self, fold: &str) -> bool {
+        self.config.admins.iter().any(|a| fold_nick(a) == fold)
+    }
+
     /// Whether session `id` may take the nick folded to `fold` (registered nicks need a login).
     pub(super) fn may_use(&self, id: super::SessionId, fold: &str) -> bool {
         !self.accounts.is_registered(fold)
@@ -344,6 +372,14 @@ impl super::Hub {
         };
         if self.accounts.is_registered(&fold) {
             let text = format!("nick {nick} is already registered");
+            return self.refuse(id, m.id, ErrorCode::Forbidden, text);
+        }
+        if self.is_admin_nick(&fold) {
+            // Else the first to connect after the server starts would own the operator nick.
+            let text = format!(
+                "{nick} is an operator nick: its account is made on the server with \
+                 `chat-server account add {nick}`"
+            );
             return self.refuse(id, m.id, ErrorCode::Forbidden, text);
         }
         if !self.accounts.start_hashing(ip) {
