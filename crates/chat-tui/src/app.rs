@@ -258,8 +258,8 @@ pub enum InputMode {
     Normal,
     /// Asking whether to send a long (pasted) input: `y` sends, `n`/Esc goes back to editing.
     ConfirmSend,
-    /// Asking whether to trust (pin) the server's certificate: `y` pins it and connects,
-    /// anything else stays offline.
+    /// Asking whether to trust (pin) the server's certificate: typing the word `yes` and Enter
+    /// pins it and connects (like ssh); anything else stays offline.
     TrustCertificate,
 }
 
@@ -329,6 +329,9 @@ pub struct App {
     pub input: Input,
     /// What keys mean now.
     pub mode: InputMode,
+    /// What is typed in answer to the trust question, apart from the input line; emptied when
+    /// the question appears, so nothing typed before it counts.
+    pub answer: String,
     /// Tab completion in progress.
     pub completion: Option<Completion>,
     /// Messages not yet acknowledged, oldest first.
@@ -385,6 +388,7 @@ impl App {
             active: 0,
             input: Input::default(),
             mode: InputMode::Normal,
+            answer: String::new(),
             completion: None,
             outbox: Vec::new(),
             requests: Vec::new(),

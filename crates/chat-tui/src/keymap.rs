@@ -106,11 +106,13 @@ pub fn map_key(key: KeyEvent, mode: &InputMode) -> Option<Action> {
     let shift = key.modifiers.contains(KeyModifiers::SHIFT);
 
     if *mode == InputMode::TrustCertificate {
-        // "[y/N]": only an explicit yes trusts; Enter is the default, no.
+        // The answer is typed in full, like ssh's "(yes/no)": a stray `y` pins nothing.
         return match key.code {
-            KeyCode::Char('y' | 'Y') => Some(Action::Confirm),
-            KeyCode::Char('n' | 'N') | KeyCode::Esc | KeyCode::Enter => Some(Action::Cancel),
-            KeyCode::Char('c') if ctrl => Some(Action::Cancel),
+            KeyCode::Char('c' | 'd') if ctrl => Some(Action::Cancel),
+            KeyCode::Char(c) if !ctrl && !alt => Some(Action::Insert(c)),
+            KeyCode::Backspace => Some(Action::Backspace),
+            KeyCode::Enter => Some(Action::Submit),
+            KeyCode::Esc => Some(Action::Cancel),
             _ => None,
         };
     }
@@ -228,17 +230,24 @@ mod tests {
     }
 
     #[test]
-    fn the_trust_question_defaults_to_no() {
+    fn the_trust_question_takes_a_typed_answer() {
         let m = InputMode::TrustCertificate;
         assert_eq!(
             map_key(KeyEvent::from(KeyCode::Char('y')), &m),
-            Some(Action::Confirm)
+            Some(Action::Insert('y'))
         );
         assert_eq!(
             map_key(KeyEvent::from(KeyCode::Enter), &m),
+            Some(Action::Submit)
+        );
+        assert_eq!(
+            map_key(KeyEvent::from(KeyCode::Esc), &m),
             Some(Action::Cancel)
         );
-        assert_eq!(map_key(KeyEvent::from(KeyCode::Char('x')), &m), None);
+        assert_eq!(
+            map_key(key(KeyCode::Char('c'), KeyModifiers::CONTROL), &m),
+            Some(Action::Cancel)
+        );
     }
 
     #[test]

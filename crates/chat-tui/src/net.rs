@@ -446,6 +446,10 @@ async fn run(
     let mut generation = 0u64;
     let mut backoff = Backoff::new();
     let mut attempt = 0;
+    // Whether a session was opened in this run: the server's identity was then settled (a
+    // trusted CA, or a pin), and a later certificate nobody vouches for is refused, not offered
+    // for pinning (a stray "yes" while reconnecting in the background must not pin a stranger).
+    let mut had_session = false;
     loop {
         attempt += 1;
         if event_tx
@@ -488,6 +492,24 @@ async fn run(
                 }
                 continue;
             }
+            Outcome::Untrusted { fingerprint } if had_session => {
+                let reason = format!(
+                    "the server's TLS certificate (SHA-256 {fingerprint}) is no longer one this \
+                     client trusts, though it was earlier in this session: not connecting, \
+                     someone may be intercepting the connection; quit and start chat-tui \
+                     again to decide anew"
+                );
+                warn!(%fingerprint, "certificate no longer trusted after a session");
+                let event = NetEvent::Disconnected {
+                    reason,
+                    retry_in: None,
+                };
+                if event_tx.send(event).await.is_err() {
+                    return;
+                }
+                wait_for_quit(&mut cmd_rx).await;
+                return;
+            }
             Outcome::Untrusted { fingerprint } => {
                 let event = NetEvent::UntrustedCertificate {
                     server: config.addr.clone(),
@@ -522,6 +544,7 @@ async fn run(
             }
             Outcome::Lost { reason, welcomed } => (reason, welcomed),
         };
+        had_session |= welcomed.is_some();
         if backoff.session_ended(welcomed.map(|at| at.elapsed())) {
             attempt = 0;
         }

@@ -98,7 +98,53 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Command> {
     out
 }
 
+/// Longest answer kept for the trust question: `yes` and some slack for typos.
+const MAX_ANSWER: usize = 16;
+
+/// A key while the trust question is asked: only the word `yes` and Enter pins the
+/// certificate; any other answer, Esc or Ctrl-C refuses it.
+fn on_trust_answer(app: &mut App, action: Action, out: &mut Vec<Command>) {
+    match action {
+        Action::Insert(c) if app.answer.chars().count() < MAX_ANSWER => app.answer.push(c),
+        Action::Backspace => {
+            app.answer.pop();
+        }
+        Action::Submit if app.answer.trim().eq_ignore_ascii_case("yes") => {
+            app.mode = InputMode::Normal;
+            app.answer.clear();
+            push_local(
+                app,
+                0,
+                LineBody::Info("certificate pinned; connecting".to_owned()),
+            );
+            out.push(Command::TrustCertificate(true));
+        }
+        Action::Submit | Action::Cancel | Action::Interrupt | Action::Eof => {
+            let typed = !app.answer.trim().is_empty();
+            app.mode = InputMode::Normal;
+            app.answer.clear();
+            let hint = if typed {
+                " (only the word yes trusts it)"
+            } else {
+                ""
+            };
+            push_local(
+                app,
+                0,
+                LineBody::Error(format!(
+                    "certificate not trusted{hint}: chat-tui stays offline (Ctrl-C to quit)"
+                )),
+            );
+            out.push(Command::TrustCertificate(false));
+        }
+        _ => {}
+    }
+}
+
 fn on_action(app: &mut App, action: Action, out: &mut Vec<Command>) {
+    if app.mode == InputMode::TrustCertificate {
+        return on_trust_answer(app, action, out);
+    }
     if action != Action::Complete {
         app.completion = None;
     }
@@ -136,29 +182,9 @@ fn on_action(app: &mut App, action: Action, out: &mut Vec<Command>) {
                 submit(app, out);
             }
         }
-        Action::Confirm if app.mode == InputMode::TrustCertificate => {
-            app.mode = InputMode::Normal;
-            push_local(
-                app,
-                0,
-                LineBody::Info("certificate pinned; connecting".to_owned()),
-            );
-            out.push(Command::TrustCertificate(true));
-        }
         Action::Confirm => {
             app.mode = InputMode::Normal;
             submit(app, out);
-        }
-        Action::Cancel if app.mode == InputMode::TrustCertificate => {
-            app.mode = InputMode::Normal;
-            push_local(
-                app,
-                0,
-                LineBody::Error(
-                    "certificate not trusted: chat-tui stays offline (Ctrl-C to quit)".to_owned(),
-                ),
-            );
-            out.push(Command::TrustCertificate(false));
         }
         Action::Cancel => app.mode = InputMode::Normal,
         Action::PageUp => scroll_up(app, page(app), out),
@@ -786,6 +812,8 @@ fn on_net(app: &mut App, event: NetEvent, out: &mut Vec<Command>) {
             }
             switch_to(app, 0);
             app.mode = InputMode::TrustCertificate;
+            // Only what is typed after the question appears answers it.
+            app.answer.clear();
             app.conn = ConnState::Disconnected {
                 reason: "certificate not trusted yet".to_owned(),
                 retry_at: None,

@@ -1184,7 +1184,7 @@ fn server_notes(app: &App) -> Vec<String> {
 }
 
 #[test]
-fn an_untrusted_certificate_asks_with_its_fingerprint_and_only_y_trusts() {
+fn an_untrusted_certificate_asks_with_its_fingerprint_and_only_a_typed_yes_trusts() {
     use crate::known_hosts::Fingerprint;
     let mut app = App::new("alice", "chat.example.org:6697", "T");
     app.size = (80, 24);
@@ -1193,8 +1193,19 @@ fn an_untrusted_certificate_asks_with_its_fingerprint_and_only_y_trusts() {
         server: "chat.example.org:6697".into(),
         fingerprint,
     };
+    let typed = |app: &mut App, text: &str| -> Vec<Command> {
+        let mut out = Vec::new();
+        for c in text.chars() {
+            out.extend(update(app, Msg::Action(Action::Insert(c))));
+        }
+        out.extend(update(app, Msg::Action(Action::Submit)));
+        out
+    };
+    // Keys typed before the question appeared do not count towards the answer.
+    update(&mut app, Msg::Action(Action::Insert('y')));
     assert!(update(&mut app, Msg::Net(event.clone())).is_empty());
     assert_eq!(app.mode, InputMode::TrustCertificate);
+    assert_eq!(app.answer, "");
     let notes = server_notes(&app).join("\n");
     assert!(
         notes.contains(&format!("SHA-256 fingerprint: {fingerprint}")),
@@ -1202,10 +1213,17 @@ fn an_untrusted_certificate_asks_with_its_fingerprint_and_only_y_trusts() {
     );
     assert!(notes.contains("chat.example.org:6697"), "{notes}");
     // A paste does not answer the question.
-    update(&mut app, Msg::Paste("y".into()));
+    update(&mut app, Msg::Paste("yes\n".into()));
     assert_eq!(app.mode, InputMode::TrustCertificate);
+    assert_eq!(app.answer, "");
+    // A bare `y` is not yes: refused, and said why.
+    assert_eq!(typed(&mut app, "y"), vec![Command::TrustCertificate(false)]);
+    assert_eq!(app.mode, InputMode::Normal);
+    assert!(server_notes(&app).join("\n").contains("only the word yes"));
+
+    update(&mut app, Msg::Net(event.clone()));
     assert_eq!(
-        update(&mut app, Msg::Action(Action::Confirm)),
+        typed(&mut app, "yes"),
         vec![Command::TrustCertificate(true)]
     );
     assert_eq!(app.mode, InputMode::Normal);

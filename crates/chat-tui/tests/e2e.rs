@@ -335,7 +335,7 @@ fn a_tls_client_and_a_plaintext_client_chat_through_the_real_server() {
 }
 
 #[test]
-fn a_self_signed_server_is_asked_about_and_yes_pins_its_certificate() {
+fn a_self_signed_server_is_asked_about_and_a_typed_yes_pins_its_certificate() {
     let certs = CertFiles::new("tofu", false);
     let (_server, port) = certs.start_server();
     let known_hosts = certs.path("known_hosts");
@@ -348,7 +348,7 @@ fn a_self_signed_server_is_asked_about_and_yes_pins_its_certificate() {
             format!("127.0.0.1:{port}").into(),
         ],
     );
-    let question = format!("Trust this certificate for 127.0.0.1:{port}? [y/N]");
+    let question = format!("Trust this certificate for 127.0.0.1:{port}? Type yes");
     frank.wait_for("the trust question", STARTUP, |s| s.contains(&question));
     let fingerprint = certs.fingerprint.to_string();
     let screen = frank.contents();
@@ -358,7 +358,11 @@ fn a_self_signed_server_is_asked_about_and_yes_pins_its_certificate() {
     );
     assert!(!screen.contains("[connected]"));
     assert!(!known_hosts.exists(), "nothing pinned before the answer");
+    // A `y` alone is not an answer yet: nothing happens until Enter, and only `yes` trusts.
     frank.type_str("y");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!known_hosts.exists(), "a bare y pinned the certificate");
+    frank.type_str("es\r");
     frank.wait_for("connected after trusting", STARTUP, |s| {
         s.contains("[connected]")
     });

@@ -333,3 +333,62 @@ async fn a_tls_only_server_stops_a_plaintext_client_and_serves_a_tls_one() {
     assert_eq!(nick, "sealed");
     sealed.quit(None);
 }
+
+#[tokio::test]
+async fn a_server_trusted_earlier_in_the_session_is_not_offered_for_pinning_later() {
+    use chat_tui::net::{self, NetConfig, NetEvent};
+    let (issuer, ca_pem) = ca("chat test CA five");
+    let trust = Trust::new("no-late-tofu", Some(&ca_pem));
+    let write = |name: &str, identity: &Identity| {
+        let (cert, key) = (
+            trust.dir.join(format!("{name}.pem")),
+            trust.dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&cert, &identity.pem).unwrap();
+        std::fs::write(&key, identity.key.serialize_pem()).unwrap();
+        (cert, key)
+    };
+    let tls_flags = |(cert, key): &(PathBuf, PathBuf)| -> Vec<std::ffi::OsString> {
+        vec![
+            "--tls-cert".into(),
+            cert.clone().into(),
+            "--tls-key".into(),
+            key.clone().into(),
+        ]
+    };
+    let genuine = write("genuine", &signed(&["127.0.0.1"], &issuer, false));
+    let impostor = write("impostor", &self_signed());
+    let flags = tls_flags(&genuine);
+    let flags: Vec<&std::ffi::OsStr> = flags.iter().map(|f| f.as_os_str()).collect();
+    let (server, port) = support::start_server_with(&flags);
+
+    let (client, mut events) = net::spawn(NetConfig {
+        addr: format!("127.0.0.1:{port}"),
+        name: "heidi".into(),
+        client: "t".into(),
+        tls: Some(trust.settings.clone()),
+        ..NetConfig::default()
+    });
+    next_event(&mut events, |e| match e {
+        NetEvent::Connected(_) => Some(()),
+        _ => None,
+    })
+    .await;
+    // The server is replaced by one with a self-signed certificate, on the same address.
+    drop(server);
+    let flags = tls_flags(&impostor);
+    let flags: Vec<&std::ffi::OsStr> = flags.iter().map(|f| f.as_os_str()).collect();
+    let _impostor = support::start_server_on(port, &flags);
+    let (reason, retry_in) = next_event(&mut events, |e| match e {
+        NetEvent::UntrustedCertificate { .. } => panic!("offered a stranger for pinning"),
+        NetEvent::Connected(_) => panic!("connected to the impostor"),
+        NetEvent::Disconnected { reason, retry_in } if reason.contains("no longer") => {
+            Some((reason, retry_in))
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(retry_in, None, "{reason}");
+    assert!(reason.contains("intercepting"), "{reason}");
+    client.quit(None);
+}

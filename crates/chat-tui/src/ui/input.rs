@@ -27,8 +27,10 @@ pub fn draw(app: &App, frame: &mut Frame<'_>, area: Rect) {
     if app.mode != InputMode::Normal {
         let q = if app.mode == InputMode::TrustCertificate {
             format!(
-                "Trust this certificate for {}? [y/N] (y: pin it and connect)",
-                sanitize_line(&app.server)
+                "Trust this certificate for {}? Type yes and Enter to pin it and connect, \
+                 anything else refuses: {}",
+                sanitize_line(&app.server),
+                sanitize_line(&app.answer)
             )
         } else {
             let n = app.input.value().split('\n').count();

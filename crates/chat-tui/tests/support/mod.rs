@@ -47,6 +47,12 @@ pub fn start_server_with(extra: &[&std::ffi::OsStr]) -> (Server, u16) {
         .local_addr()
         .unwrap()
         .port();
+    (start_server_on(port, extra), port)
+}
+
+/// [`start_server_with`] on a given port (a server restarted where clients will reconnect).
+pub fn start_server_on(port: u16, extra: &[&std::ffi::OsStr]) -> Server {
+    let path = bin_dir().join("chat-server");
     let child = Command::new(path)
         .args(["--bind", &format!("127.0.0.1:{port}")])
         // Ephemeral history: tests run in parallel and must not touch the user's data dir.
@@ -62,5 +68,5 @@ pub fn start_server_with(extra: &[&std::ffi::OsStr]) -> (Server, u16) {
         assert!(Instant::now() < deadline, "server did not start listening");
         std::thread::sleep(Duration::from_millis(20));
     }
-    (server, port)
+    server
 }
