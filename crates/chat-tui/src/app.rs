@@ -261,6 +261,9 @@ pub enum InputMode {
     /// Asking whether to trust (pin) the server's certificate: typing the word `yes` and Enter
     /// pins it and connects (like ssh); anything else stays offline.
     TrustCertificate,
+    /// The server refused our login: the password is typed (shown as stars, never kept in the
+    /// input history) and sent with the next hello; Esc goes back to the input line.
+    Password(crate::net::PasswordFor),
 }
 
 /// Tab completion in progress: repeated Tab cycles through `candidates`.
@@ -329,8 +332,9 @@ pub struct App {
     pub input: Input,
     /// What keys mean now.
     pub mode: InputMode,
-    /// What is typed in answer to the trust question, apart from the input line; emptied when
-    /// the question appears, so nothing typed before it counts.
+    /// What is typed in answer to the trust question or the password prompt, apart from the
+    /// input line (and its history); emptied when the question appears, so nothing typed
+    /// before it counts.
     pub answer: String,
     /// Tab completion in progress.
     pub completion: Option<Completion>,

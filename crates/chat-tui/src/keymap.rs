@@ -105,7 +105,7 @@ pub fn map_key(key: KeyEvent, mode: &InputMode) -> Option<Action> {
     let alt = key.modifiers.contains(KeyModifiers::ALT);
     let shift = key.modifiers.contains(KeyModifiers::SHIFT);
 
-    if *mode == InputMode::TrustCertificate {
+    if matches!(mode, InputMode::TrustCertificate | InputMode::Password(_)) {
         // The answer is typed in full, like ssh's "(yes/no)": a stray `y` pins nothing.
         return match key.code {
             KeyCode::Char('c' | 'd') if ctrl => Some(Action::Cancel),

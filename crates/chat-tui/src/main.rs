@@ -58,8 +58,8 @@ struct Args {
     #[arg(long)]
     max_download: Option<String>,
     /// Shell command printing the nick's password on its first line (else $CHAT_PASSWORD,
-    /// then `password_cmd` from the config file). $CHAT_SERVER_PASSWORD is a private
-    /// server's password.
+    /// then `password_cmd` from the config file, else it is asked for when the server wants
+    /// it). $CHAT_SERVER_PASSWORD is a private server's password (asked for too if missing).
     #[arg(long)]
     password_cmd: Option<String>,
 }

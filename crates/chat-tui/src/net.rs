@@ -99,6 +99,17 @@ enum NetCommand {
     SetNick(String),
     /// The answer to [`NetEvent::UntrustedCertificate`]: pin it (and connect) or not.
     Trust(bool),
+    /// A password typed at the prompt: use it from now on and connect now if waiting.
+    SetPassword(PasswordFor, Secret),
+}
+
+/// Which password the server asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordFor {
+    /// The nick's account password (`hello.password`).
+    Nick,
+    /// A private server's password (`hello.server_password`).
+    Server,
 }
 
 /// A frame of file data (a chunk or `file_done`) for the connection of `generation`.
@@ -138,6 +149,12 @@ impl NetHandle {
     /// offline (after a refused nick it waits for this).
     pub fn set_nick(&self, nick: String) {
         let _ = self.cmd_tx.send(NetCommand::SetNick(nick));
+    }
+
+    /// Uses a password typed at the prompt from now on (kept in memory for reconnects), and
+    /// connects at once if the client is waiting after a refused login.
+    pub fn set_password(&self, which: PasswordFor, password: Secret) {
+        let _ = self.cmd_tx.send(NetCommand::SetPassword(which, password));
     }
 
     /// Answers [`NetEvent::UntrustedCertificate`]: `true` pins the certificate and connects.
@@ -273,6 +290,14 @@ pub struct Session {
 }
 
 impl Session {
+    /// Uses `password` in every hello from now on.
+    pub fn set_password(&mut self, which: PasswordFor, password: Secret) {
+        match which {
+            PasswordFor::Nick => self.password = Some(password),
+            PasswordFor::Server => self.server_password = Some(password),
+        }
+    }
+
     /// A session for `nick` that has never connected.
     pub fn new(nick: impl Into<String>, client: impl Into<String>) -> Self {
         Session {
@@ -483,6 +508,10 @@ async fn run(
                             session.nick = nick;
                             break;
                         }
+                        Some(NetCommand::SetPassword(which, password)) => {
+                            session.set_password(which, password);
+                            break;
+                        }
                         Some(NetCommand::Send(m)) => {
                             debug!(msg = %loggable(&m), "dropped while offline")
                         }
@@ -571,6 +600,10 @@ async fn run(
                         session.nick = nick;
                         break;
                     }
+                    Some(NetCommand::SetPassword(which, password)) => {
+                        session.set_password(which, password);
+                        break;
+                    }
                     Some(NetCommand::Trust(_)) => {}
                     Some(NetCommand::Quit(_)) | None => return,
                 },
@@ -609,6 +642,7 @@ async fn await_trust(
             }
             Some(NetCommand::Send(m)) => debug!(msg = %loggable(&m), "dropped while asking"),
             Some(NetCommand::SetNick(nick)) => session.nick = nick,
+            Some(NetCommand::SetPassword(which, password)) => session.set_password(which, password),
             Some(NetCommand::Quit(_)) | None => return Ok(false),
         }
     }
@@ -620,7 +654,7 @@ async fn wait_for_quit(cmd_rx: &mut mpsc::UnboundedReceiver<NetCommand>) {
         match cmd_rx.recv().await {
             Some(NetCommand::Quit(_)) | None => return,
             Some(NetCommand::Send(m)) => debug!(msg = %loggable(&m), "dropped while stopped"),
-            Some(NetCommand::SetNick(_) | NetCommand::Trust(_)) => {}
+            Some(NetCommand::SetNick(_) | NetCommand::Trust(_) | NetCommand::SetPassword(..)) => {}
         }
     }
 }
@@ -718,6 +752,7 @@ async fn serve(
                 Some(NetCommand::Quit(_)) | None => return Outcome::Quit,
                 Some(NetCommand::Send(m)) => debug!(msg = %loggable(&m), "dropped while connecting"),
                 Some(NetCommand::SetNick(nick)) => session.nick = nick,
+                Some(NetCommand::SetPassword(which, password)) => session.set_password(which, password),
                 Some(NetCommand::Trust(_)) => {}
             },
         }
@@ -746,6 +781,7 @@ async fn serve(
                 // Connected: a nick change is a `nick` request (the UI sends that); before the
                 // welcome the name is used for the next hello.
                 Some(NetCommand::SetNick(nick)) if welcomed.is_none() => session.nick = nick,
+                Some(NetCommand::SetPassword(which, password)) => session.set_password(which, password),
                 Some(NetCommand::SetNick(_) | NetCommand::Trust(_)) => {}
                 Some(NetCommand::Quit(reason)) => {
                     let _ = timeout(

@@ -7,7 +7,7 @@ use chat_proto::sanitize::{sanitize_line, sanitize_text};
 use chat_proto::server::{ChatMessage, NoticeCode};
 use chat_proto::{ErrorCode, ServerMsg};
 
-use crate::app::{App, BufferKind, Delivery, Line, LineBody, MAX_LINES};
+use crate::app::{App, BufferKind, Delivery, InputMode, Line, LineBody, MAX_LINES};
 use crate::layout::current_panes;
 use crate::transfer;
 use crate::ui::timeline::{Columns, line_rows};
@@ -334,8 +334,24 @@ pub fn server_msg(app: &mut App, msg: ServerMsg, out: &mut Vec<Command>) {
                 error(app, i, now, hint);
             }
             if e.code == ErrorCode::AuthFailed && !app.is_connected() {
-                let hint = "this nick needs its password: set CHAT_PASSWORD or --password-cmd, or /nick another name".to_owned();
-                error(app, i, now, hint);
+                // The server names a missing or wrong server password in its text; anything
+                // else refused at hello is the nick's own password.
+                let which = if text.contains("server password") {
+                    crate::net::PasswordFor::Server
+                } else {
+                    crate::net::PasswordFor::Nick
+                };
+                let hint = match which {
+                    crate::net::PasswordFor::Server => {
+                        "type the server's password below and press Enter (Esc: cancel; $CHAT_SERVER_PASSWORD gives it at start)"
+                    }
+                    crate::net::PasswordFor::Nick => {
+                        "type the nick's password below and press Enter (Esc: /nick another name instead; $CHAT_PASSWORD or --password-cmd give it at start)"
+                    }
+                };
+                error(app, i, now, hint.to_owned());
+                app.mode = InputMode::Password(which);
+                app.answer.clear();
             }
         }
         ServerMsg::Notice(n)

@@ -145,6 +145,7 @@ where
                     Command::Render => render = true,
                     Command::File(job) => files.send(job),
                     Command::TrustCertificate(trust) => net.trust_certificate(trust),
+                    Command::SetPassword(which, password) => net.set_password(which, password),
                 }
             }
         }

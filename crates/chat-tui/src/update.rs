@@ -63,6 +63,8 @@ pub enum Command {
     File(FileJob),
     /// The answer about an untrusted certificate: pin it and connect, or stay offline.
     TrustCertificate(bool),
+    /// A password typed at the prompt, for the next hello (and the reconnects after it).
+    SetPassword(crate::net::PasswordFor, crate::net::Secret),
 }
 
 /// Applies `msg` to `app`; returns what the runtime must do.
@@ -141,9 +143,50 @@ fn on_trust_answer(app: &mut App, action: Action, out: &mut Vec<Command>) {
     }
 }
 
+/// Longest password kept while typed (the server accepts at most 1024 bytes).
+const MAX_PASSWORD_CHARS: usize = 1024;
+
+/// A key at the password prompt: Enter sends the password with a new hello; Esc (or Ctrl-C)
+/// leaves the prompt, so another nick can be chosen with `/nick`.
+fn on_password_answer(
+    app: &mut App,
+    which: crate::net::PasswordFor,
+    action: Action,
+    out: &mut Vec<Command>,
+) {
+    match action {
+        Action::Insert(c) if app.answer.chars().count() < MAX_PASSWORD_CHARS => app.answer.push(c),
+        Action::Backspace => {
+            app.answer.pop();
+        }
+        Action::Submit if !app.answer.is_empty() => {
+            app.mode = InputMode::Normal;
+            let password = crate::net::Secret(std::mem::take(&mut app.answer));
+            push_local(app, 0, LineBody::Info("logging in…".to_owned()));
+            out.push(Command::SetPassword(which, password));
+        }
+        Action::Submit => {}
+        Action::Cancel | Action::Interrupt | Action::Eof => {
+            app.mode = InputMode::Normal;
+            app.answer.clear();
+            push_local(
+                app,
+                0,
+                LineBody::Info(
+                    "no password given: /nick another name to connect, /quit to leave".to_owned(),
+                ),
+            );
+        }
+        _ => {}
+    }
+}
+
 fn on_action(app: &mut App, action: Action, out: &mut Vec<Command>) {
     if app.mode == InputMode::TrustCertificate {
         return on_trust_answer(app, action, out);
+    }
+    if let InputMode::Password(which) = app.mode {
+        return on_password_answer(app, which, action, out);
     }
     if action != Action::Complete {
         app.completion = None;

@@ -738,6 +738,22 @@ fn older_history_loaded_at_the_top_keeps_the_view_in_place() {
     assert!(top.contains("line 71"), "{top}");
 }
 
+/// The whole screen as text, rows joined by newlines.
+fn screen_text(app: &App) -> String {
+    let (w, h) = app.size;
+    let mut term = ratatui::Terminal::new(ratatui::backend::TestBackend::new(w, h)).unwrap();
+    term.draw(|f| crate::ui::draw(app, f)).unwrap();
+    let buf = term.backend().buffer();
+    (0..h)
+        .map(|y| {
+            (0..w)
+                .map(|x| buf[(x, y)].symbol().to_owned())
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn reconnect(app: &mut App, rooms: &[&str]) -> Vec<Command> {
     update(
         app,
@@ -1144,6 +1160,57 @@ fn a_refused_login_shows_the_servers_message_and_how_to_give_the_password() {
         all.contains("CHAT_PASSWORD") && all.contains("--password-cmd"),
         "{all}"
     );
+}
+
+#[test]
+fn a_refused_login_prompts_for_the_password_and_sends_it_with_the_next_hello() {
+    use crate::net::{PasswordFor, Secret};
+    let mut app = App::new("alice", "test:1", "T");
+    app.size = (80, 24);
+    update(&mut app, Msg::Action(Action::Insert('x')));
+    net(
+        &mut app,
+        ServerMsg::Error(Error {
+            id: None,
+            code: ErrorCode::AuthFailed,
+            message: "nick alice is registered: wrong or missing password".into(),
+        }),
+    );
+    assert_eq!(app.mode, InputMode::Password(PasswordFor::Nick));
+    let mut out = Vec::new();
+    for c in "hunter22".chars() {
+        out.extend(update(&mut app, Msg::Action(Action::Insert(c))));
+    }
+    assert!(out.is_empty());
+    // Typed apart from the input line: the draft is untouched, the screen shows stars.
+    assert_eq!(app.input.value(), "x");
+    let screen = screen_text(&app);
+    assert!(screen.contains("password for alice: ********"), "{screen}");
+    assert!(!screen.contains("hunter22"), "{screen}");
+    assert_eq!(
+        update(&mut app, Msg::Action(Action::Submit)),
+        vec![Command::SetPassword(
+            PasswordFor::Nick,
+            Secret("hunter22".into())
+        )]
+    );
+    assert_eq!(app.mode, InputMode::Normal);
+    assert_eq!(app.answer, "");
+    update(&mut app, Msg::Action(Action::HistoryPrev));
+    assert!(!app.input.value().contains("hunter22"));
+
+    // A private server's password is asked for as such; Esc leaves the prompt.
+    net(
+        &mut app,
+        ServerMsg::Error(Error {
+            id: None,
+            code: ErrorCode::AuthFailed,
+            message: "this server needs its server password in hello".into(),
+        }),
+    );
+    assert_eq!(app.mode, InputMode::Password(PasswordFor::Server));
+    assert!(update(&mut app, Msg::Action(Action::Cancel)).is_empty());
+    assert_eq!(app.mode, InputMode::Normal);
 }
 
 #[test]

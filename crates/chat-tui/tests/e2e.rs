@@ -407,3 +407,28 @@ fn a_pinned_server_presenting_another_certificate_is_refused() {
     assert!(!screen.contains("[connected]"), "{screen}");
     assert!(screen.contains("[offline]"), "{screen}");
 }
+
+#[test]
+fn a_registered_nick_asks_for_its_password_and_logs_in_with_it() {
+    let (_server, port) = start_server();
+    let mut ivan = Client::start("ivan", port);
+    ivan.wait_for("connected state", STARTUP, |s| s.contains("[connected]"));
+    ivan.type_str("/register Quartz-Otter-1234\r");
+    ivan.wait_for("registered", DELIVERY, |s| s.contains("now registered"));
+    drop(ivan);
+
+    let mut again = Client::start("ivan", port);
+    again.wait_for("the password prompt", STARTUP, |s| {
+        s.contains("password for ivan:")
+    });
+    again.type_str("Quartz-Otter-1234");
+    again.wait_for("stars", DELIVERY, |s| {
+        s.contains("password for ivan: *****************")
+    });
+    assert!(!again.contents().contains("Quartz-Otter"));
+    again.type_str("\r");
+    again.wait_for("connected with the password", STARTUP, |s| {
+        s.contains("[connected]")
+    });
+    assert!(!again.contents().contains("Quartz-Otter"));
+}

@@ -25,7 +25,13 @@ pub fn draw(app: &App, frame: &mut Frame<'_>, area: Rect) {
         return;
     }
     if app.mode != InputMode::Normal {
-        let q = if app.mode == InputMode::TrustCertificate {
+        let q = if let InputMode::Password(which) = app.mode {
+            let whose = match which {
+                crate::net::PasswordFor::Nick => format!("password for {}", sanitize_line(&app.me)),
+                crate::net::PasswordFor::Server => "server password".to_owned(),
+            };
+            format!("{whose}: {}", "*".repeat(app.answer.chars().count()))
+        } else if app.mode == InputMode::TrustCertificate {
             format!(
                 "Trust this certificate for {}? Type yes and Enter to pin it and connect, \
                  anything else refuses: {}",
