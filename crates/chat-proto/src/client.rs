@@ -207,6 +207,25 @@ pub struct Ban {
     pub reason: Option<String>,
 }
 
+/// Reads a ban or mute length as operators type it: `90` or `90s` seconds, `10m` minutes,
+/// `2h` hours, `7d` days, `2w` weeks. `None` for anything else (then it is not a length).
+pub fn parse_duration_secs(text: &str) -> Option<u64> {
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let n: u64 = number.parse().ok()?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return None,
+    };
+    n.checked_mul(scale)
+}
+
 /// Operator: lifts a ban.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Unban {
@@ -391,5 +410,31 @@ impl ClientMsg {
             _ => return None,
         };
         id.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration_secs;
+
+    #[test]
+    fn ban_lengths_read_as_operators_type_them() {
+        assert_eq!(parse_duration_secs("90"), Some(90));
+        assert_eq!(parse_duration_secs("90s"), Some(90));
+        assert_eq!(parse_duration_secs("10m"), Some(600));
+        assert_eq!(parse_duration_secs("2h"), Some(7200));
+        assert_eq!(parse_duration_secs("7d"), Some(604_800));
+        assert_eq!(parse_duration_secs("1w"), Some(604_800));
+        for not_a_length in [
+            "",
+            "h",
+            "2x",
+            "spam",
+            "-5m",
+            "1.5h",
+            "99999999999999999999w",
+        ] {
+            assert_eq!(parse_duration_secs(not_a_length), None, "{not_a_length:?}");
+        }
     }
 }

@@ -189,6 +189,8 @@ pub struct Buffer {
     pub topic: String,
     /// When the topic was set, as the server said (none: unknown).
     pub topic_ts: Option<i64>,
+    /// Only operators may change the topic.
+    pub topic_locked: bool,
     /// Whether we are in the room (false after `/part` or while offline).
     pub joined: bool,
     /// Rows scrolled up from the bottom; 0 follows new messages.
@@ -219,6 +221,7 @@ impl Buffer {
             member_count: None,
             topic: String::new(),
             topic_ts: None,
+            topic_locked: false,
             joined: false,
             scroll: 0,
             unseen_below: 0,

@@ -1,5 +1,7 @@
 //! What a line of input means: a message, or a `/command`. Pure parsing, no state.
 
+use chat_proto::client::parse_duration_secs;
+
 /// Every command, for `/help` and Tab completion.
 pub const COMMANDS: &[(&str, &str)] = &[
     ("/help", "this help"),
@@ -31,6 +33,22 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/files", "list file transfers (also /transfers)"),
     ("/transfers", "list file transfers"),
     ("/clear", "clear this buffer's screen"),
+    (
+        "/kick",
+        "[#room] nick [reason]: operators: remove nick from the room",
+    ),
+    (
+        "/ban",
+        "nick|ip [30m|2h|7d] [reason]: operators: ban and disconnect",
+    ),
+    ("/unban", "nick|ip: operators: lift a ban"),
+    (
+        "/mute",
+        "nick [#room] [30m|2h|7d]: operators: silence (everywhere without a room)",
+    ),
+    ("/unmute", "nick [#room]: operators: lift a mute"),
+    ("/lock", "operators: lock this room's topic"),
+    ("/unlock", "operators: unlock this room's topic"),
     ("/quit", "[reason]: leave"),
 ];
 
@@ -100,6 +118,37 @@ pub enum Input {
     Clear,
     /// `/quit [reason]`.
     Quit(Option<String>),
+    /// `/kick [#room] nick [reason]` (operators).
+    Kick {
+        /// The room; the active one when absent.
+        room: Option<String>,
+        /// Who to remove.
+        nick: String,
+        /// Shown to the room.
+        reason: Option<String>,
+    },
+    /// `/ban nick|ip [length] [reason]` (operators).
+    Ban {
+        /// A nick or an IP address.
+        target: String,
+        /// Seconds; permanent when absent.
+        duration_secs: Option<u64>,
+        /// Shown to the banned user.
+        reason: Option<String>,
+    },
+    /// `/unban nick|ip` (operators).
+    Unban(String),
+    /// `/mute nick [#room] [length]` and `/unmute nick [#room]` (operators).
+    Mute {
+        /// Who.
+        nick: String,
+        /// Only there; everywhere when absent.
+        room: Option<String>,
+        /// Seconds; until lifted when absent; `Some(0)` lifts it (`/unmute`).
+        duration_secs: Option<u64>,
+    },
+    /// `/lock` (true) and `/unlock` (false): the active room's topic (operators).
+    LockTopic(bool),
     /// A command with missing arguments: the usage hint to show.
     Usage(&'static str),
     /// Not a command we know.
@@ -168,8 +217,75 @@ pub fn parse(line: &str) -> Input {
         "files" | "transfers" => Input::Files,
         "clear" => Input::Clear,
         "quit" | "exit" => Input::Quit(opt(args)),
+        "kick" => kick_args(args).unwrap_or(Input::Usage("/kick [#room] nick [reason]")),
+        "ban" if first.is_empty() => Input::Usage("/ban nick|ip [30m|2h|7d] [reason]"),
+        "ban" => {
+            let (length, reason) = match tail.split_once(char::is_whitespace) {
+                Some((l, r)) => (l, r.trim_start()),
+                None => (tail, ""),
+            };
+            match parse_duration_secs(length) {
+                Some(secs) => Input::Ban {
+                    target: first.to_owned(),
+                    duration_secs: Some(secs),
+                    reason: opt(reason),
+                },
+                None => Input::Ban {
+                    target: first.to_owned(),
+                    duration_secs: None,
+                    reason: opt(tail),
+                },
+            }
+        }
+        "unban" if first.is_empty() => Input::Usage("/unban nick|ip"),
+        "unban" => Input::Unban(first.to_owned()),
+        "mute" => mute_args(args, false).unwrap_or(Input::Usage("/mute nick [#room] [30m|2h|7d]")),
+        "unmute" => mute_args(args, true).unwrap_or(Input::Usage("/unmute nick [#room]")),
+        "lock" => Input::LockTopic(true),
+        "unlock" => Input::LockTopic(false),
         _ => Input::Unknown(name.to_owned()),
     }
+}
+
+/// `[#room] nick [reason]`.
+fn kick_args(args: &str) -> Option<Input> {
+    let mut words = args.splitn(2, char::is_whitespace);
+    let mut first = words.next().filter(|w| !w.is_empty())?;
+    let mut rest = words.next().unwrap_or("").trim_start();
+    let mut room = None;
+    if first.starts_with('#') {
+        room = Some(first.to_owned());
+        let mut words = rest.splitn(2, char::is_whitespace);
+        first = words.next().filter(|w| !w.is_empty())?;
+        rest = words.next().unwrap_or("").trim_start();
+    }
+    Some(Input::Kick {
+        room,
+        nick: first.to_owned(),
+        reason: (!rest.is_empty()).then(|| rest.to_owned()),
+    })
+}
+
+/// `nick [#room] [length]`; for `/unmute`, `nick [#room]` and the length is 0 (lift).
+fn mute_args(args: &str, lift: bool) -> Option<Input> {
+    let mut words = args.split_whitespace();
+    let nick = words.next()?.to_owned();
+    let mut room = None;
+    let mut duration_secs = lift.then_some(0);
+    for word in words {
+        if word.starts_with('#') && room.is_none() {
+            room = Some(word.to_owned());
+        } else if !lift && duration_secs.is_none() {
+            duration_secs = Some(parse_duration_secs(word)?);
+        } else {
+            return None;
+        }
+    }
+    Some(Input::Mute {
+        nick,
+        room,
+        duration_secs,
+    })
 }
 
 /// What input history keeps of `line`: a `/register` without its password.
@@ -235,6 +351,73 @@ fn room_name(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn operator_commands_parse_rooms_lengths_and_reasons() {
+        assert_eq!(
+            parse("/kick eve spamming links"),
+            Input::Kick {
+                room: None,
+                nick: "eve".into(),
+                reason: Some("spamming links".into())
+            }
+        );
+        assert_eq!(
+            parse("/kick #rust eve"),
+            Input::Kick {
+                room: Some("#rust".into()),
+                nick: "eve".into(),
+                reason: None
+            }
+        );
+        assert!(matches!(parse("/kick"), Input::Usage(_)));
+        assert!(matches!(parse("/kick #rust"), Input::Usage(_)));
+        assert_eq!(
+            parse("/ban eve 2h flooding"),
+            Input::Ban {
+                target: "eve".into(),
+                duration_secs: Some(7200),
+                reason: Some("flooding".into())
+            }
+        );
+        // A reason that is not a length stays whole; no length is a permanent ban.
+        assert_eq!(
+            parse("/ban 10.0.0.7 too many bots"),
+            Input::Ban {
+                target: "10.0.0.7".into(),
+                duration_secs: None,
+                reason: Some("too many bots".into())
+            }
+        );
+        assert_eq!(parse("/unban eve"), Input::Unban("eve".into()));
+        assert_eq!(
+            parse("/mute eve #rust 30m"),
+            Input::Mute {
+                nick: "eve".into(),
+                room: Some("#rust".into()),
+                duration_secs: Some(1800)
+            }
+        );
+        assert_eq!(
+            parse("/mute eve"),
+            Input::Mute {
+                nick: "eve".into(),
+                room: None,
+                duration_secs: None
+            }
+        );
+        assert!(matches!(parse("/mute eve forever"), Input::Usage(_)));
+        assert_eq!(
+            parse("/unmute eve #rust"),
+            Input::Mute {
+                nick: "eve".into(),
+                room: Some("#rust".into()),
+                duration_secs: Some(0)
+            }
+        );
+        assert_eq!(parse("/lock"), Input::LockTopic(true));
+        assert_eq!(parse("/unlock"), Input::LockTopic(false));
+    }
 
     #[test]
     fn double_slash_sends_a_literal_slash() {

@@ -416,7 +416,19 @@ pub fn server_msg(app: &mut App, msg: ServerMsg, out: &mut Vec<Command>) {
                 buf.members.clear();
                 buf.member_count = None;
                 let room = line_str(&p.room);
-                info(app, i, p.ts, format!("you left {room}"));
+                let text = match &p.reason {
+                    // An operator's kick says so ("kicked by root: spam"): show it, loudly.
+                    Some(reason) if reason.starts_with("kicked by ") => {
+                        let text = format!("you were {} (from {room})", line_str(reason));
+                        error(app, i, p.ts, text.clone());
+                        if i != 0 {
+                            error(app, 0, p.ts, text);
+                        }
+                        return;
+                    }
+                    _ => format!("you left {room}"),
+                };
+                info(app, i, p.ts, text);
                 return;
             }
             remove_member(&mut app.buffers[i].members, &p.nick);
@@ -475,11 +487,26 @@ pub fn server_msg(app: &mut App, msg: ServerMsg, out: &mut Vec<Command>) {
             // and was set after the one we know; a bare re-send (no setter, no time) is not.
             let newer = t.set_by.is_some() && t.ts.is_some_and(|ts| Some(ts) > buf.topic_ts);
             let changed = buf.topic != topic && newer;
+            let lock_changed = buf.topic_locked != t.locked;
+            buf.topic_locked = t.locked;
+            let unchanged_text = buf.topic == topic;
             buf.topic = topic.clone();
             if t.ts.is_some() {
                 buf.topic_ts = t.ts;
             }
-            if t.id.is_some() || (changed && buf.joined && !buf.lines.is_empty()) {
+            let (joined, has_lines) = (buf.joined, !buf.lines.is_empty());
+            if lock_changed && (joined || t.id.is_some()) {
+                let text = if t.locked {
+                    "the topic is locked: only operators may change it"
+                } else {
+                    "the topic is unlocked"
+                };
+                info(app, i, now, text.to_owned());
+                if unchanged_text {
+                    return;
+                }
+            }
+            if t.id.is_some() || (changed && joined && has_lines) {
                 let by = t
                     .set_by
                     .as_deref()

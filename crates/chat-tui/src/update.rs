@@ -582,6 +582,77 @@ fn run_input(app: &mut App, input: command::Input, out: &mut Vec<Command>) {
                 })));
             }
         }
+        I::Kick { room, nick, reason } => {
+            let room = match room {
+                Some(room) => room,
+                None => match active_room(app, "/kick") {
+                    Some(room) => room,
+                    None => return,
+                },
+            };
+            if online(app, "/kick") {
+                let id = app.new_message_id();
+                out.push(Command::Send(ClientMsg::Kick(client::Kick {
+                    id: Some(id),
+                    room,
+                    nick,
+                    reason,
+                })));
+            }
+        }
+        I::Ban {
+            target,
+            duration_secs,
+            reason,
+        } => {
+            if online(app, "/ban") {
+                let id = app.new_message_id();
+                out.push(Command::Send(ClientMsg::Ban(client::Ban {
+                    id: Some(id),
+                    target,
+                    duration_secs,
+                    reason,
+                })));
+            }
+        }
+        I::Unban(target) => {
+            if online(app, "/unban") {
+                let id = app.new_message_id();
+                out.push(Command::Send(ClientMsg::Unban(client::Unban {
+                    id: Some(id),
+                    target,
+                })));
+            }
+        }
+        I::Mute {
+            nick,
+            room,
+            duration_secs,
+        } => {
+            if online(app, "/mute") {
+                let id = app.new_message_id();
+                out.push(Command::Send(ClientMsg::Mute(client::Mute {
+                    id: Some(id),
+                    nick,
+                    room,
+                    duration_secs,
+                })));
+            }
+        }
+        I::LockTopic(lock) => {
+            let Some(room) = active_room(app, if lock { "/lock" } else { "/unlock" }) else {
+                return;
+            };
+            if online(app, "/lock") {
+                let id = app.new_message_id();
+                out.push(Command::Send(ClientMsg::Topic(client::Topic {
+                    id: Some(id),
+                    room,
+                    topic: None,
+                    lock: Some(lock),
+                })));
+            }
+        }
         I::Rooms => {
             if online(app, "/rooms") {
                 let id = app.new_message_id();

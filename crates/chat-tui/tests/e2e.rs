@@ -432,3 +432,45 @@ fn a_registered_nick_asks_for_its_password_and_logs_in_with_it() {
     });
     assert!(!again.contents().contains("Quartz-Otter"));
 }
+
+#[test]
+fn an_operator_mutes_and_kicks_and_the_victim_reads_why() {
+    let dir = std::env::temp_dir().join(format!("chat-tui-e2e-ops-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    support::add_account(&dir, "root", "Operator-Pass-77");
+    let (_server, port) = start_server_with(&[
+        "--data-dir".as_ref(),
+        dir.as_os_str(),
+        "--admin".as_ref(),
+        "root".as_ref(),
+    ]);
+    let mut root = Client::start("root", port);
+    root.wait_for("the password prompt", STARTUP, |s| {
+        s.contains("password for root:")
+    });
+    root.type_str("Operator-Pass-77\r");
+    root.wait_for("connected", STARTUP, |s| s.contains("[connected]"));
+    let mut eve = Client::start("eve", port);
+    eve.wait_for("connected", STARTUP, |s| s.contains("[connected]"));
+    root.wait_for("eve joining", STARTUP, |s| s.contains("eve joined"));
+
+    // Not an operator: refused in words.
+    eve.type_str("/kick root\r");
+    eve.wait_for("the refusal", DELIVERY, |s| s.contains("forbidden"));
+
+    root.type_str("/mute eve 10m\r");
+    root.wait_for("the mute's notice", DELIVERY, |s| s.contains("muted"));
+    eve.type_str("buy my stuff\r");
+    eve.wait_for("her message bounced", DELIVERY, |s| {
+        s.contains("you are muted")
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!root.contents().contains("buy my stuff"));
+
+    root.type_str("/kick eve spamming\r");
+    eve.wait_for("the kick and its reason", DELIVERY, |s| {
+        s.contains("you were kicked by root: spamming")
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}

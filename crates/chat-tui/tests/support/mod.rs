@@ -53,10 +53,17 @@ pub fn start_server_with(extra: &[&std::ffi::OsStr]) -> (Server, u16) {
 /// [`start_server_with`] on a given port (a server restarted where clients will reconnect).
 pub fn start_server_on(port: u16, extra: &[&std::ffi::OsStr]) -> Server {
     let path = bin_dir().join("chat-server");
+    // Ephemeral history (tests run in parallel and must not touch the user's data dir),
+    // unless the test gives its own data directory.
+    let own_store = extra.iter().any(|a| *a == "--data-dir");
+    let history: &[&str] = if own_store {
+        &["--history", "sqlite"]
+    } else {
+        &["--history", "memory"]
+    };
     let child = Command::new(path)
         .args(["--bind", &format!("127.0.0.1:{port}")])
-        // Ephemeral history: tests run in parallel and must not touch the user's data dir.
-        .args(["--history", "memory"])
+        .args(history)
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -69,4 +76,23 @@ pub fn start_server_on(port: u16, extra: &[&std::ffi::OsStr]) -> Server {
         std::thread::sleep(Duration::from_millis(20));
     }
     server
+}
+
+/// Makes the account `nick` with `password` in the store under `data_dir`, as an admin would:
+/// `chat-server account add NICK --data-dir DIR` with the password on standard input.
+pub fn add_account(data_dir: &std::path::Path, nick: &str, password: &str) {
+    use std::io::Write;
+    let mut child = Command::new(bin_dir().join("chat-server"))
+        .args(["account", "add", nick, "--data-dir"])
+        .arg(data_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    assert!(
+        child.wait().unwrap().success(),
+        "chat-server account add failed"
+    );
 }
