@@ -50,7 +50,7 @@ mod rooms;
 mod transfer;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -151,6 +151,12 @@ enum Command {
         hello: Hello,
         reply: oneshot::Sender<Result<String, Refused>>,
     },
+    /// A private server's password typed by a text client before its name.
+    ServerPassword {
+        ip: IpAddr,
+        password: String,
+        reply: oneshot::Sender<Result<(), Refused>>,
+    },
     /// A request of a registered session.
     Request { id: SessionId, msg: ClientMsg },
     /// The session itself found its queue full.
@@ -193,6 +199,23 @@ impl HubHandle {
     ) -> Result<Result<String, Refused>, HubGone> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Register { conn, hello, reply }).await?;
+        answer.await.map_err(|_| HubGone)
+    }
+
+    /// Checks a private server's password for a client at `ip` before it has a name (text
+    /// mode asks for it first); wrong ones are throttled per address like failed logins.
+    pub async fn check_server_password(
+        &self,
+        ip: IpAddr,
+        password: String,
+    ) -> Result<Result<(), Refused>, HubGone> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::ServerPassword {
+            ip,
+            password,
+            reply,
+        })
+        .await?;
         answer.await.map_err(|_| HubGone)
     }
 
@@ -411,6 +434,13 @@ impl Hub {
     fn command(&mut self, cmd: Command) {
         match cmd {
             Command::Register { conn, hello, reply } => self.hello(conn, hello, reply),
+            Command::ServerPassword {
+                ip,
+                password,
+                reply,
+            } => {
+                let _ = reply.send(self.check_server_password(ip, Some(&password)));
+            }
             Command::Verified {
                 conn,
                 hello,

@@ -87,7 +87,7 @@ impl Listener {
     /// Accepts forever; the caller stops it by dropping the future.
     pub async fn run(&mut self) {
         loop {
-            let (stream, peer) = match self.listener.accept().await {
+            let (stream, mut peer) = match self.listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors and the like: wait a little and go on.
@@ -96,6 +96,9 @@ impl Listener {
                     continue;
                 }
             };
+            // A dual-stack listener reports IPv4 peers as `::ffff:a.b.c.d`: one address, one
+            // form, or bans, throttles and per-address limits would see two clients.
+            peer.set_ip(peer.ip().to_canonical());
             if let Err(e) = stream.set_nodelay(true) {
                 debug!(%peer, error = %e, "cannot set TCP_NODELAY");
             }

@@ -562,3 +562,39 @@ async fn an_operator_nick_is_registered_on_the_server_never_over_the_network() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_fourth_wrong_server_password_within_a_minute_is_throttled() {
+    captured();
+    bounded(30, async {
+        let mut config = test_config();
+        config.server_password = Some("open sesame".into());
+        config.handshake_timeout = std::time::Duration::from_secs(30);
+        let server = TestServer::start(config).await;
+        let mut c = Client::connect(server.addr).await;
+        let hello = |password: &str| {
+            ClientMsg::Hello(Hello {
+                name: "alice".into(),
+                server_password: Some(password.to_owned()),
+                ..Hello::default()
+            })
+        };
+        for guess in ["sesame", "open", "sesame open"] {
+            c.send(hello(guess)).await;
+            c.expect_error(ErrorCode::AuthFailed).await;
+        }
+        // Even the right one is refused unchecked now, and from a new connection too.
+        c.send(hello("open sesame")).await;
+        c.expect_error(ErrorCode::AuthThrottled).await;
+        let mut again = Client::connect(server.addr).await;
+        again.send(hello("open sesame")).await;
+        again.expect_error(ErrorCode::AuthThrottled).await;
+        // Another address is not affected.
+        let stream = account_support::connect_from([127, 0, 0, 7], server.addr).await;
+        let mut other = Client::over(stream);
+        other.send(hello("open sesame")).await;
+        assert!(matches!(other.recv().await, ServerMsg::Welcome(_)));
+        server.stop().await;
+    })
+    .await;
+}

@@ -114,9 +114,19 @@ impl Accounts {
 
     /// Whether the account or the address has failed [`MAX_FAILURES`] times within the window.
     pub(super) fn throttled(&mut self, fold: &str, ip: IpAddr) -> bool {
+        self.any_throttled(&[format!("a:{fold}"), format!("i:{ip}")])
+    }
+
+    /// Whether the address has failed [`MAX_FAILURES`] times within the window (logins and
+    /// server passwords count together).
+    pub(super) fn ip_throttled(&mut self, ip: IpAddr) -> bool {
+        self.any_throttled(&[format!("i:{ip}")])
+    }
+
+    fn any_throttled(&mut self, keys: &[String]) -> bool {
         let now = Instant::now();
         let window = self.window;
-        [format!("a:{fold}"), format!("i:{ip}")].iter().any(|key| {
+        keys.iter().any(|key| {
             self.failures.get_mut(key).is_some_and(|times| {
                 while times
                     .front()
@@ -157,8 +167,17 @@ impl Accounts {
 
     /// Counts a failed login against the account and the address.
     pub(super) fn failed(&mut self, fold: &str, ip: IpAddr) {
+        self.count_failure(&[format!("a:{fold}"), format!("i:{ip}")]);
+    }
+
+    /// Counts a wrong server password against the address.
+    pub(super) fn ip_failed(&mut self, ip: IpAddr) {
+        self.count_failure(&[format!("i:{ip}")]);
+    }
+
+    fn count_failure(&mut self, keys: &[String]) {
         let now = Instant::now();
-        for key in [format!("a:{fold}"), format!("i:{ip}")] {
+        for key in keys.iter().cloned() {
             let times = self.failures.entry(key).or_default();
             times.push_back(now);
             while times.len() > MAX_FAILURES {
@@ -257,10 +276,10 @@ impl super::Hub {
                 needs_password: false,
             })
         };
-        let want = self.config.server_password.as_deref();
-        if !server_password_ok(want, hello.server_password.as_deref()) {
-            let text = "this server needs its server password in hello".to_owned();
-            let _ = reply.send(refuse(ErrorCode::AuthFailed, text));
+        if let Err(refused) =
+            self.check_server_password(conn.peer.ip(), hello.server_password.as_deref())
+        {
+            let _ = reply.send(Err(refused));
             return;
         }
         let fold = chat_proto::nick::fold_nick(&hello.name);
@@ -350,6 +369,35 @@ impl super::Hub {
     /// Whether `fold` is one of the `--admin` nicks, whose accounts are made on the server only.
     fn is_admin_nick(&self, fold: &str) -> bool {
         self.config.admins.iter().any(|a| fold_nick(a) == fold)
+    }
+
+    /// Checks a private server's password from `ip`: 3 wrong ones a minute from an address,
+    /// like failed logins, and it is refused unchecked (`auth_throttled`).
+    pub(super) fn check_server_password(
+        &mut self,
+        ip: IpAddr,
+        got: Option<&str>,
+    ) -> Result<(), super::Refused> {
+        let Some(want) = self.config.server_password.as_deref() else {
+            return Ok(());
+        };
+        let refuse = |code: ErrorCode, message: &str| super::Refused {
+            code,
+            message: message.to_owned(),
+            needs_password: false,
+        };
+        if self.accounts.ip_throttled(ip) {
+            let text = "too many wrong passwords from your address: try again in a minute";
+            return Err(refuse(ErrorCode::AuthThrottled, text));
+        }
+        if server_password_ok(Some(want), got) {
+            return Ok(());
+        }
+        self.accounts.ip_failed(ip);
+        Err(refuse(
+            ErrorCode::AuthFailed,
+            "this server needs its server password in hello",
+        ))
     }
 
     /// Whether session `id` may take the nick folded to `fold` (registered nicks need a login).

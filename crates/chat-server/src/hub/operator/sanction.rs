@@ -81,10 +81,11 @@ impl Bans {
     }
 }
 
-/// A ban's key: an IP address as parsed, else the folded nick.
+/// A ban's key: an IP address as parsed (`::ffff:a.b.c.d` as `a.b.c.d`, the form peers are
+/// recorded in), else the folded nick.
 pub(in crate::hub) fn ban_key(target: &str) -> String {
     match target.parse::<IpAddr>() {
-        Ok(ip) => ip.to_string(),
+        Ok(ip) => ip.to_canonical().to_string(),
         Err(_) => fold_nick(target),
     }
 }
