@@ -56,6 +56,18 @@ pub fn render(msg: &ServerMsg, view: View<'_>, out: &mut Vec<String>) {
             sanitize_line(&j.nick),
             sanitize_line(&j.room)
         )),
+        // The hub tells a kicked user with the `parted` the room hears, reason "kicked by op[:
+        // why]". On our own part that reason is a kick (or one we typed, fooling only us); for
+        // others it stays "left (kicked by ...)", since anyone may type any part reason.
+        ServerMsg::Parted(p) if p.nick == view.me && kicked_by(p.reason.as_deref()).is_some() => {
+            let by = kicked_by(p.reason.as_deref()).unwrap_or_default();
+            out.push(format!(
+                "{} *** you were kicked from {} by {}",
+                clock(p.ts),
+                sanitize_line(&p.room),
+                sanitize_line(by)
+            ));
+        }
         ServerMsg::Parted(p) => {
             let who = if p.nick == view.me {
                 Cow::Borrowed("you")
@@ -177,6 +189,11 @@ fn message(m: &ChatMessage, view: View<'_>, out: &mut Vec<String>) {
     }
 }
 
+/// `op: why` of the hub's kick reason `kicked by op: why`.
+fn kicked_by(reason: Option<&str>) -> Option<&str> {
+    reason?.strip_prefix("kicked by ")
+}
+
 /// ` (reason)`, or nothing.
 fn reason(reason: Option<&str>) -> String {
     match reason {
@@ -284,6 +301,22 @@ mod tests {
             ts: TS,
         });
         assert_eq!(lines(parted, "me"), ["[12:34] *** bob left #rust (bye)"]);
+        let kicked = |nick: &str| {
+            ServerMsg::Parted(Parted {
+                room: "#rust".into(),
+                nick: nick.into(),
+                reason: Some("kicked by root: spam\x1b[2J".into()),
+                ts: TS,
+            })
+        };
+        assert_eq!(
+            lines(kicked("me"), "me"),
+            ["[12:34] *** you were kicked from #rust by root: spam\u{241b}[2J"]
+        );
+        assert_eq!(
+            lines(kicked("bob"), "me"),
+            ["[12:34] *** bob left #rust (kicked by root: spam\u{241b}[2J)"]
+        );
         let quit = ServerMsg::Quit(QuitEvent {
             nick: "bob".into(),
             reason: Some("lagged".into()),
