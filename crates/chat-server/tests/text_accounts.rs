@@ -276,3 +276,23 @@ async fn a_telnet_client_is_asked_not_to_echo_the_password_while_it_is_typed() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_telnet_client_is_asked_not_to_echo_again_when_a_wrong_password_is_asked_again() {
+    bounded(30, async {
+        let (server, _dir) = server_with_alice().await;
+        let mut t = TextClient::connect(server.addr).await;
+        t.write(&[255, 253, 3]).await;
+        t.line_with("what is your name?").await;
+        type_registered_name(&mut t, "alice").await;
+        t.send_line("wrong one").await;
+        t.line_with(ASK_AGAIN).await;
+        t.send_line(SECRET).await;
+        t.line_with("*** welcome, alice!").await;
+        let count = |needle: &[u8]| t.raw.windows(3).filter(|w| *w == needle).count();
+        assert_eq!(count(&[255, 251, 1]), 2, "IAC WILL ECHO at each prompt");
+        assert_eq!(count(&[255, 252, 1]), 2, "IAC WONT ECHO after each password");
+        server.stop().await;
+    })
+    .await;
+}
