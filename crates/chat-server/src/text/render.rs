@@ -98,17 +98,20 @@ pub fn render(msg: &ServerMsg, view: View<'_>, out: &mut Vec<String>) {
             sanitize_line(&q.nick),
             reason(q.reason.as_deref())
         )),
-        ServerMsg::Topic(t) if t.topic.is_empty() => {
-            out.push(format!("*** {} has no topic", sanitize_line(&t.room)));
-        }
+        ServerMsg::Topic(t) if t.topic.is_empty() => out.push(format!(
+            "*** {} has no topic{}",
+            sanitize_line(&t.room),
+            locked(t.locked)
+        )),
         ServerMsg::Topic(t) => out.push(format!(
-            "*** topic of {}: {}{}",
+            "*** topic of {}: {}{}{}",
             sanitize_line(&t.room),
             sanitize_line(&t.topic),
             t.set_by
                 .as_deref()
                 .map(|by| format!(" (set by {})", sanitize_line(by)))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            locked(t.locked)
         )),
         ServerMsg::RoomList(list) if list.rooms.is_empty() => out.push("*** no rooms".into()),
         ServerMsg::RoomList(list) => {
@@ -186,6 +189,15 @@ fn message(m: &ChatMessage, view: View<'_>, out: &mut Vec<String>) {
     let text = sanitize_text(&m.text);
     for line in text.split('\n') {
         out.push(format!("{prefix}{line}"));
+    }
+}
+
+/// What a topic line adds when only operators may change the topic.
+fn locked(locked: bool) -> &'static str {
+    if locked {
+        " [locked: only operators may change it]"
+    } else {
+        ""
     }
 }
 
@@ -348,6 +360,16 @@ mod tests {
             ..TopicInfo::default()
         });
         assert_eq!(lines(none, "me"), ["*** #rust has no topic"]);
+        let locked = ServerMsg::Topic(TopicInfo {
+            room: "#rust".into(),
+            topic: "crabs".into(),
+            locked: true,
+            ..TopicInfo::default()
+        });
+        assert_eq!(
+            lines(locked, "me"),
+            ["*** topic of #rust: crabs [locked: only operators may change it]"]
+        );
         let names = ServerMsg::Names(NameList {
             id: None,
             room: "#rust".into(),
