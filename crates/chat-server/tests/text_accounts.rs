@@ -291,7 +291,11 @@ async fn a_telnet_client_is_asked_not_to_echo_again_when_a_wrong_password_is_ask
         t.line_with("*** welcome, alice!").await;
         let count = |needle: &[u8]| t.raw.windows(3).filter(|w| *w == needle).count();
         assert_eq!(count(&[255, 251, 1]), 2, "IAC WILL ECHO at each prompt");
-        assert_eq!(count(&[255, 252, 1]), 2, "IAC WONT ECHO after each password");
+        assert_eq!(
+            count(&[255, 252, 1]),
+            2,
+            "IAC WONT ECHO after each password"
+        );
         server.stop().await;
     })
     .await;

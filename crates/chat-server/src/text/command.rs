@@ -476,7 +476,10 @@ mod tests {
             }
         );
         assert_eq!(parse("/ban mallory 0"), Input::Usage(DURATION_USAGE));
-        assert_eq!(parse("/ban"), Input::Usage("/ban nick|ip [duration] [reason]"));
+        assert_eq!(
+            parse("/ban"),
+            Input::Usage("/ban nick|ip [duration] [reason]")
+        );
         assert_eq!(parse("/unban 10.0.0.9"), Input::Unban("10.0.0.9"));
         assert_eq!(parse("/unban"), Input::Usage("/unban nick|ip"));
         assert_eq!(parse("/unban a b"), Input::Usage("/unban nick|ip"));
