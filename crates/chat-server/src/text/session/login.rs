@@ -19,13 +19,15 @@
 //!
 //! A wrong password asks for it again, with the same prompt (and echo off again on telnet),
 //! because the user's next line is usually the password once more: taken as a name it would
-//! be shown to every room. The ways out are an empty line or `/nick other` (a new name), and
-//! `/quit`. When the hub's throttle refuses a try, the connection closes, for the same reason.
+//! be shown to every room. The ways out are an empty line or `/nick other` (a new name),
+//! `/login name password` (what a script sends), and `/quit`. When the hub's throttle refuses
+//! a try, the connection closes, for the same reason.
 //!
 //! A line typed while a password is expected is never shown to anyone, logged or kept (only
-//! the three ways out above are recognised in it): it goes into `hello` and is dropped. A telnet client (one that sent a telnet
-//! command, see [`crate::text::telnet`]) is asked not to echo it while typed (`IAC WILL ECHO`,
-//! then `IAC WONT ECHO`); netcat shows it as typed, which is why TLS exists.
+//! the ways out above are recognised in it): it goes into `hello` and is dropped. A telnet
+//! client (one that sent a telnet command, see [`crate::text::telnet`]) is asked not to echo
+//! it while typed (`IAC WILL ECHO`, then `IAC WONT ECHO`); netcat shows it as typed, which is
+//! why TLS exists.
 
 use bytes::Bytes;
 use chat_proto::ErrorCode;
@@ -118,6 +120,10 @@ impl<R: AsyncRead + Unpin> TextSession<R> {
                 Input::Nick(other) => {
                     let other = other.to_owned();
                     self.register(&other, None).await
+                }
+                Input::Login { name, password } => {
+                    let (name, password) = (name.to_owned(), password.to_owned());
+                    self.register(&name, Some(password)).await
                 }
                 Input::Quit(reason) => Err(TextClose::Quit(reason.unwrap_or("quit").to_owned())),
                 _ => self.register(&name, Some(secret)).await,
