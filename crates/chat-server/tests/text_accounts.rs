@@ -64,6 +64,22 @@ async fn a_text_user_answers_the_password_prompt_and_chats_under_its_registered_
     .await;
 }
 
+/// Everything `c` receives up to the message `text` from `from`.
+async fn seen_until(c: &mut Client, from: &str, text: &str) -> Vec<ServerMsg> {
+    let mut seen = Vec::new();
+    c.recv_until(|m| {
+        let done = matches!(&m, ServerMsg::Message(x) if x.from == from && x.text == text);
+        seen.push(m);
+        done.then_some(())
+    })
+    .await;
+    seen
+}
+
+/// The prompt after a wrong password for `alice`.
+const ASK_AGAIN: &str =
+    "*** type the password of alice again (an empty line or /nick other to choose another name)";
+
 #[tokio::test]
 async fn a_wrong_password_is_refused_and_the_name_stays_free_for_its_owner() {
     bounded(30, async {
@@ -72,18 +88,57 @@ async fn a_wrong_password_is_refused_and_the_name_stays_free_for_its_owner() {
         type_registered_name(&mut t, "alice").await;
         t.send_line("not the password").await;
         assert_eq!(t.line().await, r#"*** error: wrong password for "alice""#);
-        assert_eq!(
-            t.line().await,
-            "*** type the name again to retry, or choose another one:"
-        );
+        assert_eq!(t.line().await, ASK_AGAIN);
         // The owner logs in meanwhile; the text user goes on under another name.
         let mut owner = Client::connect(server.addr).await;
         let answer = hello(&mut owner, "alice", Some(SECRET)).await;
         assert!(matches!(answer, ServerMsg::Welcome(_)), "{answer:?}");
-        t.send_line("/login alice").await;
-        t.line_with("*** usage: /login name password").await;
-        t.send_line("mallory").await;
+        t.send_line("/nick mallory").await;
         t.line_with("*** welcome, mallory!").await;
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_password_typed_again_after_a_wrong_one_is_a_password_never_a_name_or_a_message() {
+    bounded(30, async {
+        let (server, _dir) = server_with_alice().await;
+        let mut bob = Client::login(server.addr, "bob").await;
+        let mut t = TextClient::connect(server.addr).await;
+        t.name = "alice".into();
+        type_registered_name(&mut t, "alice").await;
+        t.send_line("Zebra-Quartz-7781-secreT").await;
+        t.line_with("wrong password").await;
+        assert_eq!(t.line().await, ASK_AGAIN);
+        // The retyped password — a valid nick, the worst case — logs in.
+        t.send_line(SECRET).await;
+        t.line_with("*** welcome, alice!").await;
+        t.send_line("it is me").await;
+        // Bob saw alice join and talk, never a nick or a line made of a password.
+        let seen = format!("{:?}", seen_until(&mut bob, "alice", "it is me").await);
+        server.stop().await;
+        for password in ["Zebra-Quartz", "secreT"] {
+            assert!(!seen.contains(password), "{seen}");
+        }
+        let raw = String::from_utf8_lossy(&t.raw).into_owned();
+        assert!(!raw.contains("Zebra"), "no password is echoed: {raw}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_empty_line_at_the_password_prompt_goes_back_to_the_name_prompt() {
+    bounded(30, async {
+        let (server, _dir) = server_with_alice().await;
+        let mut t = TextClient::connect(server.addr).await;
+        type_registered_name(&mut t, "alice").await;
+        t.send_line("wrong one").await;
+        t.line_with(ASK_AGAIN).await;
+        t.send_line("").await;
+        assert_eq!(t.line().await, "*** no password given; choose a name:");
+        t.send_line("carol").await;
+        t.line_with("*** welcome, carol!").await;
         server.stop().await;
     })
     .await;
@@ -93,19 +148,35 @@ async fn a_wrong_password_is_refused_and_the_name_stays_free_for_its_owner() {
 async fn the_fourth_login_within_a_minute_is_throttled_even_with_the_right_password() {
     bounded(60, async {
         let (server, _dir) = server_with_alice().await;
+        let mut bob = Client::login(server.addr, "bob").await;
         let mut t = TextClient::connect(server.addr).await;
+        type_registered_name(&mut t, "alice").await;
         for i in 0..3 {
-            type_registered_name(&mut t, "alice").await;
             t.send_line(&format!("guess number {i}")).await;
             t.line_with("wrong password").await;
-            t.line_with("type the name again").await;
+            t.line_with(ASK_AGAIN).await;
         }
-        t.send_line("alice").await;
-        let refused = t.line().await;
-        assert!(refused.contains("too many failed logins"), "{refused}");
-        t.send_line(&format!("/login alice {SECRET}")).await;
-        let refused = t.line_with("error").await;
-        assert!(refused.contains("too many failed logins"), "{refused}");
+        // The throttle says stop: the connection closes (the next line could be the password).
+        t.send_line(SECRET).await;
+        let last = t.expect_closed().await;
+        assert!(
+            last.iter()
+                .any(|l| l.contains("too many failed logins") && l.ends_with("disconnecting")),
+            "{last:?}"
+        );
+        let mut again = TextClient::connect(server.addr).await;
+        again.send_line(&format!("/login alice {SECRET}")).await;
+        let last = again.expect_closed().await;
+        assert!(
+            last.iter().any(|l| l.contains("too many failed logins")),
+            "{last:?}"
+        );
+        let mut carol = TextClient::login(server.addr, "carol").await;
+        carol.send_line("the end").await;
+        let seen = format!("{:?}", seen_until(&mut bob, "carol", "the end").await);
+        for password in ["guess", "Zebra"] {
+            assert!(!seen.contains(password), "{seen}");
+        }
         server.stop().await;
     })
     .await;
@@ -201,6 +272,30 @@ async fn a_telnet_client_is_asked_not_to_echo_the_password_while_it_is_typed() {
             .position(|w| w == b"is registered")
             .unwrap();
         assert!(prompt < will && will < wont, "{prompt} {will} {wont}");
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_telnet_client_is_asked_not_to_echo_again_when_a_wrong_password_is_asked_again() {
+    bounded(30, async {
+        let (server, _dir) = server_with_alice().await;
+        let mut t = TextClient::connect(server.addr).await;
+        t.write(&[255, 253, 3]).await;
+        t.line_with("what is your name?").await;
+        type_registered_name(&mut t, "alice").await;
+        t.send_line("wrong one").await;
+        t.line_with(ASK_AGAIN).await;
+        t.send_line(SECRET).await;
+        t.line_with("*** welcome, alice!").await;
+        let count = |needle: &[u8]| t.raw.windows(3).filter(|w| *w == needle).count();
+        assert_eq!(count(&[255, 251, 1]), 2, "IAC WILL ECHO at each prompt");
+        assert_eq!(
+            count(&[255, 252, 1]),
+            2,
+            "IAC WONT ECHO after each password"
+        );
         server.stop().await;
     })
     .await;

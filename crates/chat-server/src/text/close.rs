@@ -25,6 +25,10 @@ pub enum TextClose {
     /// An operator banned the nick or address (now, or before the name was given); the text
     /// says why and until when.
     Banned(String),
+    /// Too many wrong passwords at a registered name's prompt: the hub's throttle says stop.
+    /// The connection closes so that a password typed once more cannot become a name (public)
+    /// at the name prompt. The text is the hub's.
+    LoginThrottled(String),
     /// The writer ended by itself (a stalled or failed write).
     Writer(WriterExit),
     /// The server is shutting down.
@@ -43,6 +47,7 @@ impl TextClose {
             TextClose::Idle => "idle_timeout".into(),
             TextClose::Lagged | TextClose::Writer(WriterExit::Stalled) => "lagged".into(),
             TextClose::Banned(_) => "banned".into(),
+            TextClose::LoginThrottled(_) => "login throttled".into(),
             TextClose::Io(_) | TextClose::Writer(_) => "connection error".into(),
             TextClose::Shutdown | TextClose::HubGone => "server shutting down".into(),
         }
@@ -70,6 +75,9 @@ impl TextClose {
             }
             // The reason is an operator's words: sanitised like everything other users write.
             TextClose::Banned(text) => format!("*** {}; disconnecting", sanitize_line(text)),
+            TextClose::LoginThrottled(text) => {
+                format!("*** error: {}; disconnecting", sanitize_line(text))
+            }
             TextClose::PeerClosed | TextClose::Io(_) | TextClose::Writer(_) => return None,
         };
         Some(line)
@@ -98,6 +106,7 @@ impl fmt::Display for TextClose {
             TextClose::Idle => f.write_str("idle"),
             TextClose::Lagged => f.write_str("lagged: outbound queue full"),
             TextClose::Banned(text) => write!(f, "banned: {text}"),
+            TextClose::LoginThrottled(text) => write!(f, "login throttled: {text}"),
             TextClose::Writer(WriterExit::Stalled) => f.write_str("lagged: write stalled"),
             TextClose::Writer(exit) => write!(f, "writer ended: {exit:?}"),
             TextClose::Shutdown => f.write_str("server shutting down"),

@@ -2,6 +2,12 @@
 //!
 //! Parsing is pure: [`parse`] turns a line into an [`Input`] and the session carries it out.
 //! A line that starts with `/` is a command; `//` sends a line that starts with `/`.
+//!
+//! Operator commands (`/kick`, `/ban`, `/unban`, `/mute`, `/unmute`, `/topic #room lock`) are
+//! parsed for everyone: whether the user may use them is the hub's decision (it answers
+//! `forbidden`), so the text dialect holds no second, possibly different, list of operators.
+//! Their durations are written like IRC services': `30s`, `10m`, `2h`, `7d`, `1w` or plain
+//! seconds; none means permanent.
 
 /// One typed line, understood.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +44,49 @@ pub enum Input<'a> {
         room: Option<String>,
         /// The new topic; `None` shows it.
         text: Option<&'a str>,
+    },
+    /// `/topic [#room] lock|unlock` (operators): only operators may change a locked topic.
+    TopicLock {
+        /// The room, or the current one.
+        room: Option<String>,
+        /// Lock (true) or unlock.
+        lock: bool,
+    },
+    /// `/kick [#room] nick [reason]` (operators): removes `nick` from a room.
+    Kick {
+        /// The room, or the current one.
+        room: Option<String>,
+        /// Who.
+        nick: &'a str,
+        /// Shown to the room and to the kicked user.
+        reason: Option<&'a str>,
+    },
+    /// `/ban nick|ip [duration] [reason]` (operators).
+    Ban {
+        /// A nick or an IP address.
+        target: &'a str,
+        /// Seconds; `None` is permanent.
+        secs: Option<u64>,
+        /// Shown to the banned user.
+        reason: Option<&'a str>,
+    },
+    /// `/unban nick|ip` (operators).
+    Unban(&'a str),
+    /// `/mute nick [#room] [duration]` (operators): everywhere when no room is given.
+    Mute {
+        /// Who.
+        nick: &'a str,
+        /// Only in this room.
+        room: Option<String>,
+        /// Seconds; `None` until lifted.
+        secs: Option<u64>,
+    },
+    /// `/unmute nick [#room]` (operators).
+    Unmute {
+        /// Who.
+        nick: &'a str,
+        /// The room the mute was for; `None` for an everywhere mute.
+        room: Option<String>,
     },
     /// `/rooms` or `/list`.
     Rooms,
@@ -77,6 +126,13 @@ pub const HELP: &[&str] = &[
     "  /register password  reserve your name: later logins need the password",
     "  /login name pass    log in to a registered name in one line (before choosing a name)",
     "  /quit [reason]      leave the server",
+    "operators only (others are refused):",
+    "  /kick [#room] nick [reason]          remove someone from a room",
+    "  /ban nick|ip [duration] [reason]     ban from the server (duration: 30s, 10m, 2h, 7d; none = for good)",
+    "  /unban nick|ip                       lift a ban",
+    "  /mute nick [#room] [duration]        silence someone (everywhere without a room)",
+    "  /unmute nick [#room]                 lift a mute",
+    "  /topic [#room] lock|unlock           only operators may change a locked topic",
     "  //text              send a line that starts with /",
 ];
 
@@ -122,6 +178,14 @@ pub fn parse<'a>(line: &'a str) -> Input<'a> {
         "me" if args.is_empty() => Input::Usage("/me text"),
         "me" => Input::Me(args),
         "names" | "who" => Input::Names(some(first).map(room_name)),
+        "topic" if first.starts_with('#') && lock_word(rest).is_some() => Input::TopicLock {
+            room: Some(first.to_owned()),
+            lock: lock_word(rest) == Some(true),
+        },
+        "topic" if !first.starts_with('#') && lock_word(args).is_some() => Input::TopicLock {
+            room: None,
+            lock: lock_word(args) == Some(true),
+        },
         "topic" if first.starts_with('#') => Input::Topic {
             room: Some(first.to_owned()),
             text: some(rest),
@@ -130,6 +194,12 @@ pub fn parse<'a>(line: &'a str) -> Input<'a> {
             room: None,
             text: some(args),
         },
+        "kick" | "k" => kick(args),
+        "ban" => ban(first, rest),
+        "unban" if first.is_empty() || !rest.is_empty() => Input::Usage("/unban nick|ip"),
+        "unban" => Input::Unban(first),
+        "mute" | "silence" => mute(first, rest),
+        "unmute" | "unsilence" => unmute(first, rest),
         "rooms" | "list" => Input::Rooms,
         "quit" | "exit" | "bye" => Input::Quit(some(args)),
         "help" | "?" | "commands" => Input::Help,
@@ -143,6 +213,130 @@ pub fn parse<'a>(line: &'a str) -> Input<'a> {
         },
         _ => Input::Unknown(name),
     }
+}
+
+/// `/kick [#room] nick [reason]`.
+fn kick(args: &str) -> Input<'_> {
+    const USAGE: Input<'static> = Input::Usage("/kick [#room] nick [reason]");
+    let (room, args) = match args.split_once(char::is_whitespace) {
+        Some((room, rest)) if room.starts_with('#') => (Some(room.to_owned()), rest.trim()),
+        _ if args.starts_with('#') => return USAGE,
+        _ => (None, args),
+    };
+    let (nick, reason) = args
+        .split_once(char::is_whitespace)
+        .map_or((args, ""), |(n, r)| (n, r.trim()));
+    if nick.is_empty() {
+        return USAGE;
+    }
+    Input::Kick {
+        room,
+        nick,
+        reason: (!reason.is_empty()).then_some(reason),
+    }
+}
+
+/// `/ban nick|ip [duration] [reason]`: a second word that reads as a duration is one.
+fn ban<'a>(target: &'a str, rest: &'a str) -> Input<'a> {
+    if target.is_empty() {
+        return Input::Usage("/ban nick|ip [duration] [reason]");
+    }
+    let (word, after) = rest
+        .split_once(char::is_whitespace)
+        .map_or((rest, ""), |(w, a)| (w, a.trim()));
+    let (secs, reason) = match duration(word) {
+        Some(Ok(secs)) => (Some(secs), after),
+        Some(Err(())) => return Input::Usage(DURATION_USAGE),
+        None => (None, rest),
+    };
+    Input::Ban {
+        target,
+        secs,
+        reason: (!reason.is_empty()).then_some(reason),
+    }
+}
+
+/// `/mute nick [#room] [duration]`.
+fn mute<'a>(nick: &'a str, rest: &'a str) -> Input<'a> {
+    const USAGE: Input<'static> = Input::Usage("/mute nick [#room] [duration]");
+    if nick.is_empty() {
+        return USAGE;
+    }
+    let mut words = rest.split_whitespace();
+    let mut room = None;
+    let mut secs = None;
+    let mut next = words.next();
+    if let Some(word) = next.filter(|w| w.starts_with('#')) {
+        room = Some(word.to_owned());
+        next = words.next();
+    }
+    if let Some(word) = next {
+        match duration(word) {
+            Some(Ok(s)) => secs = Some(s),
+            Some(Err(())) => return Input::Usage(DURATION_USAGE),
+            None => return USAGE,
+        }
+    }
+    if words.next().is_some() {
+        return USAGE;
+    }
+    Input::Mute { nick, room, secs }
+}
+
+/// `/unmute nick [#room]`.
+fn unmute<'a>(nick: &'a str, rest: &'a str) -> Input<'a> {
+    match rest {
+        _ if nick.is_empty() => Input::Usage("/unmute nick [#room]"),
+        "" => Input::Unmute { nick, room: None },
+        room if room.starts_with('#') && !room.contains(char::is_whitespace) => Input::Unmute {
+            nick,
+            room: Some(room.to_owned()),
+        },
+        _ => Input::Usage("/unmute nick [#room]"),
+    }
+}
+
+/// What a duration that did not parse says.
+const DURATION_USAGE: &str =
+    "a duration is a positive number of seconds, or with a unit: 30s, 10m, 2h, 7d, 1w";
+
+/// `lock` or `unlock` (any case), alone.
+fn lock_word(word: &str) -> Option<bool> {
+    match word.to_ascii_lowercase().as_str() {
+        "lock" => Some(true),
+        "unlock" => Some(false),
+        _ => None,
+    }
+}
+
+/// A duration in seconds: `None` if `word` does not look like one (it is a reason then),
+/// `Err` if it looks like one but is zero or too large.
+pub fn duration(word: &str) -> Option<Result<u64, ()>> {
+    let split = word
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(word.len());
+    let (digits, unit) = word.split_at(split);
+    if digits.is_empty() {
+        return None;
+    }
+    let scale: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "s" | "sec" | "secs" => 1,
+        "m" | "min" | "mins" => 60,
+        "h" | "hr" | "hrs" => 3600,
+        "d" | "day" | "days" => 86_400,
+        "w" | "week" | "weeks" => 604_800,
+        _ => return None,
+    };
+    // Longer than a century is a typo, not a ban length.
+    const MAX: u64 = 100 * 365 * 86_400;
+    Some(
+        digits
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(scale))
+            .filter(|&s| s > 0 && s <= MAX)
+            .ok_or(()),
+    )
 }
 
 /// `rust` → `#rust`; a name that has its `#` stays as it is.
@@ -209,6 +403,164 @@ mod tests {
             }
         );
         assert_eq!(parse("/login alice"), Input::Usage("/login name password"));
+    }
+
+    #[test]
+    fn durations_read_like_irc_services() {
+        assert_eq!(duration("30"), Some(Ok(30)));
+        assert_eq!(duration("30s"), Some(Ok(30)));
+        assert_eq!(duration("10m"), Some(Ok(600)));
+        assert_eq!(duration("2h"), Some(Ok(7200)));
+        assert_eq!(duration("7d"), Some(Ok(604_800)));
+        assert_eq!(duration("1W"), Some(Ok(604_800)));
+        assert_eq!(duration("0"), Some(Err(())));
+        assert_eq!(duration("0m"), Some(Err(())));
+        assert_eq!(duration("99999999999999999999d"), Some(Err(())));
+        assert_eq!(duration("1000000d"), Some(Err(())));
+        // Not durations: words of a reason.
+        assert_eq!(duration("spam"), None);
+        assert_eq!(duration("10x"), None);
+        assert_eq!(duration("m10"), None);
+        assert_eq!(duration(""), None);
+    }
+
+    #[test]
+    fn kick_takes_a_room_a_nick_and_a_reason() {
+        assert_eq!(
+            parse("/kick #rust mallory spam, again"),
+            Input::Kick {
+                room: Some("#rust".into()),
+                nick: "mallory",
+                reason: Some("spam, again")
+            }
+        );
+        assert_eq!(
+            parse("/kick mallory"),
+            Input::Kick {
+                room: None,
+                nick: "mallory",
+                reason: None
+            }
+        );
+        assert_eq!(parse("/kick"), Input::Usage("/kick [#room] nick [reason]"));
+        assert_eq!(
+            parse("/kick #rust"),
+            Input::Usage("/kick [#room] nick [reason]")
+        );
+    }
+
+    #[test]
+    fn ban_reads_a_duration_only_where_one_is() {
+        assert_eq!(
+            parse("/ban mallory 2h flooding #lobby"),
+            Input::Ban {
+                target: "mallory",
+                secs: Some(7200),
+                reason: Some("flooding #lobby")
+            }
+        );
+        assert_eq!(
+            parse("/ban 10.0.0.9"),
+            Input::Ban {
+                target: "10.0.0.9",
+                secs: None,
+                reason: None
+            }
+        );
+        assert_eq!(
+            parse("/ban mallory spam bot"),
+            Input::Ban {
+                target: "mallory",
+                secs: None,
+                reason: Some("spam bot")
+            }
+        );
+        assert_eq!(parse("/ban mallory 0"), Input::Usage(DURATION_USAGE));
+        assert_eq!(
+            parse("/ban"),
+            Input::Usage("/ban nick|ip [duration] [reason]")
+        );
+        assert_eq!(parse("/unban 10.0.0.9"), Input::Unban("10.0.0.9"));
+        assert_eq!(parse("/unban"), Input::Usage("/unban nick|ip"));
+        assert_eq!(parse("/unban a b"), Input::Usage("/unban nick|ip"));
+    }
+
+    #[test]
+    fn mute_takes_an_optional_room_and_duration() {
+        assert_eq!(
+            parse("/mute mallory"),
+            Input::Mute {
+                nick: "mallory",
+                room: None,
+                secs: None
+            }
+        );
+        assert_eq!(
+            parse("/mute mallory #rust 10m"),
+            Input::Mute {
+                nick: "mallory",
+                room: Some("#rust".into()),
+                secs: Some(600)
+            }
+        );
+        assert_eq!(
+            parse("/mute mallory 30s"),
+            Input::Mute {
+                nick: "mallory",
+                room: None,
+                secs: Some(30)
+            }
+        );
+        assert_eq!(parse("/mute mallory 0"), Input::Usage(DURATION_USAGE));
+        assert_eq!(
+            parse("/mute mallory because"),
+            Input::Usage("/mute nick [#room] [duration]")
+        );
+        assert_eq!(
+            parse("/mute mallory #rust 10m extra"),
+            Input::Usage("/mute nick [#room] [duration]")
+        );
+        assert_eq!(
+            parse("/unmute mallory"),
+            Input::Unmute {
+                nick: "mallory",
+                room: None
+            }
+        );
+        assert_eq!(
+            parse("/unmute mallory #rust"),
+            Input::Unmute {
+                nick: "mallory",
+                room: Some("#rust".into())
+            }
+        );
+        assert_eq!(parse("/unmute"), Input::Usage("/unmute nick [#room]"));
+    }
+
+    #[test]
+    fn topic_lock_and_unlock_are_words_alone() {
+        assert_eq!(
+            parse("/topic #rust lock"),
+            Input::TopicLock {
+                room: Some("#rust".into()),
+                lock: true
+            }
+        );
+        assert_eq!(
+            parse("/topic UNLOCK"),
+            Input::TopicLock {
+                room: None,
+                lock: false
+            }
+        );
+        // A topic that merely starts with the word is a topic.
+        assert_eq!(
+            parse("/topic lock the doors"),
+            Input::Topic {
+                room: None,
+                text: Some("lock the doors")
+            }
+        );
     }
 
     #[test]

@@ -56,6 +56,18 @@ pub fn render(msg: &ServerMsg, view: View<'_>, out: &mut Vec<String>) {
             sanitize_line(&j.nick),
             sanitize_line(&j.room)
         )),
+        // The hub tells a kicked user with the `parted` the room hears, reason "kicked by op[:
+        // why]". On our own part that reason is a kick (or one we typed, fooling only us); for
+        // others it stays "left (kicked by ...)", since anyone may type any part reason.
+        ServerMsg::Parted(p) if p.nick == view.me && kicked_by(p.reason.as_deref()).is_some() => {
+            let by = kicked_by(p.reason.as_deref()).unwrap_or_default();
+            out.push(format!(
+                "{} *** you were kicked from {} by {}",
+                clock(p.ts),
+                sanitize_line(&p.room),
+                sanitize_line(by)
+            ));
+        }
         ServerMsg::Parted(p) => {
             let who = if p.nick == view.me {
                 Cow::Borrowed("you")
@@ -86,17 +98,20 @@ pub fn render(msg: &ServerMsg, view: View<'_>, out: &mut Vec<String>) {
             sanitize_line(&q.nick),
             reason(q.reason.as_deref())
         )),
-        ServerMsg::Topic(t) if t.topic.is_empty() => {
-            out.push(format!("*** {} has no topic", sanitize_line(&t.room)));
-        }
+        ServerMsg::Topic(t) if t.topic.is_empty() => out.push(format!(
+            "*** {} has no topic{}",
+            sanitize_line(&t.room),
+            locked(t.locked)
+        )),
         ServerMsg::Topic(t) => out.push(format!(
-            "*** topic of {}: {}{}",
+            "*** topic of {}: {}{}{}",
             sanitize_line(&t.room),
             sanitize_line(&t.topic),
             t.set_by
                 .as_deref()
                 .map(|by| format!(" (set by {})", sanitize_line(by)))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            locked(t.locked)
         )),
         ServerMsg::RoomList(list) if list.rooms.is_empty() => out.push("*** no rooms".into()),
         ServerMsg::RoomList(list) => {
@@ -175,6 +190,20 @@ fn message(m: &ChatMessage, view: View<'_>, out: &mut Vec<String>) {
     for line in text.split('\n') {
         out.push(format!("{prefix}{line}"));
     }
+}
+
+/// What a topic line adds when only operators may change the topic.
+fn locked(locked: bool) -> &'static str {
+    if locked {
+        " [locked: only operators may change it]"
+    } else {
+        ""
+    }
+}
+
+/// `op: why` of the hub's kick reason `kicked by op: why`.
+fn kicked_by(reason: Option<&str>) -> Option<&str> {
+    reason?.strip_prefix("kicked by ")
 }
 
 /// ` (reason)`, or nothing.
@@ -284,6 +313,22 @@ mod tests {
             ts: TS,
         });
         assert_eq!(lines(parted, "me"), ["[12:34] *** bob left #rust (bye)"]);
+        let kicked = |nick: &str| {
+            ServerMsg::Parted(Parted {
+                room: "#rust".into(),
+                nick: nick.into(),
+                reason: Some("kicked by root: spam\x1b[2J".into()),
+                ts: TS,
+            })
+        };
+        assert_eq!(
+            lines(kicked("me"), "me"),
+            ["[12:34] *** you were kicked from #rust by root: spam\u{241b}[2J"]
+        );
+        assert_eq!(
+            lines(kicked("bob"), "me"),
+            ["[12:34] *** bob left #rust (kicked by root: spam\u{241b}[2J)"]
+        );
         let quit = ServerMsg::Quit(QuitEvent {
             nick: "bob".into(),
             reason: Some("lagged".into()),
@@ -315,6 +360,16 @@ mod tests {
             ..TopicInfo::default()
         });
         assert_eq!(lines(none, "me"), ["*** #rust has no topic"]);
+        let locked = ServerMsg::Topic(TopicInfo {
+            room: "#rust".into(),
+            topic: "crabs".into(),
+            locked: true,
+            ..TopicInfo::default()
+        });
+        assert_eq!(
+            lines(locked, "me"),
+            ["*** topic of #rust: crabs [locked: only operators may change it]"]
+        );
         let names = ServerMsg::Names(NameList {
             id: None,
             room: "#rust".into(),

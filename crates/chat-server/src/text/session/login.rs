@@ -17,12 +17,20 @@
 //! the server password is checked here first, with the hub's own function, so that a wrong one
 //! is answered before the name is asked; the hub checks it again in `hello`.
 //!
-//! A line typed while a password is expected is never parsed as a command, shown to anyone,
-//! logged or kept: it goes into `hello` and is dropped. A telnet client (one that sent a telnet
-//! command, see [`crate::text::telnet`]) is asked not to echo it while typed (`IAC WILL ECHO`,
-//! then `IAC WONT ECHO`); netcat shows it as typed, which is why TLS exists.
+//! A wrong password asks for it again, with the same prompt (and echo off again on telnet),
+//! because the user's next line is usually the password once more: taken as a name it would
+//! be shown to every room. The ways out are an empty line or `/nick other` (a new name),
+//! `/login name password` (what a script sends), and `/quit`. When the hub's throttle refuses
+//! a try, the connection closes, for the same reason.
+//!
+//! A line typed while a password is expected is never shown to anyone, logged or kept (only
+//! the ways out above are recognised in it): it goes into `hello` and is dropped. A telnet
+//! client (one that sent a telnet command, see [`crate::text::telnet`]) is asked not to echo
+//! it while typed (`IAC WILL ECHO`, then `IAC WONT ECHO`); netcat shows it as typed, which is
+//! why TLS exists.
 
 use bytes::Bytes;
+use chat_proto::ErrorCode;
 use chat_proto::client::Hello;
 use chat_proto::sanitize::sanitize_line;
 use tokio::io::AsyncRead;
@@ -34,7 +42,7 @@ use super::TextSession;
 use crate::config::Config;
 use crate::hub::{ConnInfo, server_password_ok};
 use crate::text::close::TextClose;
-use crate::text::command::{HELP, Input};
+use crate::text::command::{HELP, Input, parse};
 use crate::text::telnet::{WILL_ECHO, WONT_ECHO};
 
 /// What a text client that has no name yet is asked for.
@@ -104,10 +112,22 @@ impl<R: AsyncRead + Unpin> TextSession<R> {
                 self.say(&["*** error: wrong server password; type it again"])?;
                 self.echo(false)
             }
-            Login::Password { .. } if secret.is_empty() => {
+            Login::Password { .. } if secret.trim().is_empty() => {
                 self.say(&["*** no password given; choose a name:"])
             }
-            Login::Password { name } => self.register(&name, Some(secret)).await,
+            // The ways out besides an empty line; any other line is the password.
+            Login::Password { name } => match parse(&secret) {
+                Input::Nick(other) => {
+                    let other = other.to_owned();
+                    self.register(&other, None).await
+                }
+                Input::Login { name, password } => {
+                    let (name, password) = (name.to_owned(), password.to_owned());
+                    self.register(&name, Some(password)).await
+                }
+                Input::Quit(reason) => Err(TextClose::Quit(reason.unwrap_or("quit").to_owned())),
+                _ => self.register(&name, Some(secret)).await,
+            },
             Login::Name => Ok(()),
         }
     }
@@ -168,6 +188,27 @@ impl<R: AsyncRead + Unpin> TextSession<R> {
                     "*** {shown} is registered: type its password and press Enter"
                 )])?;
                 self.echo(false)
+            }
+            // A wrong password: the prompt asks again (the next line must not become a name,
+            // which everyone would see) until the throttle says stop.
+            Ok(Err(refused)) if tried_password && refused.code == ErrorCode::AuthFailed => {
+                let shown = sanitize_line(name).into_owned();
+                self.login = Login::Password {
+                    name: name.to_owned(),
+                };
+                self.say(&[
+                    &format!("*** error: {}", sanitize_line(&refused.message)),
+                    &format!(
+                        "*** type the password of {shown} again (an empty line or /nick other to choose another name)"
+                    ),
+                ])?;
+                self.echo(false)
+            }
+            // Throttled after a password was typed: close rather than go back to the name
+            // prompt, where the user's next try at the password would become a public name.
+            Ok(Err(refused)) if tried_password && refused.code == ErrorCode::AuthThrottled => {
+                info!(session = self.id, peer = %self.peer, "login throttled; closing");
+                Err(TextClose::LoginThrottled(refused.message))
             }
             Ok(Err(refused)) => {
                 debug!(session = self.id, reason = %refused, "name refused");

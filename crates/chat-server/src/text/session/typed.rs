@@ -1,6 +1,6 @@
 //! Typed lines to hub requests: commands, messages, and the rate limit on them.
 
-use chat_proto::client::{self, Join, ListRooms, Names, Nick, Part, Topic};
+use chat_proto::client::{self, Ban, Join, Kick, ListRooms, Mute, Names, Nick, Part, Topic, Unban};
 use chat_proto::sanitize::sanitize_line;
 use chat_proto::{ClientMsg, WireMessage};
 use tokio::io::AsyncRead;
@@ -105,6 +105,51 @@ impl<R: AsyncRead + Unpin> TextSession<R> {
                 }),
                 None => return self.say(&["*** which room? /topic #room [text]"]),
             },
+            Input::TopicLock { room, lock } => match room.or_else(|| self.current.clone()) {
+                Some(room) => ClientMsg::Topic(Topic {
+                    id: None,
+                    room,
+                    topic: None,
+                    lock: Some(lock),
+                }),
+                None => return self.say(&["*** which room? /topic #room lock|unlock"]),
+            },
+            Input::Kick { room, nick, reason } => match room.or_else(|| self.current.clone()) {
+                Some(room) => ClientMsg::Kick(Kick {
+                    id: None,
+                    room,
+                    nick: nick.to_owned(),
+                    reason: reason.map(str::to_owned),
+                }),
+                None => return self.say(&["*** which room? /kick #room nick [reason]"]),
+            },
+            Input::Ban {
+                target,
+                secs,
+                reason,
+            } => ClientMsg::Ban(Ban {
+                id: None,
+                target: target.to_owned(),
+                duration_secs: secs,
+                reason: reason.map(str::to_owned),
+            }),
+            Input::Unban(target) => ClientMsg::Unban(Unban {
+                id: None,
+                target: target.to_owned(),
+            }),
+            Input::Mute { nick, room, secs } => ClientMsg::Mute(Mute {
+                id: None,
+                nick: nick.to_owned(),
+                room,
+                duration_secs: secs,
+            }),
+            // A zero length lifts a mute (PROTOCOL.md).
+            Input::Unmute { nick, room } => ClientMsg::Mute(Mute {
+                id: None,
+                nick: nick.to_owned(),
+                room,
+                duration_secs: Some(0),
+            }),
             Input::Rooms => ClientMsg::ListRooms(ListRooms { id: None }),
             Input::Register(password) => ClientMsg::Register(client::Register {
                 id: None,
