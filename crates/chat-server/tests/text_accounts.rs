@@ -300,3 +300,26 @@ async fn a_telnet_client_is_asked_not_to_echo_again_when_a_wrong_password_is_ask
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_text_user_guessing_the_server_password_is_throttled_at_the_fourth_try() {
+    bounded(30, async {
+        let mut config = test_config();
+        config.server_password = Some("open sesame".into());
+        let server = TestServer::start(config).await;
+        let mut t = TextClient::connect(server.addr).await;
+        t.line_with("*** this server is private").await;
+        for guess in ["sesame", "open", "open sesam"] {
+            t.send_line(guess).await;
+            assert_eq!(
+                t.line().await,
+                "*** error: wrong server password; type it again"
+            );
+        }
+        t.send_line("open sesame").await;
+        let line = t.line().await;
+        assert!(line.contains("too many wrong passwords"), "{line}");
+        server.stop().await;
+    })
+    .await;
+}

@@ -14,8 +14,8 @@
 //! the name and the password travel in the same `hello` a framed client sends, so the argon2
 //! verification (off the hub), the throttling (3 failures a minute per account and per address),
 //! bans and the nick fold (case variants and look-alikes are one account) apply unchanged. Only
-//! the server password is checked here first, with the hub's own function, so that a wrong one
-//! is answered before the name is asked; the hub checks it again in `hello`.
+//! the server password is asked of the hub on its own first (throttled per address like a
+//! login), so that a wrong one is answered before the name is asked; `hello` carries it again.
 //!
 //! A wrong password asks for it again, with the same prompt (and echo off again on telnet),
 //! because the user's next line is usually the password once more: taken as a name it would
@@ -40,7 +40,7 @@ use tracing::{debug, info};
 
 use super::TextSession;
 use crate::config::Config;
-use crate::hub::{ConnInfo, server_password_ok};
+use crate::hub::ConnInfo;
 use crate::text::close::TextClose;
 use crate::text::command::{HELP, Input, parse};
 use crate::text::telnet::{WILL_ECHO, WONT_ECHO};
@@ -99,17 +99,29 @@ impl<R: AsyncRead + Unpin> TextSession<R> {
         self.echo(true)?;
         match std::mem::replace(&mut self.login, Login::Name) {
             Login::ServerPassword => {
-                let want = self.config.server_password.as_deref();
                 if secret.trim() == "/quit" {
                     return Err(TextClose::Quit("quit".to_owned()));
                 }
-                if server_password_ok(want, Some(&secret)) {
-                    self.server_password = Some(secret);
-                    return self.say(&["*** what is your name? type it and press Enter"]);
-                }
-                info!(session = self.id, peer = %self.peer, "wrong server password");
+                let checked = self
+                    .hub
+                    .check_server_password(self.peer.ip(), secret.clone())
+                    .await
+                    .map_err(|_| TextClose::HubGone)?;
+                let refused = match checked {
+                    Ok(()) => {
+                        self.server_password = Some(secret);
+                        return self.say(&["*** what is your name? type it and press Enter"]);
+                    }
+                    Err(refused) => refused,
+                };
+                info!(session = self.id, peer = %self.peer, code = %refused.code, "server password refused");
                 self.login = Login::ServerPassword;
-                self.say(&["*** error: wrong server password; type it again"])?;
+                let line = if refused.code == ErrorCode::AuthThrottled {
+                    format!("*** error: {}", sanitize_line(&refused.message))
+                } else {
+                    "*** error: wrong server password; type it again".to_owned()
+                };
+                self.say(&[&line])?;
                 self.echo(false)
             }
             Login::Password { .. } if secret.trim().is_empty() => {
