@@ -208,12 +208,16 @@ impl SqliteStore {
     /// Opens (creating if needed) the store in `opts.dir`, checks and migrates it, and starts
     /// the writer thread.
     pub fn open(opts: &StoreOptions) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(&opts.dir).map_err(|source| StoreError::Dir {
+        private_dir(&opts.dir).map_err(|source| StoreError::Dir {
             path: opts.dir.clone(),
             source,
         })?;
         let lock = lock_dir(&opts.dir)?;
         let path = opts.dir.join(DB_FILE);
+        private_file(&path).map_err(|source| StoreError::Dir {
+            path: path.clone(),
+            source,
+        })?;
         let mut write = Connection::open(&path)?;
         let not_db = |e: rusqlite::Error| match e.sqlite_error_code() {
             Some(rusqlite::ErrorCode::NotADatabase) => {
@@ -287,6 +291,50 @@ impl Drop for SqliteStore {
 
 /// Holds the data directory for this process: an SQLite lock file in exclusive mode, whose
 /// lock the OS drops when the process ends (even on `kill -9`).
+/// Creates the data directory (and its parents) readable by its owner only: it holds the
+/// history, and the accounts' password hashes. An existing directory others can read is left
+/// as it is, with a warning.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        let mode = std::fs::metadata(dir)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(dir = %dir.display(), mode = format!("{:o}", mode & 0o777),
+                "the data directory is open to other users: chmod 700 it");
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)
+}
+
+/// Creates the database file readable and writable by its owner only (SQLite gives its WAL
+/// and shared-memory files the same mode); warns about an existing one others can read.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)?;
+        let mode = file.metadata()?.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(db = %path.display(), mode = format!("{:o}", mode & 0o777),
+                "the database is readable by other users: chmod 600 it");
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 fn lock_dir(dir: &Path) -> Result<Connection, StoreError> {
     let lock = Connection::open(dir.join("chat.lock"))?;
     // Fail at once rather than wait for the other server.

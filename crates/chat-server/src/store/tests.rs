@@ -353,3 +353,19 @@ fn a_version_2_store_gains_the_mutes_table_and_keeps_its_accounts_and_bans() {
             .is_err()
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn the_store_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("nested").join("chat");
+    let mut s = open(&dir, None);
+    s.append(record("#lobby", 1, "hello"), 1).unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700, "data directory");
+    assert_eq!(mode(&dir.join(DB_FILE)), 0o600, "database");
+    let wal = dir.join(format!("{DB_FILE}-wal"));
+    assert!(wal.exists());
+    assert_eq!(mode(&wal), 0o600, "write-ahead log");
+}
