@@ -137,9 +137,11 @@ impl KnownHosts {
         })
     }
 
-    /// The first pin for `server`.
+    /// The first pin for `server` (compared by [`server_key`]: `Chat.Example.org.:6666` is
+    /// `chat.example.org:6666`).
     pub fn find(&self, server: &str) -> Option<&Pin> {
-        self.pins.iter().find(|p| p.server == server)
+        let key = server_key(server);
+        self.pins.iter().find(|p| server_key(&p.server) == key)
     }
 
     /// What the pins say about `presented` for `server`.
@@ -168,14 +170,62 @@ impl KnownHosts {
                 "# chat-tui pinned certificates: host:port sha256 fingerprint (one per line)"
             )?;
         }
-        writeln!(file, "{server} sha256 {fingerprint}")?;
+        writeln!(file, "{} sha256 {fingerprint}", server_key(server))?;
         file.sync_all()
+    }
+}
+
+/// How a server is named in the file: one spelling per server, whatever was typed. An IP
+/// address in its canonical form (`[::1]:6666`, `::ffff:10.0.0.1` as `10.0.0.1`), a host name
+/// in lowercase without its final dot, the port as a plain number.
+pub fn server_key(server: &str) -> String {
+    if let Ok(addr) = server.parse::<std::net::SocketAddr>() {
+        return std::net::SocketAddr::new(addr.ip().to_canonical(), addr.port()).to_string();
+    }
+    let (host, port) = match server.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => (host, port.parse::<u16>().ok()),
+        _ => (server, None),
+    };
+    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    match port {
+        Some(port) => format!("{host}:{port}"),
+        None => server.to_ascii_lowercase(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_server_has_one_key_however_it_is_typed() {
+        for typed in [
+            "chat.example.org:6666",
+            "Chat.Example.ORG:6666",
+            "chat.example.org.:06666",
+        ] {
+            assert_eq!(server_key(typed), "chat.example.org:6666", "{typed}");
+        }
+        assert_eq!(server_key("[::1]:6666"), "[::1]:6666");
+        assert_eq!(server_key("[0:0:0:0:0:0:0:1]:6666"), "[::1]:6666");
+        assert_eq!(server_key("[::ffff:10.0.0.1]:6666"), "10.0.0.1:6666");
+        assert_eq!(server_key("10.0.0.1:6666"), "10.0.0.1:6666");
+    }
+
+    #[test]
+    fn a_pin_is_found_under_another_spelling_of_its_server() {
+        let (pins, _) = KnownHosts::parse(&format!("Chat.Example.org:6666 sha256 {}", fp(1)));
+        let hosts = KnownHosts {
+            path: PathBuf::new(),
+            pins,
+        };
+        assert_eq!(hosts.check("chat.example.org.:6666", fp(1)), Check::Match);
+        assert!(matches!(
+            hosts.check("CHAT.example.org:6666", fp(2)),
+            Check::Mismatch(_)
+        ));
+        assert_eq!(hosts.check("chat.example.org:6667", fp(1)), Check::Unknown);
+    }
 
     fn fp(byte: u8) -> Fingerprint {
         Fingerprint([byte; 32])
