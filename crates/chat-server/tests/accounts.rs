@@ -421,6 +421,17 @@ async fn a_mute_follows_the_person_through_nick_changes_topics_and_files() {
             duration_secs: Some(600),
         })
         .await;
+        // She is told at once, not at her next bounced line.
+        let told = eve
+            .recv_until(|m| match m {
+                ServerMsg::Notice(n) if n.text.contains("muted") => Some(n.text),
+                _ => None,
+            })
+            .await;
+        assert!(
+            told.starts_with("you are muted in #lobby by root until 20"),
+            "{told}"
+        );
         assert!(is_muted(&mut eve, "muted in the lobby").await);
 
         // A new nick would leave the mute behind with the old one: refused.

@@ -221,12 +221,12 @@ impl Hub {
         let fold = fold_nick(&m.nick);
         let room = m.room.as_deref().map(fold_room);
         let by = self.op_nick(id);
+        let until = m.duration_secs.map(|s| {
+            now_ms().saturating_add(i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX))
+        });
         let stored = if m.duration_secs == Some(0) {
             self.mutes.lift(&fold, room.as_deref())
         } else {
-            let until = m.duration_secs.map(|s| {
-                now_ms().saturating_add(i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX))
-            });
             self.mutes.set(&fold, room, until, &by)
         };
         if let Err(e) = stored {
@@ -234,7 +234,8 @@ impl Hub {
             let text = "the mute could not be stored".to_owned();
             return self.refuse(id, m.id, ErrorCode::StoreUnavailable, text);
         }
-        let text = if m.duration_secs == Some(0) {
+        let lifted = m.duration_secs == Some(0);
+        let text = if lifted {
             info!(by, nick = fold, "unmuted");
             format!("{} is no longer muted", m.nick)
         } else {
@@ -242,5 +243,22 @@ impl Hub {
             format!("{} is muted", m.nick)
         };
         self.info(id, m.id, text);
+        // The muted user hears it now, not at their next bounced line.
+        if let Some(&target) = self.nicks.get(&fold).filter(|&&t| t != id) {
+            let place = m
+                .room
+                .as_deref()
+                .map_or("everywhere".to_owned(), |r| format!("in {r}"));
+            let text = if lifted {
+                format!("{by} lifted your mute {place}")
+            } else {
+                let when = match until {
+                    Some(_) => sanction::until_text(until),
+                    None => "until an operator lifts it".to_owned(),
+                };
+                format!("you are muted {place} by {by} {when}")
+            };
+            self.info(target, None, text);
+        }
     }
 }

@@ -90,12 +90,17 @@ pub(in crate::hub) fn ban_key(target: &str) -> String {
     }
 }
 
-/// What a banned user reads: until when (UTC, to the minute) and why.
-pub(in crate::hub) fn ban_text(reason: Option<&str>, until: Option<i64>) -> String {
-    let when = match until.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok()) {
+/// Until when a sanction lasts, in words: `until 2026-11-22 06:10 UTC`, or `permanently`.
+pub(in crate::hub) fn until_text(until: Option<i64>) -> String {
+    match until.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok()) {
         Some(ts) => format!("until {}", ts.strftime("%Y-%m-%d %H:%M UTC")),
         None => "permanently".to_owned(),
-    };
+    }
+}
+
+/// What a banned user reads: until when (UTC, to the minute) and why.
+pub(in crate::hub) fn ban_text(reason: Option<&str>, until: Option<i64>) -> String {
+    let when = until_text(until);
     match reason {
         Some(r) => format!("you are banned {when}: {r}"),
         None => format!("you are banned {when}"),
