@@ -38,6 +38,7 @@
 //! - `outbox`: a connection's frames of the current turn, and the frames in its queue.
 //! - `account`: registered nicks (argon2 hashes), login checks off the hub, throttling.
 //! - `operator`: `--admin` powers: kick, ban, unban, mute, topic locks.
+//! - `topics`: room topics and locks, kept while a room is empty and across restarts.
 //! - `transfer`: file offers and the relay of chunks, with credit-based flow control.
 
 mod account;
@@ -47,6 +48,7 @@ mod history;
 mod operator;
 mod outbox;
 mod rooms;
+mod topics;
 mod transfer;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -261,6 +263,7 @@ pub fn spawn(
         self_tx: tx.downgrade(),
         bans: operator::Bans::load(history.db_path()),
         mutes: operator::Mutes::load(history.db_path()),
+        topics: topics::Topics::load(history.db_path()),
         accounts,
         config,
         history,
@@ -344,6 +347,8 @@ struct Hub {
     bans: operator::Bans,
     /// Mutes in force.
     mutes: operator::Mutes,
+    /// Every room's topic and lock, also while the room is empty.
+    topics: topics::Topics,
     history: Box<dyn HistoryStore>,
     /// The store's reports on queued appends; `None` for a store that stores at once.
     done_rx: Option<mpsc::Receiver<Done>>,

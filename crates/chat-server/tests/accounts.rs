@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use account_support::{
     SECRET, connect_from, hello, login_root, operator_config, operator_server, store_with_accounts,
 };
-use chat_proto::client::{Ban, Hello, Kick, Mute, Register, Topic};
+use chat_proto::client::{Ban, Hello, Join, Kick, Mute, Register, Topic};
 use chat_proto::{ClientMsg, ErrorCode, ServerMsg};
 use chat_server::config::HistoryKind;
 use support::{Client, TestServer, bounded, test_config};
@@ -606,6 +606,62 @@ async fn the_fourth_wrong_server_password_within_a_minute_is_throttled() {
         let mut other = Client::over(stream);
         other.send(hello("open sesame")).await;
         assert!(matches!(other.recv().await, ServerMsg::Welcome(_)));
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_room_keeps_its_topic_and_lock_when_it_empties_and_across_a_restart() {
+    captured();
+    bounded(60, async {
+        let (server, mut root, dir) = operator_server().await;
+        root.send(Join {
+            id: None,
+            room: "#rules".into(),
+        })
+        .await;
+        root.expect_burst("#rules").await;
+        root.send(Topic {
+            id: Some("t1".into()),
+            room: "#rules".into(),
+            topic: Some("be kind".into()),
+            lock: Some(true),
+        })
+        .await;
+        root.recv_until(|m| match m {
+            ServerMsg::Topic(t) if t.id.as_deref() == Some("t1") => Some(()),
+            _ => None,
+        })
+        .await;
+        drop(root);
+        server.stop().await;
+
+        let server = TestServer::start(operator_config(&dir)).await;
+        let mut bob = Client::login(server.addr, "bob").await;
+        bob.send(Join {
+            id: None,
+            room: "#Rules".into(),
+        })
+        .await;
+        let topic = bob
+            .recv_until(|m| match m {
+                ServerMsg::Topic(t) if t.room == "#Rules" => Some(t),
+                _ => None,
+            })
+            .await;
+        assert_eq!(topic.topic, "be kind");
+        assert_eq!(topic.set_by.as_deref(), Some("root"));
+        assert!(topic.locked);
+        // Still locked: bob may not change it.
+        bob.send(Topic {
+            id: Some("t2".into()),
+            room: "#Rules".into(),
+            topic: Some("anything goes".into()),
+            lock: None,
+        })
+        .await;
+        bob.expect_error(ErrorCode::Forbidden).await;
         server.stop().await;
     })
     .await;

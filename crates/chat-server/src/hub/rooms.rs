@@ -143,8 +143,9 @@ impl Hub {
         if !self.rooms.contains_key(&key) {
             match self.history.last_seq(&key) {
                 Ok(last) => {
-                    self.rooms
-                        .insert(key.clone(), Room::new(name.to_owned(), last));
+                    let mut room = Room::new(name.to_owned(), last);
+                    self.topics.restore(&key, &mut room);
+                    self.rooms.insert(key.clone(), room);
                 }
                 Err(e) => {
                     warn!(error = %e, room = name, "history store failed");
@@ -365,6 +366,7 @@ impl Hub {
         if let Some(lock) = m.lock {
             if let Some(room) = self.rooms.get_mut(&key) {
                 room.topic_locked = lock;
+                self.topics.save(&key, room);
             }
             if m.topic.is_none() {
                 // A lock change alone: everyone in the room sees the new state.
@@ -406,6 +408,7 @@ impl Hub {
         room.topic = text;
         room.topic_by = Some(setter);
         room.topic_ts = Some(now_ms());
+        self.topics.save(&key, room);
         let event = ServerMsg::Topic(room.topic_info(None));
         let answer = room.topic_info(m.id);
         let others: Vec<SessionId> = room.members.iter().copied().filter(|&s| s != id).collect();

@@ -71,6 +71,16 @@ pub const MIGRATIONS: &[&str] = &[
     -- One mute per nick and place.
     CREATE UNIQUE INDEX mutes_place ON mutes (fold, IFNULL(room, ''));
     ",
+    // 4: room topics and their locks, kept while a room is empty and across restarts.
+    "
+    CREATE TABLE topics (
+        room    TEXT PRIMARY KEY,   -- folded room name
+        topic   TEXT NOT NULL,      -- empty when cleared
+        set_by  TEXT,
+        ts      INTEGER,            -- ms since the epoch
+        locked  INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -303,7 +303,7 @@ fn search_returns_the_newest_matches_of_its_room_among_many_of_others() {
 }
 
 #[test]
-fn a_version_2_store_gains_the_mutes_table_and_keeps_its_accounts_and_bans() {
+fn a_version_2_store_gains_the_mutes_and_topics_tables_and_keeps_its_accounts_and_bans() {
     let dir = tempfile::tempdir().unwrap();
     {
         // A store as the previous release left it: migrations 1 and 2, an account and a ban.
@@ -330,7 +330,7 @@ fn a_version_2_store_gains_the_mutes_table_and_keeps_its_accounts_and_bans() {
     let version: u32 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     assert_eq!(version, current_version());
     let ban: String = conn
         .query_row("SELECT reason FROM bans WHERE target = 'eve'", [], |r| {
@@ -352,6 +352,10 @@ fn a_version_2_store_gains_the_mutes_table_and_keeps_its_accounts_and_bans() {
         conn.execute(insert, rusqlite::params!["eve", None::<String>])
             .is_err()
     );
+    let topics: u32 = conn
+        .query_row("SELECT count(*) FROM topics", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(topics, 0);
 }
 
 #[cfg(unix)]
