@@ -20,7 +20,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/me", "text: send an action (\"* alice waves\")"),
     ("/names", "list the members of this room (also /who)"),
     ("/who", "list the members of this room"),
-    ("/topic", "[text]: show the topic, or set it"),
+    (
+        "/topic",
+        "[text|lock|unlock]: show the topic, set it, or (operators) lock it",
+    ),
     ("/rooms", "list the rooms on the server"),
     ("/search", "words: search this room's history"),
     (
@@ -47,8 +50,14 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "nick [#room] [30m|2h|7d]: operators: silence (everywhere without a room)",
     ),
     ("/unmute", "nick [#room]: operators: lift a mute"),
-    ("/lock", "operators: lock this room's topic"),
-    ("/unlock", "operators: unlock this room's topic"),
+    (
+        "/lock",
+        "operators: lock this room's topic (also /topic lock)",
+    ),
+    (
+        "/unlock",
+        "operators: unlock this room's topic (also /topic unlock)",
+    ),
     ("/quit", "[reason]: leave"),
 ];
 
@@ -201,6 +210,10 @@ pub fn parse(line: &str) -> Input {
         "me" if args.is_empty() => Input::Usage("/me text"),
         "me" => Input::Me(args.to_owned()),
         "names" | "who" => Input::Names,
+        // The issue spells the operator command `/topic lock`: the bare word locks
+        // rather than becoming the topic "lock".
+        "topic" if args.eq_ignore_ascii_case("lock") => Input::LockTopic(true),
+        "topic" if args.eq_ignore_ascii_case("unlock") => Input::LockTopic(false),
         "topic" => Input::Topic(opt(args)),
         "rooms" | "list" => Input::Rooms,
         "search" | "grep" if args.is_empty() => Input::Usage("/search words"),
@@ -417,6 +430,12 @@ mod tests {
         );
         assert_eq!(parse("/lock"), Input::LockTopic(true));
         assert_eq!(parse("/unlock"), Input::LockTopic(false));
+        assert_eq!(parse("/topic lock"), Input::LockTopic(true));
+        assert_eq!(parse("/topic UNLOCK"), Input::LockTopic(false));
+        assert_eq!(
+            parse("/topic lock the doors"),
+            Input::Topic(Some("lock the doors".into()))
+        );
     }
 
     #[test]
