@@ -108,6 +108,11 @@ pub trait HistoryStore: Send {
     /// The channel on which queued appends are reported; `None` for a store that never queues,
     /// and after the first call.
     fn completions(&mut self) -> Option<tokio::sync::mpsc::Receiver<Done>>;
+    /// Whether every append is stored as it is handed over ([`Appended::Stored`], never
+    /// queued): the hub then acks and delivers at once, without keeping a pending copy.
+    fn stores_at_once(&self) -> bool {
+        false
+    }
     /// The newest `n` committed messages with `seq < before`.
     fn before(&self, conv: &str, before: u64, n: usize) -> Result<Page, HistoryError>;
     /// The oldest `n` committed messages with `seq > after`.

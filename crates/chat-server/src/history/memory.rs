@@ -7,6 +7,10 @@
 //! its history; a room nobody has written to for a long time is the first to go.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+
+use hashbrown::HashTable;
 
 use super::{Appended, Done, HistoryError, HistoryStore, Page, Record, search_words};
 
@@ -17,6 +21,10 @@ pub const MAX_CONVS: usize = 20_000;
 
 /// Keeps the last `keep` messages of every conversation in memory, within a total budget.
 /// Appends are stored at once.
+///
+/// An append is the server's hot path in memory mode, so it allocates nothing but the record's
+/// shared box: one map entry per conversation holds its log, last `seq` and age, and the index
+/// of client ids points at the records themselves.
 #[derive(Debug)]
 pub struct MemoryHistory {
     /// Most messages kept per conversation; older ones are forgotten.
@@ -27,18 +35,28 @@ pub struct MemoryHistory {
     max_convs: usize,
     /// Bytes kept now, as `max_bytes` counts them.
     bytes: usize,
-    /// Per conversation, records in increasing `seq`.
-    convs: HashMap<String, VecDeque<Record>>,
-    /// Per conversation, the highest `seq` ever stored (it outlives forgotten messages, not an
-    /// evicted conversation).
-    last_seqs: HashMap<String, u64>,
-    /// Per conversation, the tick of its last append; and the reverse, oldest first.
-    touched: HashMap<String, u64>,
+    /// The conversations kept.
+    convs: HashMap<String, Conv>,
+    /// Per tick of a last append, its conversation: oldest first.
     lru: BTreeMap<u64, String>,
     tick: u64,
-    /// (sender fold, client id) → (conversation, seq) of the kept messages that had an id.
-    sent: HashMap<(String, String), (String, u64)>,
+    /// The kept records that had a client id, found by (sender fold, client id).
+    sent: HashTable<Arc<Record>>,
+    /// Seeds the hash of `sent`'s keys.
+    sent_hasher: RandomState,
     last_mid: u64,
+}
+
+/// One conversation's messages and bookkeeping.
+#[derive(Debug, Default)]
+struct Conv {
+    /// Records in increasing `seq`.
+    log: VecDeque<Arc<Record>>,
+    /// The highest `seq` ever stored (it outlives forgotten messages, not an evicted
+    /// conversation).
+    last_seq: u64,
+    /// The tick of its last append (its key in `lru`).
+    touched: u64,
 }
 
 /// What a record costs in [`MemoryHistory::bytes`].
@@ -70,11 +88,10 @@ impl MemoryHistory {
             max_convs: max_convs.max(1),
             bytes: 0,
             convs: HashMap::new(),
-            last_seqs: HashMap::new(),
-            touched: HashMap::new(),
             lru: BTreeMap::new(),
             tick: 0,
-            sent: HashMap::new(),
+            sent: HashTable::new(),
+            sent_hasher: RandomState::new(),
             last_mid: 0,
         }
     }
@@ -84,26 +101,34 @@ impl MemoryHistory {
         (self.bytes, self.convs.len())
     }
 
-    fn log(&self, conv: &str) -> Option<&VecDeque<Record>> {
-        self.convs.get(conv)
+    fn log(&self, conv: &str) -> Option<&VecDeque<Arc<Record>>> {
+        self.convs.get(conv).map(|c| &c.log)
     }
 
-    /// Marks `conv` as the most recently appended to.
-    fn touch(&mut self, conv: &str) {
-        self.tick += 1;
-        // The common case, a conversation already known, allocates nothing new.
-        let name = match self.touched.get_mut(conv) {
-            Some(t) => {
-                let old = std::mem::replace(t, self.tick);
-                self.lru.remove(&old)
+    fn sent_hash(&self, sender_fold: &str, client_id: &str) -> u64 {
+        self.sent_hasher.hash_one((sender_fold, client_id))
+    }
+
+    /// Indexes a kept record by its client id, if it has one.
+    fn index(&mut self, record: &Arc<Record>) {
+        if let Some(id) = &record.client_id {
+            let hash = self.sent_hash(&record.sender_fold, id);
+            let hasher = self.sent_hasher.clone();
+            self.sent.insert_unique(hash, Arc::clone(record), move |r| {
+                hasher.hash_one((r.sender_fold.as_str(), r.client_id.as_deref().unwrap_or("")))
+            });
+        }
+    }
+
+    /// Forgets a record that leaves the store: its bytes and its index entry.
+    fn forget(&mut self, old: &Arc<Record>) {
+        self.bytes = self.bytes.saturating_sub(cost(old));
+        if let Some(id) = &old.client_id {
+            let hash = self.sent_hash(&old.sender_fold, id);
+            if let Ok(entry) = self.sent.find_entry(hash, |r| Arc::ptr_eq(r, old)) {
+                entry.remove();
             }
-            None => {
-                self.touched.insert(conv.to_owned(), self.tick);
-                None
-            }
-        };
-        self.lru
-            .insert(self.tick, name.unwrap_or_else(|| conv.to_owned()));
+        }
     }
 
     /// Forgets the least recently appended conversations but `keep_conv` until within budget.
@@ -113,66 +138,63 @@ impl MemoryHistory {
             let Some(victim) = victim else {
                 return;
             };
-            if let Some(t) = self.touched.remove(&victim) {
-                self.lru.remove(&t);
-            }
-            self.last_seqs.remove(&victim);
-            for old in self.convs.remove(&victim).unwrap_or_default() {
-                self.bytes = self.bytes.saturating_sub(cost(&old));
-                if let Some(id) = old.client_id {
-                    self.sent.remove(&(old.sender_fold, id));
-                }
+            let Some(conv) = self.convs.remove(&victim) else {
+                return;
+            };
+            self.lru.remove(&conv.touched);
+            for old in &conv.log {
+                self.forget(old);
             }
         }
     }
 }
 
-fn page(records: impl Iterator<Item = Record>, more: bool) -> Page {
+fn page<'a>(records: impl Iterator<Item = &'a Arc<Record>>, more: bool) -> Page {
     Page {
-        messages: records.map(|r| r.msg).collect(),
+        messages: records.map(|r| r.msg.clone()).collect(),
         more,
     }
 }
 
 impl HistoryStore for MemoryHistory {
     fn append(&mut self, record: Record, _epoch: u64) -> Result<Appended, HistoryError> {
-        let conv = record.conv.clone();
-        self.touch(&conv);
+        let record = Arc::new(record);
         self.bytes += cost(&record);
-        if !self.convs.contains_key(&conv) {
-            self.convs.insert(conv.clone(), VecDeque::new());
-        }
-        let Some(log) = self.convs.get_mut(&conv) else {
-            return Err(HistoryError::Unavailable("conversation vanished".into()));
-        };
-        if log.len() == self.keep {
-            if let Some(old) = log.pop_front() {
-                self.bytes = self.bytes.saturating_sub(cost(&old));
-                if let Some(id) = old.client_id {
-                    self.sent.remove(&(old.sender_fold, id));
-                }
-            }
-        }
-        if let Some(id) = &record.client_id {
-            self.sent.insert(
-                (record.sender_fold.clone(), id.clone()),
-                (record.conv.clone(), record.msg.seq),
-            );
-        }
-        match self.last_seqs.get_mut(&conv) {
-            Some(last) => *last = record.msg.seq,
-            None => {
-                self.last_seqs.insert(conv.clone(), record.msg.seq);
-            }
-        }
         self.last_mid = self.last_mid.max(record.msg.mid);
-        log.push_back(record);
-        self.evict(&conv);
+        let conv = match self.convs.get_mut(&record.conv) {
+            Some(conv) => conv,
+            None => self.convs.entry(record.conv.clone()).or_default(),
+        };
+        conv.last_seq = record.msg.seq;
+        // The most recent conversation stays where it is in `lru` (the common case: one busy
+        // room), so that costs nothing.
+        if conv.touched != self.tick || conv.log.is_empty() {
+            let name = self.lru.remove(&conv.touched);
+            self.tick += 1;
+            conv.touched = self.tick;
+            self.lru
+                .insert(self.tick, name.unwrap_or_else(|| record.conv.clone()));
+        }
+        let old = if conv.log.len() >= self.keep {
+            conv.log.pop_front()
+        } else {
+            None
+        };
+        conv.log.push_back(Arc::clone(&record));
+        if let Some(old) = old {
+            self.forget(&old);
+        }
+        self.index(&record);
+        self.evict(&record.conv);
         Ok(Appended::Stored)
     }
 
     fn completions(&mut self) -> Option<tokio::sync::mpsc::Receiver<Done>> {
         None
+    }
+
+    fn stores_at_once(&self) -> bool {
+        true
     }
 
     fn before(&self, conv: &str, before: u64, n: usize) -> Result<Page, HistoryError> {
@@ -181,7 +203,7 @@ impl HistoryStore for MemoryHistory {
         };
         let end = log.partition_point(|r| r.msg.seq < before);
         let start = end.saturating_sub(n);
-        Ok(page(log.range(start..end).cloned(), start > 0))
+        Ok(page(log.range(start..end), start > 0))
     }
 
     fn after(&self, conv: &str, after: u64, n: usize) -> Result<Page, HistoryError> {
@@ -190,11 +212,11 @@ impl HistoryStore for MemoryHistory {
         };
         let start = log.partition_point(|r| r.msg.seq <= after);
         let end = start.saturating_add(n).min(log.len());
-        Ok(page(log.range(start..end).cloned(), end < log.len()))
+        Ok(page(log.range(start..end), end < log.len()))
     }
 
     fn last_seq(&self, conv: &str) -> Result<u64, HistoryError> {
-        Ok(self.last_seqs.get(conv).copied().unwrap_or(0))
+        Ok(self.convs.get(conv).map_or(0, |c| c.last_seq))
     }
 
     fn last_mid(&self) -> Result<u64, HistoryError> {
@@ -206,15 +228,11 @@ impl HistoryStore for MemoryHistory {
         sender_fold: &str,
         client_id: &str,
     ) -> Result<Option<Record>, HistoryError> {
-        let key = (sender_fold.to_owned(), client_id.to_owned());
-        let Some((conv, seq)) = self.sent.get(&key) else {
-            return Ok(None);
-        };
-        let found = self.log(conv).and_then(|log| {
-            let i = log.partition_point(|r| r.msg.seq < *seq);
-            log.get(i).filter(|r| r.msg.seq == *seq).cloned()
+        let hash = self.sent_hash(sender_fold, client_id);
+        let found = self.sent.find(hash, |r| {
+            r.sender_fold == sender_fold && r.client_id.as_deref() == Some(client_id)
         });
-        Ok(found)
+        Ok(found.map(|r| Record::clone(r)))
     }
 
     fn search(&self, conv: &str, query: &str, n: usize) -> Result<Page, HistoryError> {
@@ -225,7 +243,7 @@ impl HistoryStore for MemoryHistory {
         if words.is_empty() {
             return Ok(Page::default());
         }
-        let mut hits: Vec<Record> = log
+        let mut hits: Vec<&Arc<Record>> = log
             .iter()
             .rev()
             .filter(|r| {
@@ -237,7 +255,6 @@ impl HistoryStore for MemoryHistory {
                 words.iter().all(|w| found.contains(&w.as_str()))
             })
             .take(n + 1)
-            .cloned()
             .collect();
         let more = hits.len() > n;
         hits.truncate(n);
@@ -293,8 +310,8 @@ mod tests {
                 "{bytes} bytes, {convs} rooms"
             );
         }
-        assert!(h.sent.len() <= h.convs.values().map(VecDeque::len).sum());
-        assert!(h.last_seqs.len() <= 100 && h.lru.len() == h.convs.len());
+        assert!(h.sent.len() <= h.convs.values().map(|c| c.log.len()).sum());
+        assert!(h.convs.len() <= 100 && h.lru.len() == h.convs.len());
         // The newest room is whole; the oldest is forgotten, seq and all.
         assert_eq!(h.before("#r499", 11, 50).unwrap().messages.len(), 10);
         assert_eq!(h.last_seq("#r0").unwrap(), 0);

@@ -200,18 +200,21 @@ impl Hub {
             .map_or(usize::MAX, |f| f.len().saturating_sub(HEADER_LEN));
         let max = (self.config.max_body as usize).saturating_sub(fit::PAGE_HEADROOM);
         let Some(frame) = frame.filter(|_| len <= max) else {
-            self.give_back(&record, &target, true);
+            self.give_back(record.msg.seq, &record.conv, &target, true);
             let text = format!(
                 "text too long once encoded: the relayed message would be {len} bytes, \
                  over the limit of {max} (control characters count 6 bytes each)"
             );
             return self.refuse(sender, record.client_id, ErrorCode::TextInvalid, text);
         };
+        if self.pending.is_empty() && self.history.stores_at_once() {
+            return self.store_now(sender, record, frame, target);
+        }
         let appended = match self.history.append(record.clone(), self.epoch) {
             Ok(appended) => appended,
             Err(e) => {
                 // Nothing after it was handed over: its seq is simply given back.
-                self.give_back(&record, &target, true);
+                self.give_back(record.msg.seq, &record.conv, &target, true);
                 warn!(error = %e, conv = record.conv, "store refused a message");
                 let text = e.to_string();
                 return self.refuse(sender, record.client_id, ErrorCode::StoreUnavailable, text);
@@ -238,6 +241,26 @@ impl Hub {
         }
     }
 
+    /// The memory store's path, with nothing pending: the message is stored as it is handed
+    /// over, so it is acked and delivered at once, without a copy of it or a pending entry.
+    fn store_now(&mut self, sender: SessionId, record: Record, frame: Bytes, target: Target) {
+        let ack = encode(&ServerMsg::Ack(record.ack(false)));
+        let seq = record.msg.seq;
+        // Kept for a refusal only: the store takes the record.
+        let client_id = record.client_id.clone();
+        let dm_conv = matches!(target, Target::Direct(_)).then(|| record.conv.clone());
+        match self.history.append(record, self.epoch) {
+            Ok(_) => self.fan_out(sender, ack, None, &[], target, &frame, seq),
+            Err(e) => {
+                let conv = dm_conv.unwrap_or_default();
+                self.give_back(seq, &conv, &target, true);
+                warn!(error = %e, "store refused a message");
+                let text = e.to_string();
+                self.refuse(sender, client_id, ErrorCode::StoreUnavailable, text);
+            }
+        }
+    }
+
     /// The store's report on the oldest `done.count` pending messages.
     pub(super) fn finish(&mut self, done: Done) {
         let mut rewound = false;
@@ -261,7 +284,7 @@ impl Hub {
                     // it were refused unwritten and their seqs are above the rewind point.
                     let rewind = p.epoch == self.epoch;
                     rewound |= rewind;
-                    self.give_back(&p.record, &p.target, rewind);
+                    self.give_back(p.record.msg.seq, &p.record.conv, &p.target, rewind);
                     let text = e.to_string();
                     let req = p.record.client_id;
                     for s in std::iter::once(p.sender).chain(p.waiters) {
@@ -288,9 +311,9 @@ impl Hub {
         });
     }
 
-    /// A refused message's sequence number goes back (with `rewind`) and its room may go.
-    fn give_back(&mut self, record: &Record, target: &Target, rewind: bool) {
-        let seq = record.msg.seq;
+    /// A refused message's sequence number `seq` goes back (with `rewind`) and its room may go;
+    /// `conv` is its conversation (used for a direct one).
+    fn give_back(&mut self, seq: u64, conv: &str, target: &Target, rewind: bool) {
         match target {
             Target::Room(key) => {
                 if let Some(room) = self.rooms.get_mut(key) {
@@ -301,7 +324,7 @@ impl Hub {
                 }
             }
             Target::Direct(_) if rewind => {
-                if let Some(last) = self.dm_seqs.get_mut(&record.conv) {
+                if let Some(last) = self.dm_seqs.get_mut(conv) {
                     *last = (*last).min(seq - 1);
                 }
             }
@@ -311,14 +334,30 @@ impl Hub {
 
     /// A message is on disk: ack the sender (and any resender), then deliver it.
     fn committed(&mut self, p: Pending) {
-        let seq = p.record.msg.seq;
         let ack = encode(&ServerMsg::Ack(p.record.ack(false)));
         let dup = if p.waiters.is_empty() {
             None
         } else {
             encode(&ServerMsg::Ack(p.record.ack(true)))
         };
-        let room_key = match &p.target {
+        let seq = p.record.msg.seq;
+        self.fan_out(p.sender, ack, dup, &p.waiters, p.target, &p.frame, seq);
+    }
+
+    /// Acks a stored message to its sender (`dup` to those who resent it), then delivers its
+    /// `frame` to the target.
+    #[allow(clippy::too_many_arguments)]
+    fn fan_out(
+        &mut self,
+        sender: SessionId,
+        ack: Option<Bytes>,
+        dup: Option<Bytes>,
+        waiters: &[SessionId],
+        target: Target,
+        frame: &Bytes,
+        seq: u64,
+    ) {
+        let room_key = match &target {
             Target::Room(key) => Some(key.as_str()),
             Target::Direct(_) => None,
         };
@@ -327,15 +366,15 @@ impl Hub {
         self.unstaged = room_key
             .and_then(|k| self.rooms.get(k))
             .is_some_and(|r| r.members.len() > super::MAX_STAGED_ROOM);
-        if let Some(frame) = &ack {
-            self.deliver(p.sender, frame, room_key.map(|k| (k, seq)));
+        if let Some(ack) = &ack {
+            self.deliver(sender, ack, room_key.map(|k| (k, seq)));
         }
-        if let Some(frame) = &dup {
-            for &w in &p.waiters {
-                self.deliver(w, frame, None);
+        if let Some(dup) = &dup {
+            for &w in waiters {
+                self.deliver(w, dup, None);
             }
         }
-        match p.target {
+        match target {
             Target::Room(key) => {
                 let Some(room) = self.rooms.get_mut(&key) else {
                     self.unstaged = false;
@@ -345,20 +384,20 @@ impl Hub {
                 // A reused list: no allocation per message.
                 let mut others = std::mem::take(&mut self.recipients);
                 others.clear();
-                others.extend(room.members.iter().copied().filter(|&s| s != p.sender));
+                others.extend(room.members.iter().copied().filter(|&s| s != sender));
                 if room.is_idle() {
                     self.rooms.remove(&key);
                 }
                 for &to in &others {
-                    self.deliver(to, &p.frame, Some((&key, seq)));
+                    self.deliver(to, frame, Some((&key, seq)));
                 }
                 self.recipients = others;
                 self.unstaged = false;
             }
             Target::Direct(target) => {
-                if target != p.sender {
-                    self.deliver(target, &p.frame, None);
-                    self.remember_dm_peers(p.sender, target);
+                if target != sender {
+                    self.deliver(target, frame, None);
+                    self.remember_dm_peers(sender, target);
                 }
             }
         }

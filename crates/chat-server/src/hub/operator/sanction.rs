@@ -137,10 +137,11 @@ impl Mutes {
 
     /// Whether `fold` is muted in the folded room `room` (for `None`: in direct messages).
     pub(in crate::hub) fn applies(&mut self, fold: &str, room: Option<&str>) -> bool {
-        let now = now_ms();
+        // Checked for every message: the clock is read only for someone who has a mute.
         let Some(mutes) = self.map.get_mut(fold) else {
             return false;
         };
+        let now = now_ms();
         mutes.retain(|m| m.until.is_none_or(|u| u > now));
         let muted = mutes
             .iter()
@@ -153,10 +154,10 @@ impl Mutes {
 
     /// Whether any mute, in a room or everywhere, is in force for `fold`.
     pub(in crate::hub) fn any(&mut self, fold: &str) -> bool {
-        let now = now_ms();
         let Some(mutes) = self.map.get_mut(fold) else {
             return false;
         };
+        let now = now_ms();
         mutes.retain(|m| m.until.is_none_or(|u| u > now));
         if mutes.is_empty() {
             self.map.remove(fold);
