@@ -18,8 +18,9 @@
 //! are in flight the hub stops taking commands, which backs up into the readers.
 //!
 //! Frames for a connection are staged during a hub *turn* (a command and those queued behind
-//! it, at most [`MAX_TURN`] or [`MAX_TURN_BYTES`]) and queued once at its end, as one item
-//! (`outbox`): one channel operation per connection per turn instead of one per frame. Order
+//! it, at most [`MAX_TURN`] commands or [`MAX_TURN_FRAMES`] deliveries) and queued once at its
+//! end, as one item of shared frames (`outbox`): one channel operation per connection per turn
+//! instead of one per frame, and no copies. Order
 //! per connection is the order of staging, so nothing about what a client sees changes.
 //!
 //! When a client's queue is full (more than `--outbound-queue` frames waiting) the hub marks it
@@ -70,6 +71,7 @@ pub use account::{check_password, hash_password, server_password_ok};
 use crate::config::Config;
 use crate::history::{Done, HistoryStore};
 use crate::room::Room;
+use crate::writer::Item;
 use chat_proto::nick::{fold_nick, validate_nick};
 
 /// Server-assigned id of one connection, unique while the server runs.
@@ -85,14 +87,10 @@ const MAX_IN_FLIGHT: usize = 4096;
 
 /// Commands handled in one turn at most, before the staged frames are queued.
 const MAX_TURN: usize = 128;
-/// Bytes staged for all connections in one turn at most, so staging stays small and in the cache.
-const MAX_TURN_BYTES: usize = 256 << 10;
-
-/// Rooms with more members than this are not staged: each message is queued to each member at
-/// once, its frame shared by all (two frames staged for a connection are copied into one item of
-/// its own). Staging pays where a message has few recipients and a turn many messages; a message
-/// to thousands made every member's queue hold private copies, and fan-out to 10,000 was 3x slower.
-const MAX_STAGED_ROOM: usize = 256;
+/// Frames staged for all connections in one turn at most (handles to shared frames, 32 bytes
+/// each): a turn in a room of 10,000 ends after a few messages, so staging stays a few MB and
+/// the first message of a turn is not held back long.
+const MAX_TURN_FRAMES: usize = 64 * 1024;
 
 /// What a session hands the hub when it asks to register.
 #[derive(Debug)]
@@ -102,7 +100,7 @@ pub struct ConnInfo {
     /// The peer's address, for logs.
     pub peer: SocketAddr,
     /// The connection's outbound queue; the hub only ever `try_send`s on it.
-    pub out_tx: mpsc::Sender<Bytes>,
+    pub out_tx: mpsc::Sender<Item>,
     /// Fired once if the hub drops the connection (lagged, banned); dropping it means nothing.
     pub kick_tx: oneshot::Sender<Kick>,
     /// Whether one queue item may carry several frames (a framed session writes items as they
@@ -276,9 +274,8 @@ pub fn spawn(
         next_mid: last_mid + 1,
         lagged: Vec::new(),
         dirty: Vec::new(),
-        staged_bytes: 0,
+        staged_frames: 0,
         recipients: Vec::new(),
-        unstaged: false,
         pending: VecDeque::new(),
         pending_ids: HashMap::new(),
         pending_base: 0,
@@ -295,7 +292,7 @@ struct Conn {
     nick: String,
     /// Folded nick: the key in `Hub::nicks`.
     fold: String,
-    out_tx: mpsc::Sender<Bytes>,
+    out_tx: mpsc::Sender<Item>,
     /// Taken when the connection is kicked.
     kick_tx: Option<oneshot::Sender<Kick>>,
     /// Folded names of the rooms it is in.
@@ -367,12 +364,10 @@ struct Hub {
     lagged: Vec<SessionId>,
     /// Connections with frames staged this turn (maybe repeated, maybe gone).
     dirty: Vec<SessionId>,
-    /// Bytes staged this turn, for [`MAX_TURN_BYTES`].
-    staged_bytes: usize,
+    /// Frames staged this turn, for [`MAX_TURN_FRAMES`].
+    staged_frames: usize,
     /// The recipients of the message being delivered (kept to reuse its allocation).
     recipients: Vec<SessionId>,
-    /// Set while fanning out to a room above [`MAX_STAGED_ROOM`]: frames are queued at once.
-    unstaged: bool,
     /// Messages handed to the store, oldest first: reports arrive in this order.
     pending: VecDeque<chat::Pending>,
     /// (sender fold, client id) → position of a pending message (`pending_base` + index).
@@ -418,7 +413,7 @@ impl Hub {
             // its frames, one queue item per connection.
             let mut handled = 1;
             while handled < MAX_TURN
-                && self.staged_bytes < MAX_TURN_BYTES
+                && self.staged_frames < MAX_TURN_FRAMES
                 && self.pending.len() < MAX_IN_FLIGHT
             {
                 let Ok(cmd) = rx.try_recv() else {
@@ -484,7 +479,7 @@ impl Hub {
                 }
             }
             self.dirty = dirty;
-            self.staged_bytes = 0;
+            self.staged_frames = 0;
             if self.lagged.is_empty() {
                 break;
             }
@@ -659,7 +654,7 @@ impl Hub {
     }
 
     /// Stages a frame for one connection, to be queued at the end of the turn (at once for a
-    /// large frame or a connection that takes one frame per item); a frame that would put more
+    /// connection that takes one frame per item, a text session); a frame that would put more
     /// than its bound in its queue marks it lagged. `seq` records the room sequence this frame
     /// carries, for the lag notice.
     fn deliver(&mut self, to: SessionId, frame: &Bytes, seq: Option<(&str, u64)>) {
@@ -682,10 +677,10 @@ impl Hub {
             );
             return;
         }
-        let alone = self.unstaged || !conn.batches || outbox::Outbox::is_large(frame);
+        let alone = !conn.batches;
         if alone && conn.outbox.is_plain() {
-            // The common case of a big room: the queue holds single frames only, so the
-            // channel's own bound is the frame bound.
+            // A text session's case: the queue holds single frames only, so the channel's own
+            // bound is the frame bound.
             match conn.outbox.send_now(&conn.out_tx, frame) {
                 outbox::Queued::Sent(_) => {
                     if let Some((key, s)) = seq {
@@ -732,7 +727,7 @@ impl Hub {
             self.dirty.push(to);
         }
         conn.outbox.stage(frame, seq);
-        self.staged_bytes += frame.len();
+        self.staged_frames += 1;
     }
 
     /// Encodes `msg` for one connection and queues it.

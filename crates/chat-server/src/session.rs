@@ -37,7 +37,7 @@ use crate::config::Config;
 use crate::hub::{ConnInfo, HubHandle, Kick, SessionId, now_ms};
 use crate::rate::TokenBucket;
 use crate::reader::FrameReader;
-use crate::writer::{self, Finish, WriterExit};
+use crate::writer::{self, Finish, Item, WriterExit};
 
 mod close;
 pub use close::Close;
@@ -56,7 +56,7 @@ struct Session<R> {
     hub: HubHandle,
     reader: FrameReader<R>,
     /// Our end of the outbound queue (the hub holds a clone once registered).
-    out_tx: mpsc::Sender<Bytes>,
+    out_tx: mpsc::Sender<Item>,
     /// The nick, once `welcome` was sent.
     nick: Option<String>,
     /// Fires if the hub drops us as lagged; `None` before registration.
@@ -355,7 +355,7 @@ impl<R: AsyncRead + Unpin> Session<R> {
             );
             return Ok(());
         }
-        match self.out_tx.try_send(frame) {
+        match self.out_tx.try_send(Item::One(frame)) {
             Ok(()) => Ok(()),
             // Registered: the hub knows what was queued, so it does the lag disconnect and
             // kicks us with the sequence numbers. Not yet registered: nothing to report.

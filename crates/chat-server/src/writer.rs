@@ -22,6 +22,41 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep, sleep_until, timeout_at};
 
+/// One item of a connection's outbound queue: a frame, or the frames the hub produced for this
+/// connection in one turn. Frames are shared (`Bytes`) with their other recipients: a turn's
+/// frames travel as handles, never copied into a buffer of the connection's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    /// One frame.
+    One(Bytes),
+    /// Several frames, in order.
+    Many(Vec<Bytes>),
+}
+
+impl Item {
+    /// The frames, in order.
+    pub fn into_frames(self) -> Vec<Bytes> {
+        match self {
+            Item::One(frame) => vec![frame],
+            Item::Many(frames) => frames,
+        }
+    }
+
+    /// How many frames it carries.
+    pub fn frames(&self) -> usize {
+        match self {
+            Item::One(_) => 1,
+            Item::Many(frames) => frames.len(),
+        }
+    }
+}
+
+impl From<Bytes> for Item {
+    fn from(frame: Bytes) -> Self {
+        Item::One(frame)
+    }
+}
+
 /// How the session asks the writer to end the connection.
 #[derive(Debug)]
 pub struct Finish {
@@ -57,7 +92,7 @@ enum Step {
 /// Runs the writer until the session finishes it or the socket fails or stalls.
 pub async fn run<W>(
     mut wr: W,
-    mut rx: mpsc::Receiver<Bytes>,
+    mut rx: mpsc::Receiver<Item>,
     finish_rx: oneshot::Receiver<Finish>,
     write_timeout: Duration,
 ) -> WriterExit
@@ -71,6 +106,16 @@ where
     loop {
         if let Some((finish, deadline)) = finishing.take() {
             return finish_up(wr, rx, batch, finish.frames, deadline).await;
+        }
+        if batch.has_taken() {
+            // Frames of an item taken before that did not fit the last write go first.
+            batch.refill(&mut rx);
+            if let Err(exit) =
+                write_batch(&mut wr, &mut batch, write_timeout, &mut finish_rx, &mut finishing).await
+            {
+                return exit;
+            }
+            continue;
         }
         let Some(finish_wait) = finish_rx.as_mut() else {
             return WriterExit::Abandoned;
@@ -90,7 +135,7 @@ where
                 }
             }
             // Frames to send: take what is queued (up to one write's worth) and write it.
-            frame = rx.recv() => match frame {
+            item = rx.recv() => match item {
                 Some(first) => {
                     batch.fill(first, &mut rx);
                     if let Err(exit) =
@@ -115,6 +160,7 @@ const COPY_MAX: usize = 16 * 1024;
 /// What one wake-up writes: small frames copied into one contiguous buffer (so a burst of
 /// ~150-byte frames is one slice, not hundreds), then at most one frame sent as it is (a lone
 /// frame, a large one, or the one that did not fit). `buf[pos..]` and then `tail` are unwritten.
+/// Frames of a taken item that did not fit this write wait in `taken` for the next one.
 ///
 /// The buffer is allocated for the burst at hand and freed once it is written, so an idle
 /// connection keeps no write buffer.
@@ -123,11 +169,17 @@ struct Outbox {
     buf: Vec<u8>,
     pos: usize,
     tail: Option<Bytes>,
+    taken: Option<std::vec::IntoIter<Bytes>>,
 }
 
 impl Outbox {
     fn is_empty(&self) -> bool {
         self.pos == self.buf.len() && self.tail.is_none()
+    }
+
+    /// Whether frames taken from the queue wait for the next write.
+    fn has_taken(&self) -> bool {
+        self.taken.as_ref().is_some_and(|t| t.len() > 0)
     }
 
     /// Whether another frame may join this write.
@@ -145,34 +197,74 @@ impl Outbox {
         }
     }
 
-    /// Takes `first` and whatever else is queued, up to one write's worth. A lone frame is not
-    /// copied at all.
-    fn fill(&mut self, first: Bytes, rx: &mut mpsc::Receiver<Bytes>) {
+    /// The next frame to write: from the item being taken apart, else from the queue.
+    fn next_frame(&mut self, rx: &mut mpsc::Receiver<Item>) -> Option<Bytes> {
+        if let Some(taken) = self.taken.as_mut() {
+            if let Some(frame) = taken.next() {
+                return Some(frame);
+            }
+            self.taken = None;
+        }
+        match rx.try_recv().ok()? {
+            Item::One(frame) => Some(frame),
+            Item::Many(frames) => {
+                let mut frames = frames.into_iter();
+                let first = frames.next();
+                self.taken = Some(frames);
+                first
+            }
+        }
+    }
+
+    /// Takes `first` and whatever else is queued, up to one write's worth.
+    fn fill(&mut self, first: Item, rx: &mut mpsc::Receiver<Item>) {
+        debug_assert!(!self.has_taken(), "an item is taken apart before the next");
+        match first {
+            Item::One(frame) => self.fill_from(Some(frame), rx),
+            Item::Many(frames) => {
+                self.taken = Some(frames.into_iter());
+                self.fill_from(None, rx);
+            }
+        }
+    }
+
+    /// Takes the frames waiting in `taken`, then what is queued, up to one write's worth.
+    fn refill(&mut self, rx: &mut mpsc::Receiver<Item>) {
+        self.fill_from(None, rx);
+    }
+
+    /// Takes `first` (if given), the frames waiting in `taken`, then what is queued, up to one
+    /// write's worth. A lone frame is not copied at all.
+    fn fill_from(&mut self, first: Option<Bytes>, rx: &mut mpsc::Receiver<Item>) {
         debug_assert!(
             self.is_empty(),
             "filled only once the last batch is written"
         );
+        let Some(first) = first.or_else(|| self.next_frame(rx)) else {
+            return;
+        };
         // A large frame, or a lone one, goes out as it is, without a copy.
         if first.len() > COPY_MAX {
             self.tail = Some(first);
             return;
         }
-        let Ok(second) = rx.try_recv() else {
+        let Some(second) = self.next_frame(rx) else {
             self.tail = Some(first);
             return;
         };
         if self.buf.capacity() == 0 {
-            // Room for what is queued now, so the buffer is allocated once for this burst.
-            let queued = first.len() + second.len() + rx.len().saturating_mul(second.len());
+            // Room for what is waiting now, so the buffer is allocated once for this burst.
+            let waiting = self.taken.as_ref().map_or(0, ExactSizeIterator::len) + rx.len();
+            let queued = first.len() + second.len() + waiting.saturating_mul(second.len());
             self.buf.reserve(queued.min(COALESCE_MAX) + 1024);
         }
         // `first` is small, so there is room for `second` after it (copied or as the tail).
         self.push(first);
         self.push(second);
         while self.has_room() {
-            match rx.try_recv() {
-                Ok(more) => self.push(more),
-                Err(_) => break,
+            match self.next_frame(rx) {
+                Some(more) => self.push(more),
+                None => break,
             }
         }
     }
@@ -301,7 +393,7 @@ async fn write_all<W: AsyncWrite + Unpin>(wr: &mut W, batch: &mut Outbox) -> io:
 /// shuts the write half down; all before `deadline`.
 async fn finish_up<W: AsyncWrite + Unpin>(
     mut wr: W,
-    mut rx: mpsc::Receiver<Bytes>,
+    mut rx: mpsc::Receiver<Item>,
     mut batch: Outbox,
     frames: Vec<Bytes>,
     deadline: Instant,
@@ -313,9 +405,9 @@ async fn finish_up<W: AsyncWrite + Unpin>(
     let written = timeout_at(deadline, async {
         loop {
             write_all(&mut wr, &mut batch).await?;
-            match rx.try_recv() {
-                Ok(first) => batch.fill(first, &mut rx),
-                Err(_) => break,
+            batch.refill(&mut rx);
+            if batch.is_empty() {
+                break;
             }
         }
         for frame in &frames {
@@ -345,9 +437,9 @@ mod tests {
 
     #[test]
     fn the_outbox_coalesces_in_order_and_frees_its_buffer() {
-        let (tx, mut rx) = mpsc::channel(16);
+        let (tx, mut rx) = mpsc::channel::<Item>(16);
         for f in frames(3) {
-            tx.try_send(f).unwrap();
+            tx.try_send(f.into()).unwrap();
         }
         let mut batch = Outbox::default();
         let first = rx.try_recv().unwrap();
@@ -363,20 +455,20 @@ mod tests {
         assert_eq!(batch.buf.capacity(), 0, "no buffer kept while idle");
 
         // A lone frame is written as it is; a large one goes after the small ones.
-        batch.fill(Bytes::from_static(b"solo"), &mut rx);
+        batch.fill(Bytes::from_static(b"solo").into(), &mut rx);
         assert_eq!(batch.buf.capacity(), 0);
         assert_eq!(&*batch.slices().0[0], b"solo");
         batch.advance(4);
-        tx.try_send(Bytes::from(vec![b'x'; COPY_MAX + 1])).unwrap();
-        tx.try_send(Bytes::from_static(b"after")).unwrap();
-        batch.fill(Bytes::from_static(b"small"), &mut rx);
+        tx.try_send(Bytes::from(vec![b'x'; COPY_MAX + 1]).into()).unwrap();
+        tx.try_send(Bytes::from_static(b"after").into()).unwrap();
+        batch.fill(Bytes::from_static(b"small").into(), &mut rx);
         let (slices, used) = batch.slices();
         assert_eq!(used, 2);
         assert_eq!(&*slices[0], b"small");
         assert_eq!(slices[1].len(), COPY_MAX + 1);
         assert_eq!(
             rx.try_recv().unwrap(),
-            Bytes::from_static(b"after"),
+            Item::One(Bytes::from_static(b"after")),
             "waits its turn"
         );
         batch.advance(3);
@@ -384,13 +476,41 @@ mod tests {
         assert!(batch.is_empty());
 
         // A large frame first: it goes alone and nothing queued behind it is taken yet.
-        tx.try_send(Bytes::from_static(b"next")).unwrap();
-        batch.fill(Bytes::from(vec![b'y'; COPY_MAX + 1]), &mut rx);
+        tx.try_send(Bytes::from_static(b"next").into()).unwrap();
+        batch.fill(Bytes::from(vec![b'y'; COPY_MAX + 1]).into(), &mut rx);
         assert_eq!(batch.slices().1, 1);
         assert_eq!(batch.slices().0[0].len(), COPY_MAX + 1);
         batch.advance(COPY_MAX + 1);
         assert!(batch.is_empty());
-        assert_eq!(rx.try_recv().unwrap(), Bytes::from_static(b"next"));
+        assert_eq!(rx.try_recv().unwrap(), Item::One(Bytes::from_static(b"next")));
+    }
+
+    #[test]
+    fn an_item_larger_than_one_write_goes_out_over_several_in_order() {
+        let (tx, mut rx) = mpsc::channel::<Item>(16);
+        // 100 frames of 1 KiB in one item: more than one write's worth.
+        let item: Vec<Bytes> = (0..100u8).map(|i| Bytes::from(vec![i; 1024])).collect();
+        tx.try_send(Bytes::from_static(b"after").into()).unwrap();
+        let mut batch = Outbox::default();
+        batch.fill(Item::Many(item), &mut rx);
+        let mut written = Vec::new();
+        loop {
+            let (slices, used) = batch.slices();
+            let n: usize = slices[..used].iter().map(|s| s.len()).sum();
+            for s in &slices[..used] {
+                written.extend_from_slice(s);
+            }
+            batch.advance(n);
+            if !batch.has_taken() && rx.is_empty() {
+                break;
+            }
+            assert!(written.len() <= 100 * 1024, "the next item waits its turn");
+            batch.refill(&mut rx);
+        }
+        let mut expected: Vec<u8> = (0..100u8).flat_map(|i| vec![i; 1024]).collect();
+        expected.extend_from_slice(b"after");
+        assert_eq!(written.len(), expected.len());
+        assert!(written == expected, "every frame once, in order");
     }
 
     #[tokio::test]
@@ -398,8 +518,10 @@ mod tests {
         let (client, server) = tokio::io::duplex(1 << 16);
         let (tx, rx) = mpsc::channel(16);
         let (finish_tx, finish_rx) = oneshot::channel();
-        for f in frames(5) {
-            tx.try_send(f).unwrap();
+        let mut all = frames(5).into_iter();
+        tx.try_send(Item::Many(all.by_ref().take(3).collect())).unwrap();
+        for f in all {
+            tx.try_send(f.into()).unwrap();
         }
         let task = tokio::spawn(run(server, rx, finish_rx, Duration::from_secs(1)));
         finish_tx
@@ -423,7 +545,7 @@ mod tests {
         let (tx, rx) = mpsc::channel(16);
         let (_finish_tx, finish_rx) = oneshot::channel();
         let task = tokio::spawn(run(server, rx, finish_rx, Duration::from_secs(10)));
-        tx.send(Bytes::from(vec![b'x'; 1000])).await.unwrap();
+        tx.send(Bytes::from(vec![b'x'; 1000]).into()).await.unwrap();
         let started = Instant::now();
         let exit = task.await.unwrap();
         assert!(matches!(exit, WriterExit::Stalled), "{exit:?}");

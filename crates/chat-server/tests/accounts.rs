@@ -179,8 +179,12 @@ async fn no_password_reaches_the_logs() {
         hub.request(1, ClientMsg::Register(register)).await.unwrap();
         // Wait for the answer to the register (the notice).
         let mut noticed = false;
-        while let Some(frame) = out_rx.recv().await {
-            if String::from_utf8_lossy(&frame).contains("now registered") {
+        while let Some(item) = out_rx.recv().await {
+            let frames = item.into_frames();
+            if frames
+                .iter()
+                .any(|f| String::from_utf8_lossy(f).contains("now registered"))
+            {
                 noticed = true;
                 break;
             }

@@ -361,11 +361,6 @@ impl Hub {
             Target::Room(key) => Some(key.as_str()),
             Target::Direct(_) => None,
         };
-        // A big room's message is queued to everyone at once, the ack included (its place in
-        // the sender's stream is the same either way).
-        self.unstaged = room_key
-            .and_then(|k| self.rooms.get(k))
-            .is_some_and(|r| r.members.len() > super::MAX_STAGED_ROOM);
         if let Some(ack) = &ack {
             self.deliver(sender, ack, room_key.map(|k| (k, seq)));
         }
@@ -377,7 +372,6 @@ impl Hub {
         match target {
             Target::Room(key) => {
                 let Some(room) = self.rooms.get_mut(&key) else {
-                    self.unstaged = false;
                     return;
                 };
                 room.commit(seq);
@@ -392,7 +386,6 @@ impl Hub {
                     self.deliver(to, frame, Some((&key, seq)));
                 }
                 self.recipients = others;
-                self.unstaged = false;
             }
             Target::Direct(target) => {
                 if target != sender {

@@ -45,7 +45,7 @@ use super::render::{View, render};
 use crate::config::Config;
 use crate::hub::{HubHandle, Kick, SessionId};
 use crate::rate::TokenBucket;
-use crate::writer::{self, Finish, WriterExit};
+use crate::writer::{self, Finish, Item, WriterExit};
 
 mod login;
 mod typed;
@@ -82,11 +82,12 @@ struct TextSession<R> {
     tz: TimeZone,
     /// The hub's queue for this connection: a clone goes to the hub on registration; we keep
     /// one so a refused name can try again.
-    out_tx: mpsc::Sender<Bytes>,
-    /// Frames from the hub; drained only while `text_tx` has room.
-    out_rx: mpsc::Receiver<Bytes>,
+    out_tx: mpsc::Sender<Item>,
+    /// Frames from the hub (one per item: a text session does not batch); drained only while
+    /// `text_tx` has room.
+    out_rx: mpsc::Receiver<Item>,
     /// Rendered, encoded lines for the writer; only this session sends on it.
-    text_tx: mpsc::Sender<Bytes>,
+    text_tx: mpsc::Sender<Item>,
     /// The nick, once registered.
     nick: Option<String>,
     /// Before registration: what the next line answers.
@@ -233,10 +234,12 @@ impl<R: AsyncRead + Unpin> TextSession<R> {
                 }
                 // A frame from the hub, taken only when the writer has room: otherwise it waits
                 // in the hub's queue, where an overflow makes the hub drop us as lagged.
-                frame = self.out_rx.recv(), if writer_has_room => match frame {
-                    Some(frame) => {
-                        if let Err(close) = self.frame(&frame) {
-                            return close;
+                item = self.out_rx.recv(), if writer_has_room => match item {
+                    Some(item) => {
+                        for frame in item.into_frames() {
+                            if let Err(close) = self.frame(&frame) {
+                                return close;
+                            }
                         }
                     }
                     // We hold a sender, so this cannot happen; treat it like a stopped hub.
@@ -363,7 +366,7 @@ impl<R: AsyncRead + Unpin> TextSession<R> {
 
     /// Queues bytes as they are (telnet commands). Never waits, like [`Self::say`].
     fn raw(&mut self, bytes: Bytes) -> Result<(), TextClose> {
-        match self.text_tx.try_send(bytes) {
+        match self.text_tx.try_send(Item::One(bytes)) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(TextClose::Lagged),
             // The writer is gone; its own exit is reported by the select loop.
@@ -396,7 +399,8 @@ impl<R: AsyncRead + Unpin> TextSession<R> {
         if !matches!(close, TextClose::Lagged | TextClose::Writer(_)) {
             let me = self.nick.clone().unwrap_or_default();
             let mut lines = Vec::new();
-            while let Ok(frame) = self.out_rx.try_recv() {
+            let frames = std::iter::from_fn(|| self.out_rx.try_recv().ok()).flat_map(Item::into_frames);
+            for frame in frames {
                 if let Some(msg) = decode_frame(&frame) {
                     let view = View {
                         me: &me,
