@@ -26,9 +26,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chat_proto::{ErrorCode, ServerMsg, WireMessage};
+use futures::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -123,12 +124,13 @@ impl Listener {
                 config: self.config.clone(),
                 tls: self.tls.clone(),
                 shutdown: self.shutdown.clone(),
+                tracker: self.tracker.clone(),
+                held: Held {
+                    _permit: permit,
+                    _slot: slot,
+                },
             };
-            self.tracker.spawn(async move {
-                conn.serve().await;
-                drop(permit);
-                drop(slot);
-            });
+            self.tracker.spawn(conn.serve());
         }
     }
 }
@@ -217,6 +219,16 @@ struct Conn {
     config: Arc<Config>,
     tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
+    /// Where the session's task is started.
+    tracker: TaskTracker,
+    /// Its places under the connection limits, handed on to the session's task.
+    held: Held,
+}
+
+/// A connection's places under the global and per-address limits, given back when dropped.
+struct Held {
+    _permit: OwnedSemaphorePermit,
+    _slot: IpSlot,
 }
 
 impl Conn {
@@ -245,12 +257,18 @@ impl Conn {
         };
         debug!(session = id, %peer, ?dialect, "dialect");
         match (dialect, self.tls.clone()) {
-            (Dialect::Tls, Some(acceptor)) => self.serve_tls(acceptor, tls_deadline).await,
+            (Dialect::Tls, Some(acceptor)) => {
+                // Boxed: the handshake's state is large, and every connection's task is sized
+                // for its largest state; only TLS connections pay for it.
+                Box::pin(self.serve_tls(acceptor, tls_deadline)).await;
+            }
+            // Boxed too: a refusal drains the peer through a 4 KiB buffer.
             (Dialect::Tls, None) => {
-                refuse_tls(self.stream, peer, self.config.close_timeout).await;
+                Box::pin(refuse_tls(self.stream, peer, self.config.close_timeout)).await;
             }
             (plain, Some(_)) if tls_only => {
-                refuse_plaintext(self.stream, peer, plain, self.config.close_timeout).await;
+                let grace = self.config.close_timeout;
+                Box::pin(refuse_plaintext(self.stream, peer, plain, grace)).await;
             }
             (plain, _) => {
                 let Conn {
@@ -258,9 +276,20 @@ impl Conn {
                     hub,
                     config,
                     shutdown,
+                    tracker,
+                    held,
                     ..
                 } = self;
-                serve_dialect(id, peer, plain, stream.into_split(), hub, config, shutdown).await;
+                let halves = stream.into_split();
+                let session = Detected {
+                    id,
+                    peer,
+                    dialect: plain,
+                    hub,
+                    config,
+                    shutdown,
+                };
+                session.start(halves, &tracker, held);
             }
         }
     }
@@ -274,6 +303,8 @@ impl Conn {
             hub,
             config,
             shutdown,
+            tracker,
+            held,
             ..
         } = self;
         let handshake = tokio::select! {
@@ -312,42 +343,59 @@ impl Conn {
             info!(session = id, %peer, "closed: a TLS handshake inside TLS");
             return;
         }
-        // Boxed: the TLS state makes this future large, and every connection's task is sized
-        // for its largest state.
-        Box::pin(serve_dialect(
+        let session = Detected {
             id,
             peer,
             dialect,
-            (rd, wr),
             hub,
             config,
             shutdown,
-        ))
-        .await;
+        };
+        session.start((rd, wr), &tracker, held);
     }
 }
 
-/// Serves a framed or text session over `halves` (plaintext or TLS) until it ends.
-async fn serve_dialect<R, W>(
+/// A connection whose dialect is known, about to be served.
+struct Detected {
     id: SessionId,
     peer: SocketAddr,
     dialect: Dialect,
-    halves: (R, W),
     hub: HubHandle,
     config: Arc<Config>,
     shutdown: CancellationToken,
-) where
-    R: AsyncRead + Unpin + Send,
-    W: AsyncWrite + Unpin + Send + 'static,
-{
-    match dialect {
-        Dialect::Framed => session::run(id, peer, halves, hub, config, shutdown).await,
-        Dialect::Text { greet } => {
-            // Boxed: every connection's task is sized for its largest state, and a text
-            // session's is larger than a framed one's.
-            Box::pin(text::run(id, peer, halves, hub, config, shutdown, greet)).await;
+}
+
+impl Detected {
+    /// Starts the framed or text session over `halves` (plaintext or TLS) as a task of its own,
+    /// which holds the connection's places (`held`) until it ends.
+    ///
+    /// Its own task, not the one that picked the dialect: a task is sized for its largest
+    /// state, and an idle session's should not carry the detection, the TLS handshake or the
+    /// other dialect's session.
+    fn start<R, W>(self, halves: (R, W), tracker: &TaskTracker, held: Held)
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let Detected {
+            id,
+            peer,
+            dialect,
+            hub,
+            config,
+            shutdown,
+        } = self;
+        match dialect {
+            Dialect::Framed => {
+                let session = session::run(id, peer, halves, hub, config, shutdown);
+                tracker.spawn(session.map(move |()| drop(held)));
+            }
+            Dialect::Text { greet } => {
+                let session = text::run(id, peer, halves, hub, config, shutdown, greet);
+                tracker.spawn(session.map(move |()| drop(held)));
+            }
+            Dialect::Tls => debug!(session = id, %peer, "TLS is not a session dialect"),
         }
-        Dialect::Tls => debug!(session = id, %peer, "TLS is not a session dialect"),
     }
 }
 

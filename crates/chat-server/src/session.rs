@@ -74,14 +74,19 @@ struct Session<R> {
 }
 
 /// Serves one connection until it closes. `id` is unique while the server runs.
-pub async fn run<R, W>(
+///
+/// The writer task starts at once; the returned future is the session's read loop. Not an
+/// `async fn`: its arguments would stay in the future's state beside the session built from
+/// them, and an idle connection's task would be that much larger.
+pub fn run<R, W>(
     id: SessionId,
     peer: SocketAddr,
     (rd, wr): (R, W),
     hub: HubHandle,
     config: Arc<Config>,
     shutdown: CancellationToken,
-) where
+) -> impl Future<Output = ()> + Send
+where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send + 'static,
 {
@@ -106,10 +111,14 @@ pub async fn run<R, W>(
         hub,
         config,
     };
-    let close = session.serve(&mut writer, &shutdown).await;
-    // Boxed: the closing state is allocated only when the connection ends, so an idle
-    // session's task is no larger than its read loop.
-    Box::pin(session.close(close, finish_tx, writer)).await;
+    // Only borrowed inside: a value moved out of an `async` block's capture is stored twice.
+    async move {
+        let close = session.serve(&mut writer, &shutdown).await;
+        // Boxed: the closing state is allocated only when the connection ends, so an idle
+        // session's task is no larger than its read loop.
+        let closing = Box::pin(session.close(close, finish_tx, writer));
+        closing.await;
+    }
 }
 
 impl<R: AsyncRead + Unpin> Session<R> {
@@ -148,7 +157,9 @@ impl<R: AsyncRead + Unpin> Session<R> {
                 read = self.reader.read_more() => match read {
                     Ok(0) => return Close::PeerClosed,
                     Ok(_) => {
-                        if let Err(close) = self.handle_frames().await {
+                        // Boxed: handling may wait on the hub with a request in hand, and an
+                        // idle session's task should not be sized for that.
+                        if let Err(close) = Box::pin(self.handle_frames()).await {
                             return close;
                         }
                     }
@@ -173,7 +184,7 @@ impl<R: AsyncRead + Unpin> Session<R> {
                     self.pings_unanswered += 1;
                     self.next_ping = Instant::now() + self.config.ping_interval;
                     let ping = Ping { token: Some(now_ms().to_string()) };
-                    if let Err(close) = self.push(ServerMsg::Ping(ping)).await {
+                    if let Err(close) = Box::pin(self.push(ServerMsg::Ping(ping))).await {
                         return close;
                     }
                 }
@@ -372,7 +383,7 @@ impl<R: AsyncRead + Unpin> Session<R> {
 
     /// Ends the session: hub, final frames, writer, input drain, one log line.
     async fn close(
-        mut self,
+        &mut self,
         close: Close,
         finish_tx: oneshot::Sender<Finish>,
         writer: JoinHandle<WriterExit>,

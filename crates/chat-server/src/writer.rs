@@ -105,14 +105,20 @@ where
     let mut finishing: Option<(Finish, Instant)> = None;
     loop {
         if let Some((finish, deadline)) = finishing.take() {
-            return finish_up(wr, rx, batch, finish.frames, deadline).await;
+            // Boxed: only a closing connection needs this state.
+            return Box::pin(finish_up(wr, rx, batch, finish.frames, deadline)).await;
         }
         if batch.has_taken() {
             // Frames of an item taken before that did not fit the last write go first.
             batch.refill(&mut rx);
-            if let Err(exit) =
-                write_batch(&mut wr, &mut batch, write_timeout, &mut finish_rx, &mut finishing).await
-            {
+            let write = write(
+                &mut wr,
+                &mut batch,
+                write_timeout,
+                &mut finish_rx,
+                &mut finishing,
+            );
+            if let Err(exit) = write.await {
                 return exit;
             }
             continue;
@@ -139,7 +145,7 @@ where
                 Some(first) => {
                     batch.fill(first, &mut rx);
                     if let Err(exit) =
-                        write_batch(&mut wr, &mut batch, write_timeout, &mut finish_rx, &mut finishing).await
+                        write(&mut wr, &mut batch, write_timeout, &mut finish_rx, &mut finishing).await
                     {
                         return exit;
                     }
@@ -312,6 +318,31 @@ impl Outbox {
     }
 }
 
+/// Writes the whole batch: at once while the socket takes it (the common case, no timer, no
+/// allocation), else waiting on the socket, watching for a finish. The waiting state is boxed:
+/// an idle writer's task is sized for its idle state, not for a write in progress.
+async fn write<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    batch: &mut Outbox,
+    stall: Duration,
+    finish_rx: &mut Option<oneshot::Receiver<Finish>>,
+    finishing: &mut Option<(Finish, Instant)>,
+) -> Result<(), WriterExit> {
+    while !batch.is_empty() {
+        let (slices, used) = batch.slices();
+        match wr.write_vectored(&slices[..used]).now_or_never() {
+            Some(Ok(0)) => return Err(WriterExit::Failed(io::ErrorKind::WriteZero.into())),
+            Some(Ok(n)) => batch.advance(n),
+            Some(Err(e)) => return Err(WriterExit::Failed(e)),
+            None => return Box::pin(write_batch(wr, batch, stall, finish_rx, finishing)).await,
+        }
+    }
+    match wr.flush().now_or_never() {
+        Some(res) => res.map_err(WriterExit::Failed),
+        None => Box::pin(write_batch(wr, batch, stall, finish_rx, finishing)).await,
+    }
+}
+
 /// Writes the whole batch, watching for a finish. A finish that arrives mid-batch does not cut
 /// the batch (that could tear a frame); it only shortens the deadline.
 async fn write_batch<W: AsyncWrite + Unpin>(
@@ -323,15 +354,6 @@ async fn write_batch<W: AsyncWrite + Unpin>(
 ) -> Result<(), WriterExit> {
     while !batch.is_empty() {
         let (slices, used) = batch.slices();
-        // Most writes are taken at once: then no timer is armed and no clock read.
-        if let Some(res) = wr.write_vectored(&slices[..used]).now_or_never() {
-            match res {
-                Ok(0) => return Err(WriterExit::Failed(io::ErrorKind::WriteZero.into())),
-                Ok(n) => batch.advance(n),
-                Err(e) => return Err(WriterExit::Failed(e)),
-            }
-            continue;
-        }
         let deadline = finishing.as_ref().map(|(_, d)| *d);
         let step = tokio::select! {
             // Progress on the socket.
@@ -365,9 +387,6 @@ async fn write_batch<W: AsyncWrite + Unpin>(
                 }
             }
         }
-    }
-    if let Some(res) = wr.flush().now_or_never() {
-        return res.map_err(WriterExit::Failed);
     }
     match timeout_at(Instant::now() + stall, wr.flush()).await {
         Ok(Ok(())) => Ok(()),
@@ -459,7 +478,8 @@ mod tests {
         assert_eq!(batch.buf.capacity(), 0);
         assert_eq!(&*batch.slices().0[0], b"solo");
         batch.advance(4);
-        tx.try_send(Bytes::from(vec![b'x'; COPY_MAX + 1]).into()).unwrap();
+        tx.try_send(Bytes::from(vec![b'x'; COPY_MAX + 1]).into())
+            .unwrap();
         tx.try_send(Bytes::from_static(b"after").into()).unwrap();
         batch.fill(Bytes::from_static(b"small").into(), &mut rx);
         let (slices, used) = batch.slices();
@@ -482,7 +502,10 @@ mod tests {
         assert_eq!(batch.slices().0[0].len(), COPY_MAX + 1);
         batch.advance(COPY_MAX + 1);
         assert!(batch.is_empty());
-        assert_eq!(rx.try_recv().unwrap(), Item::One(Bytes::from_static(b"next")));
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            Item::One(Bytes::from_static(b"next"))
+        );
     }
 
     #[test]
@@ -519,7 +542,8 @@ mod tests {
         let (tx, rx) = mpsc::channel(16);
         let (finish_tx, finish_rx) = oneshot::channel();
         let mut all = frames(5).into_iter();
-        tx.try_send(Item::Many(all.by_ref().take(3).collect())).unwrap();
+        tx.try_send(Item::Many(all.by_ref().take(3).collect()))
+            .unwrap();
         for f in all {
             tx.try_send(f.into()).unwrap();
         }

@@ -179,7 +179,9 @@ mod tests {
         let item = rx.try_recv().unwrap().into_frames();
         assert_eq!(item, frames);
         assert!(
-            item.iter().zip(&frames).all(|(a, b)| a.as_ptr() == b.as_ptr()),
+            item.iter()
+                .zip(&frames)
+                .all(|(a, b)| a.as_ptr() == b.as_ptr()),
             "shared with the other recipients, not copied"
         );
         assert!(rx.try_recv().is_err(), "one item for the whole turn");

@@ -399,7 +399,8 @@ impl<R: AsyncRead + Unpin> TextSession<R> {
         if !matches!(close, TextClose::Lagged | TextClose::Writer(_)) {
             let me = self.nick.clone().unwrap_or_default();
             let mut lines = Vec::new();
-            let frames = std::iter::from_fn(|| self.out_rx.try_recv().ok()).flat_map(Item::into_frames);
+            let frames =
+                std::iter::from_fn(|| self.out_rx.try_recv().ok()).flat_map(Item::into_frames);
             for frame in frames {
                 if let Some(msg) = decode_frame(&frame) {
                     let view = View {
