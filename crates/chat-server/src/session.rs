@@ -29,7 +29,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
@@ -128,12 +128,17 @@ impl<R: AsyncRead + Unpin> Session<R> {
         writer: &mut JoinHandle<WriterExit>,
         shutdown: &CancellationToken,
     ) -> Close {
+        // One timer for the three deadlines (hello, slow frame, ping). It is moved earlier when
+        // a deadline comes closer, never later: a ping deadline pushed back by every frame
+        // would otherwise re-arm the timer on every read. When it fires early, the deadlines
+        // are checked and it is set to the next one.
+        let timer = tokio::time::sleep_until(self.next_deadline());
+        tokio::pin!(timer);
         loop {
-            let frame_deadline = self
-                .reader
-                .partial_since()
-                .map(|t| t + self.config.frame_timeout);
-            let registered = self.nick.is_some();
+            let due = self.next_deadline();
+            if due < timer.deadline() {
+                timer.as_mut().reset(due);
+            }
             tokio::select! {
                 // The server is stopping: tell the client, flush, close.
                 () = shutdown.cancelled() => return Close::Shutdown,
@@ -165,24 +170,31 @@ impl<R: AsyncRead + Unpin> Session<R> {
                     }
                     Err(e) => return Close::Io(e),
                 },
-                // No `hello` in time.
-                () = sleep_until(self.handshake_deadline), if !registered => {
-                    let t = self.config.handshake_timeout;
-                    return Close::fatal(ErrorCode::HandshakeTimeout, format!("no accepted hello within {t:?}"));
-                }
-                // A frame began but did not complete in time (slowloris).
-                () = sleep_until(frame_deadline.unwrap_or(self.handshake_deadline)), if frame_deadline.is_some() => {
-                    let t = self.config.frame_timeout;
-                    return Close::fatal(ErrorCode::SlowFrame, format!("a frame took longer than {t:?} to arrive"));
-                }
-                // Silence: ping, or give up once enough pings went unanswered.
-                () = sleep_until(self.next_ping) => {
+                // A deadline (maybe): see which one passed.
+                () = &mut timer => {
+                    let now = Instant::now();
+                    if self.nick.is_none() && now >= self.handshake_deadline {
+                        // No `hello` in time.
+                        let t = self.config.handshake_timeout;
+                        return Close::fatal(ErrorCode::HandshakeTimeout, format!("no accepted hello within {t:?}"));
+                    }
+                    if self.frame_deadline().is_some_and(|d| now >= d) {
+                        // A frame began but did not complete in time (slowloris).
+                        let t = self.config.frame_timeout;
+                        return Close::fatal(ErrorCode::SlowFrame, format!("a frame took longer than {t:?} to arrive"));
+                    }
+                    timer.as_mut().reset(self.next_deadline());
+                    if now < self.next_ping {
+                        continue;
+                    }
+                    // Silence: ping, or give up once enough pings went unanswered.
                     if self.pings_unanswered >= self.config.max_missed_pongs {
                         let n = self.pings_unanswered;
                         return Close::fatal(ErrorCode::IdleTimeout, format!("no answer to {n} pings"));
                     }
                     self.pings_unanswered += 1;
-                    self.next_ping = Instant::now() + self.config.ping_interval;
+                    self.next_ping = now + self.config.ping_interval;
+                    timer.as_mut().reset(self.next_deadline());
                     let ping = Ping { token: Some(now_ms().to_string()) };
                     if let Err(close) = Box::pin(self.push(ServerMsg::Ping(ping))).await {
                         return close;
@@ -190,6 +202,26 @@ impl<R: AsyncRead + Unpin> Session<R> {
                 }
             }
         }
+    }
+
+    /// When a partly received frame must be complete, if one is.
+    fn frame_deadline(&self) -> Option<Instant> {
+        self.reader
+            .partial_since()
+            .map(|t| t + self.config.frame_timeout)
+    }
+
+    /// The nearest of the deadlines the read loop watches: the ping, a partial frame's, and
+    /// (before `hello` is accepted) the handshake's.
+    fn next_deadline(&self) -> Instant {
+        let mut due = self.next_ping;
+        if let Some(frame) = self.frame_deadline() {
+            due = due.min(frame);
+        }
+        if self.nick.is_none() {
+            due = due.min(self.handshake_deadline);
+        }
+        due
     }
 
     /// Handles every complete frame in the read buffer.
