@@ -330,7 +330,6 @@ fn a_version_2_store_gains_the_mutes_and_topics_tables_and_keeps_its_accounts_an
     let version: u32 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 4);
     assert_eq!(version, current_version());
     let ban: String = conn
         .query_row("SELECT reason FROM bans WHERE target = 'eve'", [], |r| {
@@ -356,6 +355,69 @@ fn a_version_2_store_gains_the_mutes_and_topics_tables_and_keeps_its_accounts_an
         .query_row("SELECT count(*) FROM topics", [], |r| r.get(0))
         .unwrap();
     assert_eq!(topics, 0);
+}
+
+#[test]
+fn a_version_4_store_still_finds_its_old_messages_and_indexes_new_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // Migrations 1 to 4: the search index was kept by a trigger, row by row.
+        let mut conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        let tx = conn.transaction().unwrap();
+        for sql in &schema::MIGRATIONS[..4] {
+            tx.execute_batch(sql).unwrap();
+        }
+        tx.pragma_update(None, "user_version", 4).unwrap();
+        tx.execute(
+            "INSERT INTO messages (mid, conv, seq, ts, sender, sender_fold, text) \
+             VALUES (1, '#r', 1, 1, 'Alice', 'alice', 'an old rendezvous')",
+            [],
+        )
+        .unwrap();
+        tx.execute(
+            "INSERT INTO convs (conv, last_seq, last_mid) VALUES ('#r', 1, 1)",
+            [],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    let mut s = open(dir.path(), None);
+    let mut new = record("#r", 2, "a new rendezvous");
+    new.msg.mid = 2;
+    s.append(new, 0).unwrap();
+    let mut other = record("#r", 3, "something else");
+    other.msg.mid = 3;
+    s.append(other, 0).unwrap();
+    assert_eq!(
+        seqs(&s.store.search("#r", "rendezvous", 10).unwrap()),
+        [1, 2]
+    );
+    assert_eq!(seqs(&s.store.search("#r", "new", 10).unwrap()), [2]);
+    assert_eq!(seqs(&s.store.search("#r", "else", 10).unwrap()), [3]);
+    assert_eq!(s.store.last_seq("#r").unwrap(), 3);
+}
+
+#[test]
+fn a_batch_of_several_rooms_is_indexed_once_each_and_counts_every_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), None);
+    // Queued together: the writer takes them as one batch.
+    for seq in 1..=20 {
+        for room in ["#a", "#b"] {
+            let r = record(room, seq, &format!("word{seq} in {}", &room[1..]));
+            assert_eq!(s.store.append(r, 0).unwrap(), Appended::Queued);
+        }
+    }
+    let mut reported = 0;
+    while reported < 40 {
+        let done = s.done.blocking_recv().unwrap();
+        assert!(done.result.is_ok());
+        reported += done.count;
+    }
+    assert_eq!(s.store.last_seq("#a").unwrap(), 20);
+    assert_eq!(s.store.last_seq("#b").unwrap(), 20);
+    assert_eq!(seqs(&s.store.search("#a", "word7", 10).unwrap()), [7]);
+    assert_eq!(seqs(&s.store.search("#b", "b", 50).unwrap()).len(), 20);
 }
 
 #[cfg(unix)]

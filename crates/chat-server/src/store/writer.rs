@@ -1,15 +1,17 @@
 //! The writer thread: the only code that writes the database.
 //!
-//! It waits for an append, gathers what else is queued (for at most [`LINGER`], up to
-//! [`MAX_BATCH`]), writes the batch in one transaction and commits, then reports it to the hub
-//! with one [`Done`]. Between batches, and at least every retention interval, it enforces
+//! It waits for an append, takes what else is queued (up to [`MAX_BATCH`]), writes the batch in
+//! one transaction and commits, then reports it to the hub with one [`Done`]. It never waits
+//! for more: what arrives during a commit is the next batch (group commit), so a batch is as
+//! large as the load makes it and a lone message is committed at once. Between batches, and at least every retention interval, it enforces
 //! retention in small chunks so a large purge never holds up appends for long.
 //!
 //! A failed batch raises `min_epoch` past its epoch: the appends queued behind it, which the
 //! hub sent before it heard of the failure, are then refused without being written, so a
 //! room's sequence never gets a hole (see [`crate::history`]).
 
-use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, params};
@@ -19,8 +21,6 @@ use tracing::{debug, info, warn};
 use super::{Job, MAX_BATCH, StoreOptions};
 use crate::history::{Done, HistoryError, Record};
 
-/// How long a batch waits for more appends after the first one.
-const LINGER: Duration = Duration::from_millis(2);
 /// Messages deleted per retention transaction.
 const RETENTION_CHUNK: usize = 2000;
 
@@ -70,18 +70,9 @@ impl Writer {
             };
             let mut batch = Vec::new();
             let mut stop = self.take(first, &mut batch);
-            let deadline = Instant::now() + LINGER;
             while !stop && batch.len() < MAX_BATCH {
-                let job = match jobs.try_recv() {
-                    Ok(job) => job,
-                    Err(TryRecvError::Empty) => {
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        match jobs.recv_timeout(left) {
-                            Ok(job) => job,
-                            Err(_) => break,
-                        }
-                    }
-                    Err(TryRecvError::Disconnected) => break,
+                let Ok(job) = jobs.try_recv() else {
+                    break;
                 };
                 stop = self.take(job, &mut batch);
             }
@@ -178,6 +169,8 @@ impl Writer {
                  last_seq = max(last_seq, excluded.last_seq), \
                  last_mid = max(last_mid, excluded.last_mid)",
             )?;
+            // Each conversation's counters once per batch, at its last message of the batch.
+            let mut last: HashMap<&str, (u64, u64)> = HashMap::new();
             for (r, _) in batch {
                 let m = &r.msg;
                 insert.execute(params![
@@ -193,8 +186,20 @@ impl Writer {
                     m.text,
                     m.action
                 ])?;
-                counter.execute(params![r.conv, m.seq, m.mid])?;
+                let entry = last.entry(&r.conv).or_insert((m.seq, m.mid));
+                *entry = (entry.0.max(m.seq), entry.1.max(m.mid));
             }
+            for (conv, (seq, mid)) in last {
+                counter.execute(params![conv, seq, mid])?;
+            }
+            // The batch's texts into the search index in one statement: FTS5 writes its index
+            // once per statement, so one per row was most of the cost of a commit.
+            let mids: Vec<String> = batch.iter().map(|(r, _)| r.msg.mid.to_string()).collect();
+            let mut index = tx.prepare_cached(
+                "INSERT INTO messages_fts (rowid, text) SELECT mid, text FROM messages \
+                 WHERE mid IN (SELECT value FROM json_each(?1))",
+            )?;
+            index.execute(params![format!("[{}]", mids.join(","))])?;
         }
         tx.commit()
     }
