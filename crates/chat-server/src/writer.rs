@@ -562,6 +562,39 @@ mod tests {
         assert_eq!(out, "[0][1][2][3][4]<bye>");
     }
 
+    #[tokio::test]
+    async fn a_turn_larger_than_one_write_arrives_whole_and_in_order_before_what_follows() {
+        let (client, server) = tokio::io::duplex(1 << 20);
+        let (tx, rx) = mpsc::channel(16);
+        let (finish_tx, finish_rx) = oneshot::channel();
+        // 200 frames of 1 KiB in one item: three writes' worth; then a lone frame.
+        let turn: Vec<Bytes> = (0..200u32)
+            .map(|i| Bytes::from(format!("<{i:04}>").repeat(1024 / 6)))
+            .collect();
+        let expected: Vec<u8> = turn.iter().flat_map(|f| f.to_vec()).collect();
+        tx.try_send(Item::Many(turn)).unwrap();
+        tx.try_send(Bytes::from_static(b"<after>").into()).unwrap();
+        let task = tokio::spawn(run(server, rx, finish_rx, Duration::from_secs(5)));
+        let mut client = client;
+        let mut got = vec![0u8; expected.len() + 7];
+        tokio::time::timeout(Duration::from_secs(10), client.read_exact(&mut got))
+            .await
+            .expect("every byte arrives")
+            .unwrap();
+        assert!(
+            got[..expected.len()] == expected[..],
+            "the turn, whole and in order"
+        );
+        assert_eq!(&got[expected.len()..], b"<after>");
+        finish_tx
+            .send(Finish {
+                frames: Vec::new(),
+                timeout: Duration::from_secs(1),
+            })
+            .unwrap();
+        assert!(matches!(task.await.unwrap(), WriterExit::Finished));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_peer_that_stops_reading_stalls_the_writer() {
         // A 64-byte pipe that nobody reads: the first write fills it, the next never progresses.
