@@ -9,6 +9,8 @@
 
 mod per_message;
 
+pub use per_message::AckRef;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};

@@ -23,7 +23,7 @@
 
 mod memory;
 
-use chat_proto::server::{Ack, ChatMessage};
+use chat_proto::server::{Ack, AckRef, ChatMessage};
 use clap::ValueEnum;
 
 pub use memory::MemoryHistory;
@@ -59,6 +59,20 @@ pub struct Record {
 }
 
 impl Record {
+    /// The `ack` this message earned (or earns again, with `duplicate`), by reference: what the
+    /// hub encodes for every message, without copying the fields.
+    pub fn ack_ref(&self, duplicate: bool) -> AckRef<'_> {
+        AckRef {
+            id: self.client_id.as_deref(),
+            mid: self.msg.mid,
+            room: self.msg.room.as_deref(),
+            to: self.msg.to.as_deref(),
+            seq: self.msg.seq,
+            ts: self.msg.ts,
+            duplicate,
+        }
+    }
+
     /// The `ack` this message earned (or earns again, with `duplicate`, for a resend).
     pub fn ack(&self, duplicate: bool) -> Ack {
         Ack {

@@ -8,8 +8,10 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Ack, ChatMessage};
+use super::{Ack, ChatMessage, Timestamp};
 use crate::error::{EncodeError, MessageError};
+use crate::frame::{HEADER_LEN, VERSION};
+use crate::kind;
 use crate::message::{Body, decode_json};
 
 /// Appends `"name":` (or `,"name":`) to `out`; `name` is a plain ASCII field name.
@@ -34,34 +36,51 @@ fn int<N: serde::Serialize>(out: &mut Vec<u8>, n: N) -> Result<(), EncodeError> 
     Ok(())
 }
 
-impl Body for ChatMessage {
-    fn encode_body(&self, dst: &mut BytesMut) -> Result<(), EncodeError> {
-        let mut out = Vec::with_capacity(96 + self.text.len());
+impl ChatMessage {
+    /// Appends the JSON body to `out`.
+    fn write_json(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let first = &mut true;
         out.push(b'{');
-        key(&mut out, first, "mid");
-        int(&mut out, self.mid)?;
+        key(out, first, "mid");
+        int(out, self.mid)?;
         if let Some(room) = &self.room {
-            key(&mut out, first, "room");
-            string(&mut out, room)?;
+            key(out, first, "room");
+            string(out, room)?;
         }
         if let Some(to) = &self.to {
-            key(&mut out, first, "to");
-            string(&mut out, to)?;
+            key(out, first, "to");
+            string(out, to)?;
         }
-        key(&mut out, first, "from");
-        string(&mut out, &self.from)?;
-        key(&mut out, first, "seq");
-        int(&mut out, self.seq)?;
-        key(&mut out, first, "ts");
-        int(&mut out, self.ts)?;
-        key(&mut out, first, "text");
-        string(&mut out, &self.text)?;
+        key(out, first, "from");
+        string(out, &self.from)?;
+        key(out, first, "seq");
+        int(out, self.seq)?;
+        key(out, first, "ts");
+        int(out, self.ts)?;
+        key(out, first, "text");
+        string(out, &self.text)?;
         if self.action {
-            key(&mut out, first, "action");
+            key(out, first, "action");
             out.extend_from_slice(b"true");
         }
         out.push(b'}');
+        Ok(())
+    }
+
+    /// The whole `message` frame (header and body), built in one buffer that becomes the
+    /// frame without a copy: the server encodes each message once, for all its recipients.
+    pub fn to_message_frame(&self) -> Result<Bytes, EncodeError> {
+        let mut out = Vec::with_capacity(HEADER_LEN + 96 + self.from.len() + self.text.len());
+        out.extend_from_slice(&[0; HEADER_LEN]);
+        self.write_json(&mut out)?;
+        frame(out, kind::MESSAGE)
+    }
+}
+
+impl Body for ChatMessage {
+    fn encode_body(&self, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        let mut out = Vec::with_capacity(96 + self.text.len());
+        self.write_json(&mut out)?;
         dst.extend_from_slice(&out);
         Ok(())
     }
@@ -71,34 +90,84 @@ impl Body for ChatMessage {
     }
 }
 
-impl Body for Ack {
-    fn encode_body(&self, dst: &mut BytesMut) -> Result<(), EncodeError> {
-        let mut out = Vec::with_capacity(96);
+/// An `ack` by reference: what the server sends the sender of every message, encoded from the
+/// stored message's fields without copying them into an [`Ack`] first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckRef<'a> {
+    /// See [`Ack::id`].
+    pub id: Option<&'a str>,
+    /// See [`Ack::mid`].
+    pub mid: u64,
+    /// See [`Ack::room`].
+    pub room: Option<&'a str>,
+    /// See [`Ack::to`].
+    pub to: Option<&'a str>,
+    /// See [`Ack::seq`].
+    pub seq: u64,
+    /// See [`Ack::ts`].
+    pub ts: Timestamp,
+    /// See [`Ack::duplicate`].
+    pub duplicate: bool,
+}
+
+impl<'a> From<&'a Ack> for AckRef<'a> {
+    fn from(a: &'a Ack) -> Self {
+        AckRef {
+            id: a.id.as_deref(),
+            mid: a.mid,
+            room: a.room.as_deref(),
+            to: a.to.as_deref(),
+            seq: a.seq,
+            ts: a.ts,
+            duplicate: a.duplicate,
+        }
+    }
+}
+
+impl AckRef<'_> {
+    /// Appends the JSON body to `out`.
+    fn write_json(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let first = &mut true;
         out.push(b'{');
-        if let Some(id) = &self.id {
-            key(&mut out, first, "id");
-            string(&mut out, id)?;
+        if let Some(id) = self.id {
+            key(out, first, "id");
+            string(out, id)?;
         }
-        key(&mut out, first, "mid");
-        int(&mut out, self.mid)?;
-        if let Some(room) = &self.room {
-            key(&mut out, first, "room");
-            string(&mut out, room)?;
+        key(out, first, "mid");
+        int(out, self.mid)?;
+        if let Some(room) = self.room {
+            key(out, first, "room");
+            string(out, room)?;
         }
-        if let Some(to) = &self.to {
-            key(&mut out, first, "to");
-            string(&mut out, to)?;
+        if let Some(to) = self.to {
+            key(out, first, "to");
+            string(out, to)?;
         }
-        key(&mut out, first, "seq");
-        int(&mut out, self.seq)?;
-        key(&mut out, first, "ts");
-        int(&mut out, self.ts)?;
+        key(out, first, "seq");
+        int(out, self.seq)?;
+        key(out, first, "ts");
+        int(out, self.ts)?;
         if self.duplicate {
-            key(&mut out, first, "duplicate");
+            key(out, first, "duplicate");
             out.extend_from_slice(b"true");
         }
         out.push(b'}');
+        Ok(())
+    }
+
+    /// The whole `ack` frame (header and body), in one buffer that becomes the frame.
+    pub fn to_frame(&self) -> Result<Bytes, EncodeError> {
+        let mut out = Vec::with_capacity(HEADER_LEN + 96);
+        out.extend_from_slice(&[0; HEADER_LEN]);
+        self.write_json(&mut out)?;
+        frame(out, kind::ACK)
+    }
+}
+
+impl Body for Ack {
+    fn encode_body(&self, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        let mut out = Vec::with_capacity(96);
+        AckRef::from(self).write_json(&mut out)?;
         dst.extend_from_slice(&out);
         Ok(())
     }
@@ -106,6 +175,16 @@ impl Body for Ack {
     fn decode_body(kind: u32, body: Bytes) -> Result<Self, MessageError> {
         decode_json(kind, &body)
     }
+}
+
+/// Fills in the header of `out` (its first [`HEADER_LEN`] bytes, the body after them) and
+/// makes it a frame.
+fn frame(mut out: Vec<u8>, kind: u32) -> Result<Bytes, EncodeError> {
+    let body_len = u32::try_from(out.len() - HEADER_LEN).map_err(|_| EncodeError::TooLarge)?;
+    out[0..4].copy_from_slice(&VERSION.to_be_bytes());
+    out[4..8].copy_from_slice(&body_len.to_be_bytes());
+    out[8..12].copy_from_slice(&kind.to_be_bytes());
+    Ok(Bytes::from(out))
 }
 
 #[cfg(test)]
@@ -146,6 +225,34 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_one_buffer_frames_are_the_generic_frames() {
+        use crate::message::WireMessage;
+        use crate::server::ServerMsg;
+        let m = ChatMessage {
+            mid: 3,
+            room: Some("#r".into()),
+            from: "alice".into(),
+            seq: 2,
+            ts: 1,
+            text: AWKWARD[3].into(),
+            ..ChatMessage::default()
+        };
+        let generic = ServerMsg::Message(m.clone()).to_frame_bytes().unwrap();
+        assert_eq!(m.to_message_frame().unwrap(), generic);
+        let a = Ack {
+            id: Some("c1".into()),
+            mid: 3,
+            room: Some("#r".into()),
+            to: None,
+            seq: 2,
+            ts: 1,
+            duplicate: true,
+        };
+        let generic = ServerMsg::Ack(a.clone()).to_frame_bytes().unwrap();
+        assert_eq!(AckRef::from(&a).to_frame().unwrap(), generic);
     }
 
     #[test]

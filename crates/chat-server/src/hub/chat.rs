@@ -11,12 +11,11 @@
 //! A resend (same folded nick, same client id) is looked up among the pending messages, then
 //! in the store: it gets the original ack with `duplicate: true` and is not delivered again.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use chat_proto::client::{Send, Typing};
-use chat_proto::frame::{HEADER_LEN, Header, VERSION};
-use chat_proto::message::Body;
+use chat_proto::frame::HEADER_LEN;
 use chat_proto::server::{ChatMessage, TypingEvent};
-use chat_proto::{ErrorCode, ServerMsg, kind};
+use chat_proto::{ErrorCode, ServerMsg};
 use tracing::{error, warn};
 
 use super::{Hub, SessionId, encode, fit, now_ms};
@@ -244,7 +243,7 @@ impl Hub {
     /// The memory store's path, with nothing pending: the message is stored as it is handed
     /// over, so it is acked and delivered at once, without a copy of it or a pending entry.
     fn store_now(&mut self, sender: SessionId, record: Record, frame: Bytes, target: Target) {
-        let ack = encode(&ServerMsg::Ack(record.ack(false)));
+        let ack = ack_frame(&record, false);
         let seq = record.msg.seq;
         // Kept for a refusal only: the store takes the record.
         let client_id = record.client_id.clone();
@@ -334,11 +333,11 @@ impl Hub {
 
     /// A message is on disk: ack the sender (and any resender), then deliver it.
     fn committed(&mut self, p: Pending) {
-        let ack = encode(&ServerMsg::Ack(p.record.ack(false)));
+        let ack = ack_frame(&p.record, false);
         let dup = if p.waiters.is_empty() {
             None
         } else {
-            encode(&ServerMsg::Ack(p.record.ack(true)))
+            ack_frame(&p.record, true)
         };
         let seq = p.record.msg.seq;
         self.fan_out(p.sender, ack, dup, &p.waiters, p.target, &p.frame, seq);
@@ -450,18 +449,16 @@ impl Hub {
 
 /// A `message` frame, encoded from the stamped message without a copy of it.
 fn message_frame(msg: &ChatMessage) -> Option<Bytes> {
-    let mut buf = BytesMut::with_capacity(HEADER_LEN + 128 + msg.text.len());
-    Header {
-        version: VERSION,
-        body_len: 0,
-        kind: kind::MESSAGE,
-    }
-    .write(&mut buf);
-    if let Err(e) = msg.encode_body(&mut buf) {
-        error!(error = %e, "cannot encode a message");
-        return None;
-    }
-    let body_len = u32::try_from(buf.len() - HEADER_LEN).ok()?;
-    buf[4..8].copy_from_slice(&body_len.to_be_bytes());
-    Some(buf.freeze())
+    msg.to_message_frame()
+        .map_err(|e| error!(error = %e, "cannot encode a message"))
+        .ok()
+}
+
+/// The `ack` frame of a stored message, encoded from its fields without a copy of them.
+fn ack_frame(record: &Record, duplicate: bool) -> Option<Bytes> {
+    record
+        .ack_ref(duplicate)
+        .to_frame()
+        .map_err(|e| error!(error = %e, "cannot encode an ack"))
+        .ok()
 }
