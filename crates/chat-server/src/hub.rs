@@ -46,6 +46,7 @@ mod account;
 mod chat;
 mod fit;
 mod history;
+mod membership;
 mod operator;
 mod outbox;
 mod rooms;
@@ -295,10 +296,8 @@ struct Conn {
     out_tx: mpsc::Sender<Item>,
     /// Taken when the connection is kicked.
     kick_tx: Option<oneshot::Sender<Kick>>,
-    /// Folded names of the rooms it is in.
-    rooms: BTreeSet<String>,
-    /// Per folded room name, the last `seq` queued to it.
-    last_seq: HashMap<String, u64>,
+    /// The rooms it is in (folded names), each with the last `seq` queued to it.
+    rooms: membership::Membership,
     /// Set when its queue overflowed; it gets nothing more.
     lagging: bool,
     /// Most frames seen waiting in its queue at once.
@@ -519,8 +518,7 @@ impl Hub {
                 fold,
                 out_tx: info.out_tx,
                 kick_tx: Some(info.kick_tx),
-                rooms: BTreeSet::new(),
-                last_seq: HashMap::new(),
+                rooms: membership::Membership::default(),
                 lagging: false,
                 peak_queued: 0,
                 outbox: outbox::Outbox::default(),
@@ -566,7 +564,7 @@ impl Hub {
         self.transfers_left(&conn.fold, &conn.nick);
         let mut sharers = BTreeSet::new();
         let limit = self.config.presence_limit;
-        for key in &conn.rooms {
+        for key in conn.rooms.keys() {
             if let Some(room) = self.rooms.get_mut(key) {
                 // A large room is not told of its members' quits.
                 let large = room.is_large(limit);
@@ -623,11 +621,11 @@ impl Hub {
                 Some(conn) => {
                     let queued = conn.outbox.flush(&conn.out_tx);
                     settle(id, conn, queued, &mut Vec::new());
-                    conn.last_seq
+                    conn.rooms
                         .iter()
                         .map(|(key, seq)| {
                             let name = rooms.get(key).map_or(key.as_str(), |r| r.name.as_str());
-                            (name.to_owned(), *seq)
+                            (name.to_owned(), seq)
                         })
                         .collect()
                 }
@@ -684,7 +682,7 @@ impl Hub {
             match conn.outbox.send_now(&conn.out_tx, frame) {
                 outbox::Queued::Sent(_) => {
                     if let Some((key, s)) = seq {
-                        if let Some(last) = conn.last_seq.get_mut(key) {
+                        if let Some(last) = conn.rooms.last_seq_mut(key) {
                             *last = s;
                         }
                     }
@@ -716,7 +714,7 @@ impl Hub {
             // Queued as it is, shared with the other recipients.
             let queued = conn.outbox.send_now(&conn.out_tx, frame);
             if let (outbox::Queued::Sent(_), Some((key, s))) = (&queued, seq) {
-                if let Some(last) = conn.last_seq.get_mut(key) {
+                if let Some(last) = conn.rooms.last_seq_mut(key) {
                     *last = s;
                 }
             }
@@ -751,7 +749,7 @@ fn settle(id: SessionId, conn: &mut Conn, queued: outbox::Queued, lagged: &mut V
     match queued {
         outbox::Queued::Sent(seqs) => {
             for (key, s) in seqs {
-                if let Some(last) = conn.last_seq.get_mut(&key) {
+                if let Some(last) = conn.rooms.last_seq_mut(&key) {
                     *last = s;
                 }
             }

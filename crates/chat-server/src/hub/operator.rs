@@ -127,7 +127,6 @@ impl Hub {
         }
         if let Some(conn) = self.conns.get_mut(&target) {
             conn.rooms.remove(&key);
-            conn.last_seq.remove(&key);
         }
         info!(by, nick, room = m.room, "kicked");
     }

@@ -206,8 +206,7 @@ impl Hub {
             _ => last_seq,
         };
         if let Some(conn) = self.conns.get_mut(&id) {
-            conn.rooms.insert(key.clone());
-            conn.last_seq.insert(key.clone(), delivered);
+            conn.rooms.insert(&key, delivered);
         }
         if let Some(frame) = encode(&joined) {
             for to in recipients {
@@ -285,7 +284,6 @@ impl Hub {
         }
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.rooms.remove(&key);
-            conn.last_seq.remove(&key);
         }
     }
 
@@ -488,7 +486,7 @@ impl Hub {
         let mut out = BTreeSet::new();
         if let Some(conn) = self.conns.get(&id) {
             let limit = self.config.presence_limit;
-            for key in &conn.rooms {
+            for key in conn.rooms.keys() {
                 // A large room is not told of its members' presence.
                 if let Some(room) = self.rooms.get(key).filter(|r| !r.is_large(limit)) {
                     out.extend(room.members.iter().copied().filter(|&s| s != id));
