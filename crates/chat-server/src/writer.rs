@@ -1,11 +1,13 @@
 //! The per-connection writer task: the only code that writes to a client's socket.
 //!
-//! It owns the receiving end of the connection's bounded outbound queue. Every frame in the
-//! queue is already encoded (`Bytes`, shared with the other recipients of a broadcast). On each
-//! wake-up it takes what is queued (`try_recv`, up to 64 KiB), copies the small frames into one
+//! It owns the receiving end of the connection's bounded outbound queue of [`Item`]s: a frame,
+//! or the frames of one hub turn. Every frame is already encoded (`Bytes`, shared with the other
+//! recipients of a broadcast). On each wake-up it takes what is queued (`try_recv`, up to 64
+//! KiB; the rest of a large item waits for the next write), copies the small frames into one
 //! contiguous buffer and writes it, so a burst of frames costs one syscall with one or two
 //! slices, not one syscall or one slice per frame. The buffer lives only while there is
-//! something to write: an idle connection holds none.
+//! something to write: an idle connection holds none. A write the socket takes at once arms no
+//! timer; only a write that has to wait is watched by the stall timeout.
 //!
 //! A write that makes no progress for `write_timeout` ends the task with [`WriterExit::Stalled`]:
 //! the session then closes the connection as lagged. To close, the session sends a [`Finish`]:
