@@ -137,7 +137,11 @@ impl Mutes {
 
     /// Whether `fold` is muted in the folded room `room` (for `None`: in direct messages).
     pub(in crate::hub) fn applies(&mut self, fold: &str, room: Option<&str>) -> bool {
-        // Checked for every message: the clock is read only for someone who has a mute.
+        // Checked for every message: with nobody muted nothing is hashed, and the clock is read
+        // only for someone who has a mute.
+        if self.map.is_empty() {
+            return false;
+        }
         let Some(mutes) = self.map.get_mut(fold) else {
             return false;
         };
