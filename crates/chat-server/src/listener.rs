@@ -377,20 +377,14 @@ impl Detected {
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
-        let Detected {
-            id,
-            peer,
-            dialect,
-            hub,
-            config,
-            shutdown,
-        } = self;
-        match dialect {
+        let (id, peer) = (self.id, self.peer);
+        match self.dialect {
             Dialect::Framed => {
-                let session = session::run(id, peer, halves, hub, config, shutdown);
+                let session = session::run(id, peer, halves, self.hub, self.config, self.shutdown);
                 tracker.spawn(session.map(move |()| drop(held)));
             }
             Dialect::Text { greet } => {
+                let (hub, config, shutdown) = (self.hub, self.config, self.shutdown);
                 let session = text::run(id, peer, halves, hub, config, shutdown, greet);
                 tracker.spawn(session.map(move |()| drop(held)));
             }
