@@ -70,9 +70,9 @@ use tracing::{debug, error, info};
 pub use account::{check_password, hash_password, server_password_ok};
 
 use crate::config::Config;
+use crate::queue;
 use crate::history::{Done, HistoryStore};
 use crate::room::Room;
-use crate::writer::Item;
 use chat_proto::nick::{fold_nick, validate_nick};
 
 /// Server-assigned id of one connection, unique while the server runs.
@@ -101,7 +101,7 @@ pub struct ConnInfo {
     /// The peer's address, for logs.
     pub peer: SocketAddr,
     /// The connection's outbound queue; the hub only ever `try_send`s on it.
-    pub out_tx: mpsc::Sender<Item>,
+    pub out_tx: queue::Sender,
     /// Fired once if the hub drops the connection (lagged, banned); dropping it means nothing.
     pub kick_tx: oneshot::Sender<Kick>,
     /// Whether one queue item may carry several frames (a framed session writes items as they
@@ -293,7 +293,7 @@ struct Conn {
     nick: String,
     /// Folded nick: the key in `Hub::nicks`.
     fold: String,
-    out_tx: mpsc::Sender<Item>,
+    out_tx: queue::Sender,
     /// Taken when the connection is kicked.
     kick_tx: Option<oneshot::Sender<Kick>>,
     /// The rooms it is in (folded names), each with the last `seq` queued to it.
@@ -686,7 +686,7 @@ impl Hub {
                             *last = s;
                         }
                     }
-                    let queued = conn.out_tx.max_capacity() - conn.out_tx.capacity();
+                    let queued = conn.out_tx.frames();
                     conn.peak_queued = conn.peak_queued.max(queued);
                 }
                 outbox::Queued::Full => {

@@ -15,6 +15,7 @@
 //! - [`session`]: one per peer: handshake, the read loop, rate limit, pings, slowloris guard.
 //! - [`reader`]: bytes to messages, and since when a partial frame has waited.
 //! - [`writer`]: the per-connection writer task: drains its queue, writes in one go.
+//! - [`queue`]: a connection's outbound queue, bounded in frames, with no buffer while idle.
 //! - [`hub`]: the actor owning nicks, presence and rooms; [`hub::HubHandle`] to talk to it.
 //! - [`room`]: a room as plain data: members, topic, next sequence number.
 //! - [`history`]: the [`history::HistoryStore`] trait and the in-memory store.
@@ -28,6 +29,7 @@ pub mod config;
 pub mod history;
 pub mod hub;
 pub mod listener;
+pub mod queue;
 pub mod rate;
 pub mod reader;
 pub mod room;

@@ -26,14 +26,14 @@ use chat_proto::limits::{MAX_ID_LEN, PRE_HANDSHAKE_MAX_BODY};
 use chat_proto::message::{Ping, Pong};
 use chat_proto::{ClientMsg, ErrorCode, FrameError, ServerMsg, WireMessage};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::config::Config;
+use crate::queue::{self, TrySendError};
 use crate::hub::{ConnInfo, HubHandle, Kick, SessionId, now_ms};
 use crate::rate::TokenBucket;
 use crate::reader::FrameReader;
@@ -56,7 +56,7 @@ struct Session<R> {
     hub: HubHandle,
     reader: FrameReader<R>,
     /// Our end of the outbound queue (the hub holds a clone once registered).
-    out_tx: mpsc::Sender<Item>,
+    out_tx: queue::Sender,
     /// The nick, once `welcome` was sent.
     nick: Option<String>,
     /// Fires if the hub drops us as lagged; `None` before registration.
@@ -90,7 +90,7 @@ where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let (out_tx, out_rx) = mpsc::channel(config.outbound_queue.max(1));
+    let (out_tx, out_rx) = queue::channel(config.outbound_queue);
     let (finish_tx, finish_rx) = oneshot::channel();
     let mut writer = tokio::spawn(writer::run(wr, out_rx, finish_rx, config.write_timeout));
     let now = Instant::now();

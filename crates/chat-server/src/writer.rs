@@ -21,8 +21,10 @@ use std::time::Duration;
 use bytes::{Buf, Bytes};
 use futures::FutureExt;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep, sleep_until, timeout_at};
+
+use crate::queue;
 
 /// One item of a connection's outbound queue: a frame, or the frames the hub produced for this
 /// connection in one turn. Frames are shared (`Bytes`) with their other recipients: a turn's
@@ -94,7 +96,7 @@ enum Step {
 /// Runs the writer until the session finishes it or the socket fails or stalls.
 pub async fn run<W>(
     mut wr: W,
-    mut rx: mpsc::Receiver<Item>,
+    mut rx: queue::Receiver,
     finish_rx: oneshot::Receiver<Finish>,
     write_timeout: Duration,
 ) -> WriterExit
@@ -206,7 +208,7 @@ impl Outbox {
     }
 
     /// The next frame to write: from the item being taken apart, else from the queue.
-    fn next_frame(&mut self, rx: &mut mpsc::Receiver<Item>) -> Option<Bytes> {
+    fn next_frame(&mut self, rx: &mut queue::Receiver) -> Option<Bytes> {
         if let Some(taken) = self.taken.as_mut() {
             if let Some(frame) = taken.next() {
                 return Some(frame);
@@ -225,7 +227,7 @@ impl Outbox {
     }
 
     /// Takes `first` and whatever else is queued, up to one write's worth.
-    fn fill(&mut self, first: Item, rx: &mut mpsc::Receiver<Item>) {
+    fn fill(&mut self, first: Item, rx: &mut queue::Receiver) {
         debug_assert!(!self.has_taken(), "an item is taken apart before the next");
         match first {
             Item::One(frame) => self.fill_from(Some(frame), rx),
@@ -237,13 +239,13 @@ impl Outbox {
     }
 
     /// Takes the frames waiting in `taken`, then what is queued, up to one write's worth.
-    fn refill(&mut self, rx: &mut mpsc::Receiver<Item>) {
+    fn refill(&mut self, rx: &mut queue::Receiver) {
         self.fill_from(None, rx);
     }
 
     /// Takes `first` (if given), the frames waiting in `taken`, then what is queued, up to one
     /// write's worth. A lone frame is not copied at all.
-    fn fill_from(&mut self, first: Option<Bytes>, rx: &mut mpsc::Receiver<Item>) {
+    fn fill_from(&mut self, first: Option<Bytes>, rx: &mut queue::Receiver) {
         debug_assert!(
             self.is_empty(),
             "filled only once the last batch is written"
@@ -414,7 +416,7 @@ async fn write_all<W: AsyncWrite + Unpin>(wr: &mut W, batch: &mut Outbox) -> io:
 /// shuts the write half down; all before `deadline`.
 async fn finish_up<W: AsyncWrite + Unpin>(
     mut wr: W,
-    mut rx: mpsc::Receiver<Item>,
+    mut rx: queue::Receiver,
     mut batch: Outbox,
     frames: Vec<Bytes>,
     deadline: Instant,
@@ -458,7 +460,7 @@ mod tests {
 
     #[test]
     fn the_outbox_coalesces_in_order_and_frees_its_buffer() {
-        let (tx, mut rx) = mpsc::channel::<Item>(16);
+        let (tx, mut rx) = queue::channel(16);
         for f in frames(3) {
             tx.try_send(f.into()).unwrap();
         }
@@ -512,7 +514,7 @@ mod tests {
 
     #[test]
     fn an_item_larger_than_one_write_goes_out_over_several_in_order() {
-        let (tx, mut rx) = mpsc::channel::<Item>(16);
+        let (tx, mut rx) = queue::channel(16);
         // 100 frames of 1 KiB in one item: more than one write's worth.
         let item: Vec<Bytes> = (0..100u8).map(|i| Bytes::from(vec![i; 1024])).collect();
         tx.try_send(Bytes::from_static(b"after").into()).unwrap();
@@ -541,7 +543,7 @@ mod tests {
     #[tokio::test]
     async fn queued_frames_and_finishing_frames_arrive_in_order() {
         let (client, server) = tokio::io::duplex(1 << 16);
-        let (tx, rx) = mpsc::channel(16);
+        let (tx, rx) = queue::channel(16);
         let (finish_tx, finish_rx) = oneshot::channel();
         let mut all = frames(5).into_iter();
         tx.try_send(Item::Many(all.by_ref().take(3).collect()))
@@ -567,7 +569,7 @@ mod tests {
     #[tokio::test]
     async fn a_turn_larger_than_one_write_arrives_whole_and_in_order_before_what_follows() {
         let (client, server) = tokio::io::duplex(1 << 20);
-        let (tx, rx) = mpsc::channel(16);
+        let (tx, rx) = queue::channel(256);
         let (finish_tx, finish_rx) = oneshot::channel();
         // 200 frames of 1 KiB in one item: three writes' worth; then a lone frame.
         let turn: Vec<Bytes> = (0..200u32)
@@ -601,10 +603,10 @@ mod tests {
     async fn a_peer_that_stops_reading_stalls_the_writer() {
         // A 64-byte pipe that nobody reads: the first write fills it, the next never progresses.
         let (_client, server) = tokio::io::duplex(64);
-        let (tx, rx) = mpsc::channel(16);
+        let (tx, rx) = queue::channel(16);
         let (_finish_tx, finish_rx) = oneshot::channel();
         let task = tokio::spawn(run(server, rx, finish_rx, Duration::from_secs(10)));
-        tx.send(Bytes::from(vec![b'x'; 1000]).into()).await.unwrap();
+        tx.try_send(Bytes::from(vec![b'x'; 1000]).into()).unwrap();
         let started = Instant::now();
         let exit = task.await.unwrap();
         assert!(matches!(exit, WriterExit::Stalled), "{exit:?}");

@@ -156,7 +156,7 @@ async fn no_password_reaches_the_logs() {
             tokio_util::sync::CancellationToken::new(),
             &tracker,
         );
-        let (out_tx, mut out_rx) = tokio::sync::mpsc::channel(64);
+        let (out_tx, mut out_rx) = chat_server::queue::channel(64);
         let (kick_tx, _kick_rx) = tokio::sync::oneshot::channel();
         let conn = chat_server::hub::ConnInfo {
             id: 1,

@@ -8,20 +8,14 @@
 //! [`Item`]. Staging keeps handles to the shared frames, never copies: a message to 10,000
 //! members stays one buffer, however many queues hold it.
 //!
-//! The lag policy still counts *frames*, not queue items: the outbound queue's bound
-//! (`--outbound-queue`) is the number of frames a connection may have waiting. The hub numbers
-//! the items it queues and remembers those carrying more than one frame; from the channel's free
-//! capacity it knows how many items are still waiting, hence which of those, so it knows the
-//! frames waiting without any help from the writer (a single-frame item costs no bookkeeping).
-//! A frame that would go beyond the bound makes the connection lagged, exactly as a full queue
-//! did when every frame was its own item; the frames staged before it still go out.
-
-use std::collections::VecDeque;
+//! The lag policy counts *frames*, not queue items: the outbound queue's bound
+//! (`--outbound-queue`) is the number of frames a connection may have waiting, and the queue
+//! itself counts the frames it holds ([`queue::Sender::frames`]). A frame that would go beyond
+//! the bound makes the connection lagged, exactly as a full queue did when every frame was its
+//! own item; the frames staged before it still go out.
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
-
+use crate::queue::{self, TrySendError};
 use crate::writer::Item;
 
 /// Most bytes in one queue item; beyond, the staged frames are queued and a new item begins.
@@ -51,13 +45,6 @@ pub(super) struct Outbox {
     bytes: usize,
     /// Per folded room name, the last `seq` staged.
     seqs: Vec<(String, u64)>,
-    /// Items queued by the hub so far (the next item's number).
-    sent: u64,
-    /// Items of more than one frame maybe not yet taken by the writer, oldest first: the item's
-    /// number and its frames beyond the first.
-    multi: VecDeque<(u64, u32)>,
-    /// Sum of the frames beyond the first in `multi`.
-    extra: usize,
 }
 
 impl Outbox {
@@ -66,24 +53,10 @@ impl Outbox {
         self.staged.len()
     }
 
-    /// Frames waiting for this connection: queued (as far as the hub knows) and staged. Items
-    /// the writer has taken no longer count.
-    pub(super) fn waiting(&mut self, tx: &mpsc::Sender<Item>) -> usize {
-        // Items in the channel; the session's own (a `pong`) make this count high, never low.
-        let items = tx.max_capacity() - tx.capacity();
-        let taken = self.sent.saturating_sub(items as u64);
-        while let Some(&(item, n)) = self.multi.front() {
-            if item >= taken {
-                break;
-            }
-            self.extra -= n as usize;
-            self.multi.pop_front();
-        }
-        if self.multi.is_empty() && self.multi.capacity() > 16 {
-            // An idle connection keeps no record of its last burst.
-            self.multi = VecDeque::new();
-        }
-        items + self.extra + self.staged.len()
+    /// Frames waiting for this connection: queued and staged. Frames the writer has taken no
+    /// longer count.
+    pub(super) fn waiting(&self, tx: &queue::Sender) -> usize {
+        tx.frames() + self.staged.len()
     }
 
     /// Whether `frame` fits the item being staged.
@@ -106,29 +79,25 @@ impl Outbox {
         }
     }
 
-    /// Nothing staged and no item of several frames queued: every queued item is one frame, so
-    /// a full channel is exactly a full queue and [`Outbox::send_now`] needs no
-    /// [`Outbox::waiting`] first.
+    /// Nothing staged: [`Outbox::send_now`] may queue a frame at once (the queue's own bound
+    /// then decides whether it fits).
     pub(super) fn is_plain(&self) -> bool {
-        self.staged.is_empty() && self.multi.is_empty()
+        self.staged.is_empty()
     }
 
     /// Queues one frame as its own item at once (nothing may be staged), without waiting; its
     /// room sequence is the caller's to book.
-    pub(super) fn send_now(&mut self, tx: &mpsc::Sender<Item>, frame: &Bytes) -> Queued {
+    pub(super) fn send_now(&mut self, tx: &queue::Sender, frame: &Bytes) -> Queued {
         debug_assert!(self.staged.is_empty(), "staged frames go first");
         match tx.try_send(Item::One(frame.clone())) {
-            Ok(()) => {
-                self.sent += 1;
-                Queued::Sent(Vec::new())
-            }
+            Ok(()) => Queued::Sent(Vec::new()),
             Err(TrySendError::Full(_)) => Queued::Full,
             Err(TrySendError::Closed(_)) => Queued::Closed,
         }
     }
 
     /// Queues what is staged as one item, without waiting.
-    pub(super) fn flush(&mut self, tx: &mpsc::Sender<Item>) -> Queued {
+    pub(super) fn flush(&mut self, tx: &queue::Sender) -> Queued {
         let frames = self.staged.len();
         let item = match frames {
             0 => return Queued::Nothing,
@@ -143,15 +112,7 @@ impl Outbox {
         self.bytes = 0;
         let seqs = std::mem::take(&mut self.seqs);
         match tx.try_send(item) {
-            Ok(()) => {
-                if frames > 1 {
-                    let beyond = u32::try_from(frames - 1).unwrap_or(u32::MAX);
-                    self.multi.push_back((self.sent, beyond));
-                    self.extra += beyond as usize;
-                }
-                self.sent += 1;
-                Queued::Sent(seqs)
-            }
+            Ok(()) => Queued::Sent(seqs),
             Err(TrySendError::Full(_)) => Queued::Full,
             Err(TrySendError::Closed(_)) => Queued::Closed,
         }
@@ -168,7 +129,7 @@ mod tests {
 
     #[test]
     fn a_turns_frames_go_out_as_one_item_in_order_and_are_not_copied() {
-        let (tx, mut rx) = mpsc::channel(8);
+        let (tx, mut rx) = queue::channel(8);
         let mut out = Outbox::default();
         let frames = [frame(1, 3), frame(2, 2), frame(3, 1)];
         out.stage(&frames[0], Some(("#a", 5)));
@@ -190,7 +151,7 @@ mod tests {
 
     #[test]
     fn a_frame_sent_at_once_counts_as_waiting_like_a_staged_one() {
-        let (tx, mut rx) = mpsc::channel(8);
+        let (tx, mut rx) = queue::channel(8);
         let mut out = Outbox::default();
         let f = frame(7, 10);
         assert_eq!(out.send_now(&tx, &f), Queued::Sent(Vec::new()));
@@ -201,7 +162,7 @@ mod tests {
 
     #[test]
     fn a_lone_frame_is_queued_as_it_is() {
-        let (tx, mut rx) = mpsc::channel(8);
+        let (tx, mut rx) = queue::channel(8);
         let mut out = Outbox::default();
         let f = frame(7, 100);
         out.stage(&f, None);
@@ -214,7 +175,7 @@ mod tests {
 
     #[test]
     fn waiting_counts_frames_until_the_writer_takes_their_item() {
-        let (tx, mut rx) = mpsc::channel(8);
+        let (tx, mut rx) = queue::channel(8);
         let mut out = Outbox::default();
         for _ in 0..3 {
             out.stage(&frame(1, 10), None);
@@ -232,7 +193,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_reports_full_and_a_closed_one_closed() {
-        let (tx, rx) = mpsc::channel(1);
+        let (tx, rx) = queue::channel(1);
         let mut out = Outbox::default();
         out.stage(&frame(1, 1), None);
         assert!(matches!(out.flush(&tx), Queued::Sent(_)));

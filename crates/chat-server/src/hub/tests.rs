@@ -9,9 +9,10 @@ use tokio_util::codec::Decoder;
 
 use super::*;
 use crate::history::MemoryHistory;
+use crate::writer::Item;
 
 struct Peer {
-    rx: mpsc::Receiver<Item>,
+    rx: queue::Receiver,
     kick: oneshot::Receiver<Kick>,
 }
 
@@ -26,7 +27,7 @@ fn start() -> HubHandle {
 }
 
 async fn connect(hub: &HubHandle, id: SessionId, nick: &str, queue: usize) -> Peer {
-    let (out_tx, rx) = mpsc::channel(queue);
+    let (out_tx, rx) = queue::channel(queue);
     let (kick_tx, kick) = oneshot::channel();
     let conn = ConnInfo {
         id,
@@ -60,7 +61,7 @@ fn decode_frame(frame: &Bytes) -> ServerMsg {
         .unwrap()
 }
 
-fn drain(rx: &mut mpsc::Receiver<Item>) -> Vec<ServerMsg> {
+fn drain(rx: &mut queue::Receiver) -> Vec<ServerMsg> {
     std::iter::from_fn(|| rx.try_recv().ok())
         .map(|f| decode(&f))
         .collect()
@@ -103,7 +104,7 @@ async fn taken_nicks_are_refused_by_their_fold() {
     let hub = start();
     let _alice = connect(&hub, 1, "alice", 64).await;
     for (i, nick) in ["ALICE", "ａｌｉｃｅ", "аlice"].into_iter().enumerate() {
-        let (out_tx, _rx) = mpsc::channel(8);
+        let (out_tx, _rx) = queue::channel(8);
         let (kick_tx, _kick) = oneshot::channel();
         let conn = ConnInfo {
             id: 10 + i as u64,
@@ -177,7 +178,7 @@ async fn a_full_queue_is_kicked_with_its_last_seqs_and_never_grows() {
 }
 
 fn hello_as(id: SessionId, nick: &str, password: Option<&str>) -> (ConnInfo, Hello, Peer) {
-    let (out_tx, rx) = mpsc::channel(64);
+    let (out_tx, rx) = queue::channel(64);
     let (kick_tx, kick) = oneshot::channel();
     let conn = ConnInfo {
         id,
@@ -337,7 +338,7 @@ fn hub_with(config: Config, history: Box<dyn HistoryStore>) -> HubHandle {
 
 /// Waits (bounded) for the next frame on `rx` that `f` picks.
 async fn wait_for<T>(
-    rx: &mut mpsc::Receiver<Item>,
+    rx: &mut queue::Receiver,
     mut f: impl FnMut(ServerMsg) -> Option<T>,
 ) -> T {
     tokio::time::timeout(std::time::Duration::from_secs(10), async {
@@ -575,7 +576,7 @@ async fn a_ban_drops_the_user_refuses_its_hello_and_survives_a_restart() {
 
 /// Every frame up to and including the first that `stop` picks.
 async fn frames_until(
-    rx: &mut mpsc::Receiver<Item>,
+    rx: &mut queue::Receiver,
     stop: impl Fn(&ServerMsg) -> bool,
 ) -> Vec<ServerMsg> {
     let mut seen = Vec::new();
@@ -667,7 +668,7 @@ async fn a_large_room_hears_no_presence_and_its_burst_gives_only_the_count() {
 }
 
 /// Every frame of every queued item (an item may carry several frames).
-fn drain_items(rx: &mut mpsc::Receiver<Item>) -> (usize, Vec<ServerMsg>) {
+fn drain_items(rx: &mut queue::Receiver) -> (usize, Vec<ServerMsg>) {
     let mut items = 0;
     let mut frames = Vec::new();
     while let Ok(item) = rx.try_recv() {
@@ -678,7 +679,7 @@ fn drain_items(rx: &mut mpsc::Receiver<Item>) -> (usize, Vec<ServerMsg>) {
 }
 
 async fn connect_batched(hub: &HubHandle, id: SessionId, nick: &str, queue: usize) -> Peer {
-    let (out_tx, rx) = mpsc::channel(queue);
+    let (out_tx, rx) = queue::channel(queue);
     let (kick_tx, kick) = oneshot::channel();
     let conn = ConnInfo {
         id,

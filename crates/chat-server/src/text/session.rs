@@ -30,8 +30,7 @@ use chat_proto::frame::{HEADER_LEN, Header};
 use chat_proto::{ServerMsg, WireMessage};
 use jiff::tz::TimeZone;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
@@ -43,6 +42,7 @@ use super::close::TextClose;
 use super::line::{LineSplitter, Piece};
 use super::render::{View, render};
 use crate::config::Config;
+use crate::queue::{self, TrySendError};
 use crate::hub::{HubHandle, Kick, SessionId};
 use crate::rate::TokenBucket;
 use crate::writer::{self, Finish, Item, WriterExit};
@@ -82,12 +82,12 @@ struct TextSession<R> {
     tz: TimeZone,
     /// The hub's queue for this connection: a clone goes to the hub on registration; we keep
     /// one so a refused name can try again.
-    out_tx: mpsc::Sender<Item>,
+    out_tx: queue::Sender,
     /// Frames from the hub (one per item: a text session does not batch); drained only while
     /// `text_tx` has room.
-    out_rx: mpsc::Receiver<Item>,
+    out_rx: queue::Receiver,
     /// Rendered, encoded lines for the writer; only this session sends on it.
-    text_tx: mpsc::Sender<Item>,
+    text_tx: queue::Sender,
     /// The nick, once registered.
     nick: Option<String>,
     /// Before registration: what the next line answers.
@@ -135,8 +135,8 @@ pub async fn run<R, W>(
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let (out_tx, out_rx) = mpsc::channel(config.outbound_queue.max(1));
-    let (text_tx, text_rx) = mpsc::channel(WRITER_QUEUE);
+    let (out_tx, out_rx) = queue::channel(config.outbound_queue);
+    let (text_tx, text_rx) = queue::channel(WRITER_QUEUE);
     let (finish_tx, finish_rx) = oneshot::channel();
     let mut writer = tokio::spawn(writer::run(wr, text_rx, finish_rx, config.write_timeout));
     let now = Instant::now();
