@@ -33,8 +33,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::config::Config;
-use crate::queue::{self, TrySendError};
 use crate::hub::{ConnInfo, HubHandle, Kick, SessionId, now_ms};
+use crate::queue::{self, TrySendError};
 use crate::rate::TokenBucket;
 use crate::reader::FrameReader;
 use crate::writer::{self, Finish, Item, WriterExit};

@@ -14,9 +14,9 @@
 //! the bound makes the connection lagged, exactly as a full queue did when every frame was its
 //! own item; the frames staged before it still go out.
 
-use bytes::Bytes;
 use crate::queue::{self, TrySendError};
 use crate::writer::Item;
+use bytes::Bytes;
 
 /// Most bytes in one queue item; beyond, the staged frames are queued and a new item begins.
 pub(super) const MAX_ITEM: usize = 64 * 1024;

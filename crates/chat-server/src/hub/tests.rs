@@ -337,10 +337,7 @@ fn hub_with(config: Config, history: Box<dyn HistoryStore>) -> HubHandle {
 }
 
 /// Waits (bounded) for the next frame on `rx` that `f` picks.
-async fn wait_for<T>(
-    rx: &mut queue::Receiver,
-    mut f: impl FnMut(ServerMsg) -> Option<T>,
-) -> T {
+async fn wait_for<T>(rx: &mut queue::Receiver, mut f: impl FnMut(ServerMsg) -> Option<T>) -> T {
     tokio::time::timeout(std::time::Duration::from_secs(10), async {
         loop {
             if let Some(t) = f(decode(&rx.recv().await.unwrap())) {
@@ -812,5 +809,81 @@ async fn a_big_rooms_message_is_one_buffer_shared_by_every_member() {
     assert!(
         firsts.iter().all(|f| f.as_ptr() == firsts[0].as_ptr()),
         "every member's queue holds the one encoded frame, not a copy"
+    );
+}
+
+/// Sends `text` to `#lobby` as `from`, 300 µs after the last one (paused time).
+async fn say_soon(hub: &HubHandle, from: SessionId, text: &str) {
+    hub.request(from, say("#lobby", text)).await.unwrap();
+    tokio::time::advance(std::time::Duration::from_micros(300)).await;
+}
+
+/// Lets the hub finish whatever turn it is in (paused time runs on while it waits).
+async fn settle() {
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+}
+
+fn texts(frames: &[ServerMsg]) -> Vec<String> {
+    frames
+        .iter()
+        .filter_map(|m| match m {
+            ServerMsg::Message(c) => Some(c.text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn messages_to_a_big_room_within_a_millisecond_share_one_item_per_member() {
+    let hub = start();
+    let mut alice = connect_batched(&hub, 1, "alice", 4096).await;
+    let mut members = Vec::new();
+    for i in 0..LINGER_CONNS as u64 {
+        members.push(connect_batched(&hub, 10 + i, &format!("m{i}"), 4096).await);
+    }
+    settle().await;
+    drain_items(&mut alice.rx);
+    for m in &mut members {
+        drain_items(&mut m.rx);
+    }
+    say_soon(&hub, 1, "one").await;
+    say_soon(&hub, 1, "two").await;
+    settle().await;
+    let last = members.len() - 1;
+    for i in [0, last] {
+        let (items, frames) = drain_items(&mut members[i].rx);
+        assert_eq!(texts(&frames), ["one", "two"]);
+        assert_eq!(items, 1, "both messages in one queue item, so one write");
+    }
+    let (_, frames) = drain_items(&mut alice.rx);
+    let acks = frames
+        .iter()
+        .filter(|m| matches!(m, ServerMsg::Ack(_)))
+        .count();
+    assert_eq!(acks, 2, "the sender's acks go out with the turn");
+}
+
+#[tokio::test(start_paused = true)]
+async fn messages_to_a_small_room_go_out_at_once() {
+    let hub = start();
+    let _alice = connect_batched(&hub, 1, "alice", 4096).await;
+    let mut bob = connect_batched(&hub, 2, "bob", 4096).await;
+    settle().await;
+    drain_items(&mut bob.rx);
+    hub.request(1, say("#lobby", "one")).await.unwrap();
+    // No time passes: the first message is queued before the second is even sent.
+    let first = tokio::time::timeout(std::time::Duration::from_micros(10), bob.rx.recv())
+        .await
+        .expect("queued at once, without waiting for more")
+        .unwrap();
+    assert_eq!(
+        texts(
+            &first
+                .into_frames()
+                .iter()
+                .map(decode_frame)
+                .collect::<Vec<_>>()
+        ),
+        ["one"]
     );
 }

@@ -42,8 +42,8 @@ use super::close::TextClose;
 use super::line::{LineSplitter, Piece};
 use super::render::{View, render};
 use crate::config::Config;
-use crate::queue::{self, TrySendError};
 use crate::hub::{HubHandle, Kick, SessionId};
+use crate::queue::{self, TrySendError};
 use crate::rate::TokenBucket;
 use crate::writer::{self, Finish, Item, WriterExit};
 
