@@ -169,6 +169,8 @@ enum Command {
     },
     /// A request of a registered session.
     Request { id: SessionId, msg: ClientMsg },
+    /// Several requests of a registered session, in order (the `send`s of one read).
+    Requests { id: SessionId, msgs: Vec<ClientMsg> },
     /// The session itself found its queue full.
     Lagged { id: SessionId },
     /// The session is gone; `reason` goes to its rooms in `quit`.
@@ -232,6 +234,12 @@ impl HubHandle {
     /// Hands a request of a registered session to the hub.
     pub async fn request(&self, id: SessionId, msg: ClientMsg) -> Result<(), HubGone> {
         self.send(Command::Request { id, msg }).await
+    }
+
+    /// Hands several requests of a registered session to the hub at once, in order: one
+    /// channel operation instead of one per request.
+    pub async fn requests(&self, id: SessionId, msgs: Vec<ClientMsg>) -> Result<(), HubGone> {
+        self.send(Command::Requests { id, msgs }).await
     }
 
     /// Tells the hub that the session found its own queue full.
@@ -477,6 +485,11 @@ impl Hub {
                 hash,
             } => self.hashed(id, req, fold, nick, ip, hash),
             Command::Request { id, msg } => self.request(id, msg),
+            Command::Requests { id, msgs } => {
+                for msg in msgs {
+                    self.request(id, msg);
+                }
+            }
             Command::Lagged { id } => self.mark_lagged(id),
             Command::Leave { id, reason } => {
                 if let Some((conn, sharers)) = self.remove(id) {

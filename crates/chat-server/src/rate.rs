@@ -32,7 +32,12 @@ impl TokenBucket {
 
     /// Takes one token if there is one; `false` means the request must be refused.
     pub fn try_take(&mut self) -> bool {
-        self.refill(Instant::now());
+        self.try_take_at(Instant::now())
+    }
+
+    /// [`TokenBucket::try_take`] as of `now` (one clock reading for a burst of requests).
+    pub fn try_take_at(&mut self, now: Instant) -> bool {
+        self.refill(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true

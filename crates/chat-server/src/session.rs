@@ -71,7 +71,18 @@ struct Session<R> {
     rate_refused: u64,
     /// Frames refused as malformed or of unknown kind.
     bad_frames: u64,
+    /// `send`s decoded from the current read and not yet handed to the hub (see
+    /// [`Session::batch_send`]); empty between reads.
+    sends: Vec<ClientMsg>,
+    /// Text bytes in `sends`.
+    sends_bytes: usize,
 }
+
+/// Most `send`s handed to the hub as one command.
+const MAX_SENDS: usize = 32;
+/// Most text bytes handed to the hub as one command, so a command slot of the hub's queue holds
+/// no more than one frame of the largest size would.
+const MAX_SENDS_BYTES: usize = 64 * 1024;
 
 /// Serves one connection until it closes. `id` is unique while the server runs.
 ///
@@ -108,6 +119,8 @@ where
         pings_unanswered: 0,
         rate_refused: 0,
         bad_frames: 0,
+        sends: Vec::new(),
+        sends_bytes: 0,
         hub,
         config,
     };
@@ -224,8 +237,17 @@ impl<R: AsyncRead + Unpin> Session<R> {
         due
     }
 
-    /// Handles every complete frame in the read buffer.
+    /// Handles every complete frame in the read buffer. The `send`s among them go to the hub
+    /// together (in order with everything else the session does), and the clock is read once.
     async fn handle_frames(&mut self) -> Result<(), Close> {
+        let now = Instant::now();
+        let handled = self.handle_each_frame(now).await;
+        // What was decoded before an error or a `quit` is still carried out.
+        let flushed = self.flush_sends().await;
+        handled.and(flushed)
+    }
+
+    async fn handle_each_frame(&mut self, now: Instant) -> Result<(), Close> {
         loop {
             let item = match self.reader.next_message() {
                 Ok(Some(item)) => item,
@@ -234,15 +256,15 @@ impl<R: AsyncRead + Unpin> Session<R> {
             };
             // Any whole frame shows the peer is alive.
             self.pings_unanswered = 0;
-            self.next_ping = Instant::now() + self.config.ping_interval;
+            self.next_ping = now + self.config.ping_interval;
             match item {
-                Ok(msg) => self.handle(msg).await?,
+                Ok(msg) => self.handle(msg, now).await?,
                 Err(e) => {
                     self.bad_frames += 1;
                     debug!(session = self.id, peer = %self.peer, error = %e, "bad frame refused");
                     // Counts toward the rate limit, but is always answered: a refusal
                     // costs us little, and a client that floods without reading lags out.
-                    let _ = self.take_token();
+                    let _ = self.take_token(now);
                     self.push(ServerMsg::error(None, e.code(), e.to_string()))
                         .await?;
                 }
@@ -250,9 +272,39 @@ impl<R: AsyncRead + Unpin> Session<R> {
         }
     }
 
+    /// Keeps a `send` for the hub, to go with the others of this read; hands them over when
+    /// there are enough.
+    async fn batch_send(&mut self, msg: ClientMsg) -> Result<(), Close> {
+        if let ClientMsg::Send(send) = &msg {
+            self.sends_bytes += send.text.len();
+        }
+        self.sends.push(msg);
+        if self.sends.len() >= MAX_SENDS || self.sends_bytes >= MAX_SENDS_BYTES {
+            self.flush_sends().await?;
+        }
+        Ok(())
+    }
+
+    /// Hands the kept `send`s to the hub: one command for all of them.
+    async fn flush_sends(&mut self) -> Result<(), Close> {
+        self.sends_bytes = 0;
+        let sent = match self.sends.len() {
+            0 => return Ok(()),
+            1 => match self.sends.pop() {
+                Some(msg) => self.hub.request(self.id, msg).await,
+                None => Ok(()),
+            },
+            _ => {
+                let msgs = std::mem::take(&mut self.sends);
+                self.hub.requests(self.id, msgs).await
+            }
+        };
+        sent.map_err(|_| Close::HubGone)
+    }
+
     /// Takes a rate token; on refusal counts it (and logs the first refusal).
-    fn take_token(&mut self) -> bool {
-        if self.bucket.try_take() {
+    fn take_token(&mut self, now: Instant) -> bool {
+        if self.bucket.try_take_at(now) {
             return true;
         }
         self.rate_refused += 1;
@@ -262,7 +314,12 @@ impl<R: AsyncRead + Unpin> Session<R> {
         false
     }
 
-    async fn handle(&mut self, msg: ClientMsg) -> Result<(), Close> {
+    async fn handle(&mut self, msg: ClientMsg, now: Instant) -> Result<(), Close> {
+        if !matches!(msg, ClientMsg::Send(_)) {
+            // Whatever else happens (a refusal of ours, a request, a wait) comes after the
+            // `send`s before it.
+            self.flush_sends().await?;
+        }
         match msg {
             ClientMsg::Ping(Ping { token }) => {
                 return self.push(ServerMsg::Pong(Pong { token })).await;
@@ -287,7 +344,7 @@ impl<R: AsyncRead + Unpin> Session<R> {
             _ => {}
         }
         let req_id = msg.request_id().map(str::to_owned);
-        if !self.take_token() {
+        if !self.take_token(now) {
             let c = &self.config;
             let text = format!(
                 "too many requests (burst {}, then {}/s); not carried out",
@@ -313,8 +370,8 @@ impl<R: AsyncRead + Unpin> Session<R> {
                 self.push(ServerMsg::error(req_id, ErrorCode::HandshakeRequired, text))
                     .await
             }
-            ClientMsg::Send(_)
-            | ClientMsg::Typing(_)
+            ClientMsg::Send(_) => self.batch_send(msg).await,
+            ClientMsg::Typing(_)
             | ClientMsg::Join(_)
             | ClientMsg::Part(_)
             | ClientMsg::Nick(_)
@@ -379,8 +436,10 @@ impl<R: AsyncRead + Unpin> Session<R> {
         }
     }
 
-    /// Queues a frame of our own. Never waits: a full queue means the client is not reading.
+    /// Queues a frame of our own (after the `send`s before it). Never waits for the client: a
+    /// full queue means it is not reading.
     async fn push(&mut self, msg: ServerMsg) -> Result<(), Close> {
+        self.flush_sends().await?;
         let frame = match msg.to_frame_bytes() {
             Ok(frame) => frame,
             Err(e) => {

@@ -197,6 +197,67 @@ async fn a_stream_interleaves_acks_and_messages_in_seq_order() {
 }
 
 #[tokio::test]
+async fn sends_written_at_once_are_all_carried_out_in_order() {
+    bounded(20, async {
+        let mut config = test_config();
+        config.rate_burst = 1000;
+        let server = TestServer::start(config).await;
+        let mut a = Client::login(server.addr, "a").await;
+        let mut b = Client::login(server.addr, "b").await;
+        // One write, so the server reads many frames at once: 100 sends (more than go to the
+        // hub as one batch), with a malformed frame and a ping among them.
+        let frame = |msg: chat_proto::ClientMsg| {
+            use chat_proto::WireMessage;
+            msg.to_frame_bytes().unwrap().to_vec()
+        };
+        let mut burst = Vec::new();
+        for i in 0..100 {
+            let text = format!("s{i}");
+            burst.extend(frame(chat_proto::ClientMsg::from(
+                chat_proto::client::Send {
+                    id: Some(text.clone()),
+                    to: "#lobby".into(),
+                    text,
+                    action: false,
+                },
+            )));
+            if i == 40 {
+                burst.extend([0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 4, b'{', b'!']);
+            }
+            if i == 70 {
+                let ping = Ping {
+                    token: Some("p".into()),
+                };
+                burst.extend(frame(chat_proto::ClientMsg::Ping(ping)));
+            }
+        }
+        a.send_raw(&burst).await;
+        let expected: Vec<String> = (0..100).map(|i| format!("s{i}")).collect();
+        let (mut acks, mut errors, mut pongs) = (Vec::new(), 0, 0);
+        while acks.len() < 100 || errors == 0 || pongs == 0 {
+            match a.recv().await {
+                ServerMsg::Ack(x) => acks.push(x.id.unwrap_or_default()),
+                ServerMsg::Error(e) => {
+                    assert_eq!(e.id, None, "only the malformed frame is refused");
+                    errors += 1;
+                }
+                ServerMsg::Pong(_) => pongs += 1,
+                _ => {}
+            }
+        }
+        assert_eq!(acks, expected, "every send acked once, in order");
+        assert_eq!((errors, pongs), (1, 1));
+        let mut heard = Vec::new();
+        while heard.len() < 100 {
+            heard.push(b.recv_message().await.text);
+        }
+        assert_eq!(heard, expected, "the room hears them all, in order");
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_taken_nick_is_refused_then_another_succeeds_on_the_same_connection() {
     bounded(10, async {
         let server = TestServer::start(test_config()).await;
