@@ -51,6 +51,29 @@ pub struct Expect {
     /// Whether this receiver's deliveries move the closed-loop windows: true for the
     /// subscribers a fan-out counts, false for publishers that also hear the room.
     pub flow: bool,
+    /// Whether it runs on the probe thread ([`probe_runtime`]) instead of the tool's runtime,
+    /// so that the moment it reads is not decided by the other receivers' work.
+    pub own_thread: bool,
+}
+
+/// A single-threaded runtime on an OS thread of its own, started on first use, for latency
+/// probes: the OS wakes that thread when a probe's bytes arrive, whatever the tool's other
+/// threads are busy with.
+pub fn probe_runtime() -> Result<tokio::runtime::Handle> {
+    static PROBES: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
+    if let Some(handle) = PROBES.get() {
+        return Ok(handle.clone());
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("the probes' runtime")?;
+    let handle = rt.handle().clone();
+    std::thread::Builder::new()
+        .name("probes".into())
+        .spawn(move || rt.block_on(std::future::pending::<()>()))
+        .context("the probes' thread")?;
+    Ok(PROBES.get_or_init(|| handle).clone())
 }
 
 /// What one receiver saw.
@@ -235,7 +258,11 @@ pub async fn open_many<D: Driver>(
         let (ready_tx, ready_rx) = oneshot::channel();
         let (driver, name, room) = (Arc::clone(driver), names(i), room.to_owned());
         let (expect, shared) = (expect(i), shared.clone());
-        tokio::spawn(async move {
+        let spawner = match expect.own_thread {
+            true => probe_runtime()?,
+            false => tokio::runtime::Handle::current(),
+        };
+        spawner.spawn(async move {
             let conn = connect(&*driver, addr, &name, &room, role, handshake_limit).await;
             drop(permit);
             let Conn { stream, buf } = match conn {

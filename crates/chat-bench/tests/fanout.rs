@@ -13,12 +13,12 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use chat_bench::cli::{Common, FanoutArgs, IdleArgs, MixArgs, Proto, SlowArgs};
+use chat_bench::cli::{Common, FanoutArgs, IdleArgs, LatencyArgs, MixArgs, Proto, SlowArgs};
 use chat_bench::driver::{Driver, chat::Chat, line::Line, nats::Nats, redis::Redis, text::Text};
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use chat_bench::mode::{self, Bench, fanout, idle, mix, slow};
+use chat_bench::mode::{self, Bench, fanout, idle, latency, mix, slow};
 use chat_bench::payload::{Marker, now_ns};
 use chat_bench::receiver;
 use support::{Wire, broker};
@@ -100,6 +100,28 @@ async fn ceiling() -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(chat_bench::ceiling::run(listener, CancellationToken::new()));
     addr
+}
+
+#[tokio::test]
+async fn latency_samples_the_probes_on_their_own_thread_and_counts_everyone() {
+    let addr = ceiling().await;
+    let bench = Bench::new(Line, common(Proto::Line, addr)).unwrap();
+    let args = LatencyArgs {
+        common: bench.common.clone(),
+        subs: 5,
+        rate: 500.0,
+        duration: 0.2,
+        probes: 2,
+    };
+    let report = latency::run(&bench, &args).await.unwrap();
+    assert_eq!(report.failure, None, "{}", report.line());
+    assert_eq!(report.published, 100);
+    assert_eq!(report.delivered, 5 * 100, "{}", report.line());
+    assert_eq!(
+        report.latency.count,
+        2 * 100,
+        "only the probes sample latency"
+    );
 }
 
 #[tokio::test]
@@ -198,6 +220,7 @@ async fn receive_lines(seqs: &[u64], expect: u64) -> receiver::Outcome {
         own: None,
         batch_wait: None,
         flow: false,
+        own_thread: false,
     };
     let wr = Arc::new(tokio::sync::Mutex::new(wr));
     receiver::receive(&Line, 0, rd, BytesMut::new(), wr, expect, &shared).await

@@ -84,6 +84,7 @@ pub(crate) async fn phase<D: Driver>(
         own: None,
         batch_wait: None,
         flow: true,
+        own_thread: false,
     };
     let (subs, join_time) = bench
         .open(prefix, Role::Subscriber, subs, |_| expect, shared)
@@ -106,6 +107,7 @@ pub(crate) async fn phase<D: Driver>(
         // Reads at once but records no latency: only the subscribers' count.
         batch_wait: Some(std::time::Duration::ZERO),
         flow: false,
+        own_thread: false,
     };
     let (publisher_conns, _) = bench
         .open(

@@ -10,7 +10,9 @@
 //! Latency is sampled on the first `--probes` subscribers, which read as soon as bytes arrive;
 //! the others read in batches every few milliseconds (see [`Expect::batch_wait`]) but are still
 //! counted and checked. Otherwise, at 100 subscribers × 10 k msg/s, a million wake-ups per second
-//! in the load tool would be what the latency measures.
+//! in the load tool would be what the latency measures. The probes run on a thread of their own
+//! (see [`Expect::own_thread`]): on the tool's runtime, a probe whose bytes had arrived waited
+//! behind the bulk readers' batches (which all wake together), and that wait was the tail.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -51,6 +53,7 @@ pub async fn run<D: Driver>(bench: &Bench<D>, args: &LatencyArgs) -> Result<Repo
         own: None,
         batch_wait: (i >= probes).then_some(Duration::from_millis(BULK_PAUSE_MS)),
         flow: false,
+        own_thread: i < probes,
     };
     let (subs, join_time) = bench
         .open("s", Role::Subscriber, args.subs, expect, &shared)
