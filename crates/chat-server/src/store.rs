@@ -147,6 +147,10 @@ enum Job {
     MaxPageCount(u64),
     /// Enforce retention now, then report on the sender.
     Retention(std::sync::mpsc::Sender<usize>),
+    /// Wait until the sender is dropped (tests: several appends queued before the writer
+    /// takes them, so that they form one batch).
+    #[cfg(test)]
+    Hold(std::sync::mpsc::Receiver<()>),
     /// Commit what is queued before this, then stop (a [`StoreControl`] may still hold a sender,
     /// so the queue closing is not enough).
     Stop,
@@ -182,6 +186,8 @@ impl std::fmt::Debug for Job {
             Job::Append(r, e) => write!(f, "Append({}#{}, epoch {e})", r.conv, r.msg.seq),
             Job::MaxPageCount(n) => write!(f, "MaxPageCount({n})"),
             Job::Retention(_) => f.write_str("Retention"),
+            #[cfg(test)]
+            Job::Hold(_) => f.write_str("Hold"),
             Job::Stop => f.write_str("Stop"),
         }
     }
@@ -192,6 +198,15 @@ impl StoreControl {
     /// size makes every write fail with "database or disk is full"; a large one lifts it.
     pub fn set_max_page_count(&self, pages: u64) {
         let _ = self.jobs.send(Job::MaxPageCount(pages));
+    }
+
+    /// Holds the writer until the returned sender is dropped: what is queued meanwhile is
+    /// taken as one batch.
+    #[cfg(test)]
+    pub fn hold(&self) -> std::sync::mpsc::Sender<()> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let _ = self.jobs.send(Job::Hold(rx));
+        tx
     }
 
     /// Enforces retention now; returns how many messages were deleted.
@@ -239,6 +254,7 @@ impl SqliteStore {
             other => other,
         })?;
         schema::migrate(&mut write)?;
+        schema::age_index(&write, opts.retention_days > 0)?;
         let read = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,

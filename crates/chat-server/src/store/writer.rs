@@ -99,6 +99,10 @@ impl Writer {
                     Err(e) => warn!(error = %e, "cannot set max_page_count"),
                 }
             }
+            #[cfg(test)]
+            Job::Hold(release) => {
+                let _ = release.recv();
+            }
             Job::Retention(reply) => {
                 let mut total = 0;
                 loop {
