@@ -524,6 +524,56 @@ fn a_batch_of_several_rooms_is_indexed_once_each_and_counts_every_room() {
     assert_eq!(seqs(&s.store.search("#b", "b", 50).unwrap()).len(), 20);
 }
 
+#[test]
+fn a_batch_goes_in_by_multi_row_statements_and_a_bad_row_refuses_all_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), None);
+    let control = s.store.control().unwrap();
+    // One batch of 103 = 3 × 32 + 4 + 2 + 1: every statement size, every row kept.
+    let hold = control.hold();
+    for seq in 1..=103 {
+        let r = record("#r", seq, &format!("row{seq} text"));
+        assert_eq!(s.store.append(r, 0).unwrap(), Appended::Queued);
+    }
+    drop(hold);
+    let done = s.done.blocking_recv().unwrap();
+    assert_eq!((done.count, done.result.is_ok()), (103, true));
+    let page = s.store.after("#r", 0, 200).unwrap();
+    assert_eq!(seqs(&page), (1..=103).collect::<Vec<_>>());
+    assert_eq!(page.messages[102].text, "row103 text");
+    for seq in [1, 32, 33, 97, 101, 103] {
+        let word = format!("row{seq}");
+        assert_eq!(seqs(&s.store.search("#r", &word, 10).unwrap()), [seq]);
+        let sent = s.store.find_sent("alice", &format!("#r-{seq}")).unwrap();
+        assert_eq!(sent.unwrap().msg.seq, seq);
+    }
+    // A batch whose 40th row repeats a seq: the whole batch is refused, none of it is kept.
+    let hold = control.hold();
+    for seq in 104..=140 {
+        let mut r = record("#r", if seq == 140 { 50 } else { seq }, "late");
+        r.msg.mid += 1000;
+        r.client_id = Some(format!("late-{seq}"));
+        s.store.append(r, 0).unwrap();
+    }
+    drop(hold);
+    let done = s.done.blocking_recv().unwrap();
+    assert_eq!((done.count, done.result.is_err()), (37, true));
+    assert_eq!(s.store.last_seq("#r").unwrap(), 103);
+    assert!(s.store.find_sent("alice", "late-104").unwrap().is_none());
+    assert!(
+        s.store
+            .search("#r", "late", 10)
+            .unwrap()
+            .messages
+            .is_empty()
+    );
+    // The next epoch is written.
+    let mut r = record("#r", 104, "after");
+    r.msg.mid += 1000;
+    s.append(r, 1).unwrap();
+    assert_eq!(s.store.last_seq("#r").unwrap(), 104);
+}
+
 #[cfg(unix)]
 #[test]
 fn the_store_is_private_to_its_owner() {
