@@ -29,10 +29,12 @@
 //!   [`StoreControl`].
 //! - `read`: the hub's reads (pages, resends, search) and the FTS query builder.
 //! - `schema`: the migrations and the integrity check.
+//! - `sent`: the filter that spares most resend look-ups a query.
 //! - `writer`: the writer thread: batches, commits, failure epochs, retention.
 
 mod read;
 mod schema;
+mod sent;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -159,6 +161,8 @@ enum Job {
 /// The SQLite store: a read connection for the hub, and the writer thread's queue.
 pub struct SqliteStore {
     read: Connection,
+    /// The (sender, client id) pairs the store may hold; `None`: too many, always query.
+    sent: Option<sent::SentFilter>,
     path: PathBuf,
     /// Dropping it lets the writer finish the queue and stop.
     jobs: Option<SyncSender<Job>>,
@@ -261,6 +265,7 @@ impl SqliteStore {
         )?;
         read.busy_timeout(Duration::from_secs(2))?;
         read.pragma_update(None, "query_only", true)?;
+        let sent = sent::SentFilter::load(&read, sent::MAX_KEYS_AT_OPEN)?;
         let (jobs, jobs_rx) = std::sync::mpsc::sync_channel(WRITE_QUEUE);
         let (done_tx, done_rx) = mpsc::channel(DONE_QUEUE);
         let worker = writer::Writer::new(write, lock, opts);
@@ -271,6 +276,7 @@ impl SqliteStore {
         tracing::info!(path = %path.display(), sync = ?opts.sync, "store opened");
         Ok(SqliteStore {
             read,
+            sent,
             path,
             jobs: Some(jobs),
             done_rx: Some(done_rx),

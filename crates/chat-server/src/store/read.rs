@@ -83,6 +83,10 @@ impl HistoryStore for SqliteStore {
         let Some(jobs) = &self.jobs else {
             return Err(HistoryError::Unavailable("the store is closed".into()));
         };
+        // Into the filter before the writer can commit it, so a look-up never misses it.
+        if let (Some(sent), Some(id)) = (&mut self.sent, &record.client_id) {
+            sent.insert(&record.sender_fold, id);
+        }
         match jobs.try_send(Job::Append(record, epoch)) {
             Ok(()) => Ok(Appended::Queued),
             Err(TrySendError::Full(_)) => Err(HistoryError::Unavailable(
@@ -139,6 +143,13 @@ impl HistoryStore for SqliteStore {
         sender_fold: &str,
         client_id: &str,
     ) -> Result<Option<Record>, HistoryError> {
+        if self
+            .sent
+            .as_ref()
+            .is_some_and(|f| !f.may_contain(sender_fold, client_id))
+        {
+            return Ok(None);
+        }
         let mut stmt = self.read.prepare_cached(FIND_SENT).map_err(unavailable)?;
         stmt.query_row([sender_fold, client_id], |row| {
             Ok(Record {

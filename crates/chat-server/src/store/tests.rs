@@ -547,7 +547,7 @@ fn a_batch_goes_in_by_multi_row_statements_and_a_bad_row_refuses_all_of_it() {
         let sent = s.store.find_sent("alice", &format!("#r-{seq}")).unwrap();
         assert_eq!(sent.unwrap().msg.seq, seq);
     }
-    // A batch whose 40th row repeats a seq: the whole batch is refused, none of it is kept.
+    // A batch whose last (37th) row repeats a seq: the whole batch is refused, none of it kept.
     let hold = control.hold();
     for seq in 104..=140 {
         let mut r = record("#r", if seq == 140 { 50 } else { seq }, "late");
