@@ -7,11 +7,17 @@
 //!  hub task ── reads (join bursts, history, search, resends) ──▶ its own read connection
 //! ```
 //!
-//! The writer thread owns the write connection. It takes whatever appends are queued (waiting
-//! a couple of milliseconds for more, up to [`MAX_BATCH`]), writes them in one transaction and
-//! commits; with `synchronous=FULL` the commit returns once the WAL is on disk. Then it reports
-//! the batch to the hub, which acks and broadcasts in order. So many messages share one fsync
-//! and the hub never waits for the disk. Between batches the thread enforces retention.
+//! The writer thread owns the write connection. It takes whatever appends are queued (never
+//! waiting for more, up to [`MAX_BATCH`]), writes them in one transaction (multi-row INSERTs,
+//! the search index in one statement) and commits; with `synchronous=FULL` the commit returns
+//! once the WAL is on disk. Then it reports the batch to the hub, which acks and broadcasts in
+//! order. So many messages share one fsync and the hub never waits for the disk. Between
+//! batches the thread enforces retention.
+//!
+//! Each message costs the writer a row, two index entries (`(conv, seq)`, unique, for pages
+//! and resume; `(client_id, sender_fold)` for resends) and its search terms; `messages_ts`
+//! exists only while retention by age is on. The hub's resend look-up for every new client id
+//! is answered by a Bloom filter (`sent`) unless the pair may be stored.
 //!
 //! The hub reads through a second connection: WAL lets it read committed data while the writer
 //! writes. Those reads run on the hub's task; they are indexed and bounded (a page, a search of

@@ -159,6 +159,31 @@ fn retention_keeps_the_newest_per_room_and_the_sequence_goes_on() {
 }
 
 #[test]
+fn retention_by_count_reads_only_the_old_range_of_each_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), None);
+    let plan = |sql: &str| -> Vec<String> {
+        let mut stmt = s
+            .store
+            .read
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap();
+        stmt.query_map([5, 10], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let steps = plan(writer::RETENTION_BY_COUNT);
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.contains("SEARCH m USING COVERING INDEX messages_conv_seq")),
+        "{steps:?}"
+    );
+    assert!(!steps.iter().any(|s| s.starts_with("SCAN m")), "{steps:?}");
+}
+
+#[test]
 fn retention_by_age_deletes_old_messages() {
     let dir = tempfile::tempdir().unwrap();
     let mut opts = options(dir.path());

@@ -21,6 +21,13 @@ use tracing::{debug, info, warn};
 use super::{Job, MAX_BATCH, StoreOptions};
 use crate::history::{Done, HistoryError, Record};
 
+/// Deletes up to `?2` messages beyond the newest `?1` of their conversation. CROSS JOIN keeps
+/// SQLite from scanning the whole `(conv, seq)` index (it chose that plan for the plain JOIN):
+/// for each conversation only the range of its old messages is read.
+pub(super) const RETENTION_BY_COUNT: &str = "DELETE FROM messages WHERE mid IN \
+     (SELECT m.mid FROM convs c CROSS JOIN messages m \
+      ON m.conv = c.conv AND m.seq <= c.last_seq - ?1 LIMIT ?2)";
+
 /// Messages deleted per retention transaction.
 const RETENTION_CHUNK: usize = 2000;
 
@@ -209,8 +216,7 @@ impl Writer {
         let mut deleted = 0;
         if self.retention_count > 0 {
             deleted += self.delete(
-                "DELETE FROM messages WHERE mid IN (SELECT m.mid FROM messages m \
-                 JOIN convs c ON c.conv = m.conv WHERE m.seq <= c.last_seq - ?1 LIMIT ?2)",
+                RETENTION_BY_COUNT,
                 self.retention_count.min(i64::MAX as u64) as i64,
             );
         }
