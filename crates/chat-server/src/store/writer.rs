@@ -11,6 +11,7 @@
 //! room's sequence never gets a hole (see [`crate::history`]).
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -201,12 +202,22 @@ impl Writer {
             }
             // The batch's texts into the search index in one statement: FTS5 writes its index
             // once per statement, so one per row was most of the cost of a commit.
-            let mids: Vec<String> = batch.iter().map(|(r, _)| r.msg.mid.to_string()).collect();
+            // The rows are found by walking the list of mids (CROSS JOIN fixes that order): `mid
+            // IN (list)` made SQLite copy the list into a temporary B-tree first.
+            let mut mids = String::with_capacity(batch.len() * 12 + 2);
+            mids.push('[');
+            for (i, (r, _)) in batch.iter().enumerate() {
+                if i > 0 {
+                    mids.push(',');
+                }
+                let _ = write!(mids, "{}", r.msg.mid);
+            }
+            mids.push(']');
             let mut index = tx.prepare_cached(
-                "INSERT INTO messages_fts (rowid, text) SELECT mid, text FROM messages \
-                 WHERE mid IN (SELECT value FROM json_each(?1))",
+                "INSERT INTO messages_fts (rowid, text) SELECT m.mid, m.text \
+                 FROM json_each(?1) AS j CROSS JOIN messages AS m ON m.mid = j.value",
             )?;
-            index.execute(params![format!("[{}]", mids.join(","))])?;
+            index.execute([mids])?;
         }
         tx.commit()
     }
