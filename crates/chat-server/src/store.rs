@@ -7,11 +7,17 @@
 //!  hub task ── reads (join bursts, history, search, resends) ──▶ its own read connection
 //! ```
 //!
-//! The writer thread owns the write connection. It takes whatever appends are queued (waiting
-//! a couple of milliseconds for more, up to [`MAX_BATCH`]), writes them in one transaction and
-//! commits; with `synchronous=FULL` the commit returns once the WAL is on disk. Then it reports
-//! the batch to the hub, which acks and broadcasts in order. So many messages share one fsync
-//! and the hub never waits for the disk. Between batches the thread enforces retention.
+//! The writer thread owns the write connection. It takes whatever appends are queued (never
+//! waiting for more, up to [`MAX_BATCH`]), writes them in one transaction (multi-row INSERTs,
+//! the search index in one statement) and commits; with `synchronous=FULL` the commit returns
+//! once the WAL is on disk. Then it reports the batch to the hub, which acks and broadcasts in
+//! order. So many messages share one fsync and the hub never waits for the disk. Between
+//! batches the thread enforces retention.
+//!
+//! Each message costs the writer a row, two index entries (`(conv, seq)`, unique, for pages
+//! and resume; `(client_id, sender_fold)` for resends) and its search terms; `messages_ts`
+//! exists only while retention by age is on. The hub's resend look-up for every new client id
+//! is answered by a Bloom filter (`sent`) unless the pair may be stored.
 //!
 //! The hub reads through a second connection: WAL lets it read committed data while the writer
 //! writes. Those reads run on the hub's task; they are indexed and bounded (a page, a search of
@@ -29,10 +35,12 @@
 //!   [`StoreControl`].
 //! - `read`: the hub's reads (pages, resends, search) and the FTS query builder.
 //! - `schema`: the migrations and the integrity check.
+//! - `sent`: the filter that spares most resend look-ups a query.
 //! - `writer`: the writer thread: batches, commits, failure epochs, retention.
 
 mod read;
 mod schema;
+mod sent;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -147,6 +155,10 @@ enum Job {
     MaxPageCount(u64),
     /// Enforce retention now, then report on the sender.
     Retention(std::sync::mpsc::Sender<usize>),
+    /// Wait until the sender is dropped (tests: several appends queued before the writer
+    /// takes them, so that they form one batch).
+    #[cfg(test)]
+    Hold(std::sync::mpsc::Receiver<()>),
     /// Commit what is queued before this, then stop (a [`StoreControl`] may still hold a sender,
     /// so the queue closing is not enough).
     Stop,
@@ -155,6 +167,8 @@ enum Job {
 /// The SQLite store: a read connection for the hub, and the writer thread's queue.
 pub struct SqliteStore {
     read: Connection,
+    /// The (sender, client id) pairs the store may hold; `None`: too many, always query.
+    sent: Option<sent::SentFilter>,
     path: PathBuf,
     /// Dropping it lets the writer finish the queue and stop.
     jobs: Option<SyncSender<Job>>,
@@ -182,6 +196,8 @@ impl std::fmt::Debug for Job {
             Job::Append(r, e) => write!(f, "Append({}#{}, epoch {e})", r.conv, r.msg.seq),
             Job::MaxPageCount(n) => write!(f, "MaxPageCount({n})"),
             Job::Retention(_) => f.write_str("Retention"),
+            #[cfg(test)]
+            Job::Hold(_) => f.write_str("Hold"),
             Job::Stop => f.write_str("Stop"),
         }
     }
@@ -192,6 +208,15 @@ impl StoreControl {
     /// size makes every write fail with "database or disk is full"; a large one lifts it.
     pub fn set_max_page_count(&self, pages: u64) {
         let _ = self.jobs.send(Job::MaxPageCount(pages));
+    }
+
+    /// Holds the writer until the returned sender is dropped: what is queued meanwhile is
+    /// taken as one batch.
+    #[cfg(test)]
+    pub fn hold(&self) -> std::sync::mpsc::Sender<()> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let _ = self.jobs.send(Job::Hold(rx));
+        tx
     }
 
     /// Enforces retention now; returns how many messages were deleted.
@@ -239,12 +264,14 @@ impl SqliteStore {
             other => other,
         })?;
         schema::migrate(&mut write)?;
+        schema::age_index(&write, opts.retention_days > 0)?;
         let read = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         read.busy_timeout(Duration::from_secs(2))?;
         read.pragma_update(None, "query_only", true)?;
+        let sent = sent::SentFilter::load(&read, sent::MAX_KEYS_AT_OPEN)?;
         let (jobs, jobs_rx) = std::sync::mpsc::sync_channel(WRITE_QUEUE);
         let (done_tx, done_rx) = mpsc::channel(DONE_QUEUE);
         let worker = writer::Writer::new(write, lock, opts);
@@ -255,6 +282,7 @@ impl SqliteStore {
         tracing::info!(path = %path.display(), sync = ?opts.sync, "store opened");
         Ok(SqliteStore {
             read,
+            sent,
             path,
             jobs: Some(jobs),
             done_rx: Some(done_rx),

@@ -38,6 +38,11 @@ impl SqliteStore {
 /// The columns of a message row, in the order [`message_from_row`] reads them.
 const COLUMNS: &str = "mid, seq, ts, sender, room, recipient, text, action";
 
+/// The resend look-up, made for every new client id: a literal, so there is no formatting per
+/// call, and `client_id = ?2` lets SQLite use the partial index `messages_sent`.
+pub(super) const FIND_SENT: &str = "SELECT mid, seq, ts, sender, room, recipient, text, action, \
+     conv FROM messages WHERE client_id = ?2 AND sender_fold = ?1";
+
 fn message_from_row(row: &Row<'_>) -> rusqlite::Result<ChatMessage> {
     Ok(ChatMessage {
         mid: row.get(0)?,
@@ -78,6 +83,10 @@ impl HistoryStore for SqliteStore {
         let Some(jobs) = &self.jobs else {
             return Err(HistoryError::Unavailable("the store is closed".into()));
         };
+        // Into the filter before the writer can commit it, so a look-up never misses it.
+        if let (Some(sent), Some(id)) = (&mut self.sent, &record.client_id) {
+            sent.insert(&record.sender_fold, id);
+        }
         match jobs.try_send(Job::Append(record, epoch)) {
             Ok(()) => Ok(Appended::Queued),
             Err(TrySendError::Full(_)) => Err(HistoryError::Unavailable(
@@ -134,10 +143,14 @@ impl HistoryStore for SqliteStore {
         sender_fold: &str,
         client_id: &str,
     ) -> Result<Option<Record>, HistoryError> {
-        let sql = format!(
-            "SELECT {COLUMNS}, conv FROM messages WHERE sender_fold = ?1 AND client_id = ?2"
-        );
-        let mut stmt = self.read.prepare_cached(&sql).map_err(unavailable)?;
+        if self
+            .sent
+            .as_ref()
+            .is_some_and(|f| !f.may_contain(sender_fold, client_id))
+        {
+            return Ok(None);
+        }
+        let mut stmt = self.read.prepare_cached(FIND_SENT).map_err(unavailable)?;
         stmt.query_row([sender_fold, client_id], |row| {
             Ok(Record {
                 msg: message_from_row(row)?,

@@ -87,6 +87,48 @@ pub const MIGRATIONS: &[&str] = &[
     "
     DROP TRIGGER messages_fts_insert;
     ",
+    // 6: fewer B-trees written per message, since the store thread's CPU limits durable
+    // fan-out. The table is rebuilt because a UNIQUE constraint of CREATE TABLE cannot be
+    // dropped: `(sender_fold, client_id)` becomes a plain index that leads with the client id
+    // (ids differ at once, so comparisons stop at the first column and there is no conflict
+    // probe before each insert) and leaves out messages without one; resends are still found
+    // by it, and the hub never appends an id it has stored. `(conv, seq)` stays unique: it
+    // guards the sequence that history and resume rely on. `messages_ts` is dropped here and
+    // kept only while retention by age is on (see `age_index`). The search index is rebuilt
+    // with `columnsize=0`: it kept one row per message of token counts, used only for ranking,
+    // and search orders by mid.
+    "
+    CREATE TABLE messages_new (
+        mid         INTEGER PRIMARY KEY,    -- server-wide message id (the rowid)
+        conv        TEXT    NOT NULL,       -- folded room name, or '@a b' for a pair of users
+        seq         INTEGER NOT NULL,       -- per conversation, contiguous from 1
+        ts          INTEGER NOT NULL,       -- ms since the epoch
+        sender      TEXT    NOT NULL,       -- nick as shown
+        sender_fold TEXT    NOT NULL,       -- folded nick: identity for resends
+        client_id   TEXT,                   -- the send's id, if any
+        room        TEXT,                   -- room name as shown, for a room message
+        recipient   TEXT,                   -- recipient's nick, for a direct message
+        text        TEXT    NOT NULL,
+        action      INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO messages_new
+        SELECT mid, conv, seq, ts, sender, sender_fold, client_id, room, recipient, text, action
+        FROM messages ORDER BY mid;
+    DROP TRIGGER messages_fts_delete;
+    DROP TABLE messages_fts;
+    DROP TABLE messages;
+    ALTER TABLE messages_new RENAME TO messages;
+    CREATE UNIQUE INDEX messages_conv_seq ON messages (conv, seq);
+    CREATE INDEX messages_sent ON messages (client_id, sender_fold) WHERE client_id IS NOT NULL;
+    CREATE VIRTUAL TABLE messages_fts USING fts5(
+        text, content = 'messages', content_rowid = 'mid',
+        tokenize = 'unicode61 remove_diacritics 2', columnsize = 0
+    );
+    INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
+    CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+        INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.mid, old.text);
+    END;
+    ",
 ];
 
 /// The schema version this build writes.
@@ -105,6 +147,17 @@ pub fn check_integrity(conn: &Connection) -> Result<(), StoreError> {
     }
     let shown: Vec<&str> = problems.iter().take(5).map(String::as_str).collect();
     Err(StoreError::Corrupt(shown.join("; ")))
+}
+
+/// Creates `messages_ts` when retention by age is on and drops it when it is off: nothing else
+/// reads messages by time, and an index costs a B-tree insert for every message. Turning age
+/// retention on builds it at the next start (once, over the whole history).
+pub fn age_index(conn: &Connection, wanted: bool) -> rusqlite::Result<()> {
+    conn.execute_batch(if wanted {
+        "CREATE INDEX IF NOT EXISTS messages_ts ON messages (ts)"
+    } else {
+        "DROP INDEX IF EXISTS messages_ts"
+    })
 }
 
 /// Brings the schema up to [`current_version`], one transaction per migration.

@@ -123,8 +123,8 @@ fn a_full_disk_refuses_the_batch_and_what_was_queued_behind_it_then_recovers() {
     s.append(record("#r", 1, "before"), 0).unwrap();
     let control = s.store.control().unwrap();
     control.set_max_page_count(1);
-    // Large texts so the pages run out at once.
-    let big = "y".repeat(8000);
+    // A text larger than the pages the migrations left free, so the pages run out at once.
+    let big = "y".repeat(200_000);
     let failed = s.append(record("#r", 2, &big), 0).unwrap_err();
     assert!(failed.to_string().contains("full"), "{failed}");
     // Queued before the hub heard of the failure: same epoch, refused unwritten even though
@@ -156,6 +156,31 @@ fn retention_keeps_the_newest_per_room_and_the_sequence_goes_on() {
     assert_eq!(s.store.last_seq("#r").unwrap(), 12);
     // The full-text index forgot the deleted messages too.
     assert_eq!(s.store.search("#r", "x", 100).unwrap().messages.len(), 5);
+}
+
+#[test]
+fn retention_by_count_reads_only_the_old_range_of_each_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), None);
+    let plan = |sql: &str| -> Vec<String> {
+        let mut stmt = s
+            .store
+            .read
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap();
+        stmt.query_map([5, 10], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let steps = plan(writer::RETENTION_BY_COUNT);
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.contains("SEARCH m USING COVERING INDEX messages_conv_seq")),
+        "{steps:?}"
+    );
+    assert!(!steps.iter().any(|s| s.starts_with("SCAN m")), "{steps:?}");
 }
 
 #[test]
@@ -398,6 +423,110 @@ fn a_version_4_store_still_finds_its_old_messages_and_indexes_new_ones() {
 }
 
 #[test]
+fn a_version_5_store_keeps_its_messages_searchable_and_its_resends_found() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // Migrations 1 to 5: UNIQUE (sender_fold, client_id), messages_ts, FTS with docsizes.
+        let mut conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        let tx = conn.transaction().unwrap();
+        for sql in &schema::MIGRATIONS[..5] {
+            tx.execute_batch(sql).unwrap();
+        }
+        tx.pragma_update(None, "user_version", 5).unwrap();
+        tx.execute_batch(
+            "INSERT INTO messages (mid, conv, seq, ts, sender, sender_fold, client_id, room, text) \
+             VALUES (1, '#r', 1, 1, 'Alice', 'alice', 'c1', '#R', 'an old rendezvous'), \
+                    (2, '#r', 2, 2, 'Bob', 'bob', NULL, '#R', 'no id here');
+             INSERT INTO messages_fts (rowid, text) SELECT mid, text FROM messages;
+             INSERT INTO convs (conv, last_seq, last_mid) VALUES ('#r', 2, 2);",
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    let mut s = open(dir.path(), None);
+    let sent = s.store.find_sent("alice", "c1").unwrap().unwrap();
+    assert_eq!((sent.conv.as_str(), sent.msg.seq), ("#r", 1));
+    assert_eq!(sent.msg.room.as_deref(), Some("#R"));
+    assert!(s.store.find_sent("bob", "c1").unwrap().is_none());
+    let plan: String = s
+        .store
+        .read
+        .query_row(
+            &format!("EXPLAIN QUERY PLAN {}", read::FIND_SENT),
+            ["a", "b"],
+            |r| r.get(3),
+        )
+        .unwrap();
+    assert!(plan.contains("messages_sent"), "{plan}");
+    assert_eq!(seqs(&s.store.search("#r", "rendezvous", 10).unwrap()), [1]);
+    assert_eq!(seqs(&s.store.after("#r", 0, 10).unwrap()), [1, 2]);
+    let mut new = record("#r", 3, "a new rendezvous");
+    new.msg.mid = 3;
+    s.append(new, 0).unwrap();
+    assert_eq!(
+        seqs(&s.store.search("#r", "rendezvous", 10).unwrap()),
+        [1, 3]
+    );
+    assert_eq!(
+        s.store.find_sent("alice", "#r-3").unwrap().unwrap().msg.seq,
+        3
+    );
+    // A seq that is taken still refuses the batch: pages and resume rely on it.
+    let mut twin = record("#r", 3, "same seq");
+    twin.msg.mid = 4;
+    assert!(s.append(twin, 0).is_err());
+    drop(s);
+    let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    let (docsize, ts_index): (u32, u32) = conn
+        .query_row(
+            "SELECT count(*) FILTER (WHERE name = 'messages_fts_docsize'), \
+                    count(*) FILTER (WHERE name = 'messages_ts') FROM sqlite_master",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (docsize, ts_index),
+        (0, 0),
+        "no per-message docsize, no ts index"
+    );
+}
+
+#[test]
+fn the_time_index_is_kept_only_while_retention_by_age_is_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let has_index = |dir: &Path| -> bool {
+        let conn = Connection::open(dir.join(DB_FILE)).unwrap();
+        conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'messages_ts'",
+            [],
+            |r| r.get::<_, u32>(0),
+        )
+        .unwrap()
+            == 1
+    };
+    drop(open(dir.path(), None));
+    assert!(!has_index(dir.path()));
+    let mut opts = options(dir.path());
+    opts.retention_days = 7;
+    let s = open(dir.path(), Some(opts));
+    assert!(has_index(dir.path()));
+    let plan: String = s
+        .store
+        .read
+        .query_row(
+            "EXPLAIN QUERY PLAN SELECT mid FROM messages WHERE ts < 5 LIMIT 10",
+            [],
+            |r| r.get(3),
+        )
+        .unwrap();
+    assert!(plan.contains("messages_ts"), "{plan}");
+    drop(s);
+    drop(open(dir.path(), None));
+    assert!(!has_index(dir.path()));
+}
+
+#[test]
 fn a_batch_of_several_rooms_is_indexed_once_each_and_counts_every_room() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = open(dir.path(), None);
@@ -420,6 +549,56 @@ fn a_batch_of_several_rooms_is_indexed_once_each_and_counts_every_room() {
     assert_eq!(seqs(&s.store.search("#b", "b", 50).unwrap()).len(), 20);
 }
 
+#[test]
+fn a_batch_goes_in_by_multi_row_statements_and_a_bad_row_refuses_all_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), None);
+    let control = s.store.control().unwrap();
+    // One batch of 103 = 3 × 32 + 4 + 2 + 1: every statement size, every row kept.
+    let hold = control.hold();
+    for seq in 1..=103 {
+        let r = record("#r", seq, &format!("row{seq} text"));
+        assert_eq!(s.store.append(r, 0).unwrap(), Appended::Queued);
+    }
+    drop(hold);
+    let done = s.done.blocking_recv().unwrap();
+    assert_eq!((done.count, done.result.is_ok()), (103, true));
+    let page = s.store.after("#r", 0, 200).unwrap();
+    assert_eq!(seqs(&page), (1..=103).collect::<Vec<_>>());
+    assert_eq!(page.messages[102].text, "row103 text");
+    for seq in [1, 32, 33, 97, 101, 103] {
+        let word = format!("row{seq}");
+        assert_eq!(seqs(&s.store.search("#r", &word, 10).unwrap()), [seq]);
+        let sent = s.store.find_sent("alice", &format!("#r-{seq}")).unwrap();
+        assert_eq!(sent.unwrap().msg.seq, seq);
+    }
+    // A batch whose last (37th) row repeats a seq: the whole batch is refused, none of it kept.
+    let hold = control.hold();
+    for seq in 104..=140 {
+        let mut r = record("#r", if seq == 140 { 50 } else { seq }, "late");
+        r.msg.mid += 1000;
+        r.client_id = Some(format!("late-{seq}"));
+        s.store.append(r, 0).unwrap();
+    }
+    drop(hold);
+    let done = s.done.blocking_recv().unwrap();
+    assert_eq!((done.count, done.result.is_err()), (37, true));
+    assert_eq!(s.store.last_seq("#r").unwrap(), 103);
+    assert!(s.store.find_sent("alice", "late-104").unwrap().is_none());
+    assert!(
+        s.store
+            .search("#r", "late", 10)
+            .unwrap()
+            .messages
+            .is_empty()
+    );
+    // The next epoch is written.
+    let mut r = record("#r", 104, "after");
+    r.msg.mid += 1000;
+    s.append(r, 1).unwrap();
+    assert_eq!(s.store.last_seq("#r").unwrap(), 104);
+}
+
 #[cfg(unix)]
 #[test]
 fn the_store_is_private_to_its_owner() {
@@ -434,4 +613,58 @@ fn the_store_is_private_to_its_owner() {
     let wal = dir.join(format!("{DB_FILE}-wal"));
     assert!(wal.exists());
     assert_eq!(mode(&wal), 0o600, "write-ahead log");
+}
+
+/// Not a check but a fixed workload for measuring the writer (run it in a release build under
+/// callgrind): `STORE_WORKLOAD_MESSAGES` appends (default 20,000) shaped like the load tool's,
+/// queued `STORE_WORKLOAD_BATCH` at a time (default 128) so that batches have that size, each
+/// looked up first as the hub does; `STORE_WORKLOAD_WORDS=1` for texts of ordinary words.
+#[test]
+#[ignore]
+fn writer_workload() {
+    let var = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let n = var("STORE_WORKLOAD_MESSAGES", 20_000);
+    let batch = var("STORE_WORKLOAD_BATCH", 128).max(1);
+    let words = var("STORE_WORKLOAD_WORDS", 0) != 0;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), None);
+    let control = s.store.control().unwrap();
+    let (mut seq, mut commits) = (0, 0);
+    while seq < n {
+        let hold = control.hold();
+        let mut queued = 0;
+        while queued < batch && seq < n {
+            seq += 1;
+            let text = if words {
+                format!("message {seq} about the {} topic of the day", seq % 97)
+            } else {
+                format!(
+                    "~cb100000000{seq:016x}{:016x}....................",
+                    seq * 7919
+                )
+            };
+            let mut r = record("#bench", seq, &text);
+            r.msg.mid = seq;
+            r.msg.from = "p".into();
+            r.sender_fold = "p".into();
+            r.client_id = Some(seq.to_string());
+            // The hub looks every new client id up before appending (a resend?).
+            assert!(s.store.find_sent("p", &seq.to_string()).unwrap().is_none());
+            s.store.append(r, 0).unwrap();
+            queued += 1;
+        }
+        drop(hold);
+        while queued > 0 {
+            let d = s.done.blocking_recv().unwrap();
+            assert!(d.result.is_ok());
+            queued -= d.count as u64;
+            commits += 1;
+        }
+    }
+    eprintln!("{n} messages in {commits} commits");
 }

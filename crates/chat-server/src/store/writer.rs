@@ -11,6 +11,7 @@
 //! room's sequence never gets a hole (see [`crate::history`]).
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,13 @@ use tracing::{debug, info, warn};
 
 use super::{Job, MAX_BATCH, StoreOptions};
 use crate::history::{Done, HistoryError, Record};
+
+/// Deletes up to `?2` messages beyond the newest `?1` of their conversation. CROSS JOIN keeps
+/// SQLite from scanning the whole `(conv, seq)` index (it chose that plan for the plain JOIN):
+/// for each conversation only the range of its old messages is read.
+pub(super) const RETENTION_BY_COUNT: &str = "DELETE FROM messages WHERE mid IN \
+     (SELECT m.mid FROM convs c CROSS JOIN messages m \
+      ON m.conv = c.conv AND m.seq <= c.last_seq - ?1 LIMIT ?2)";
 
 /// Messages deleted per retention transaction.
 const RETENTION_CHUNK: usize = 2000;
@@ -34,6 +42,9 @@ pub(super) struct Writer {
     retention_interval: Duration,
     /// Appends with an older epoch are refused without being written.
     min_epoch: u64,
+    /// The text of each multi-row INSERT, one per [`INSERT_ROWS`] (the statement cache is keyed
+    /// by it, so it is built once).
+    insert_sql: Vec<String>,
 }
 
 impl Writer {
@@ -45,6 +56,7 @@ impl Writer {
             retention_days: opts.retention_days,
             retention_interval: opts.retention_interval.max(Duration::from_millis(10)),
             min_epoch: 0,
+            insert_sql: INSERT_ROWS.iter().map(|&rows| insert_sql(rows)).collect(),
         }
     }
 
@@ -98,6 +110,10 @@ impl Writer {
                     Ok(now) => info!(pages = now, "store max_page_count set"),
                     Err(e) => warn!(error = %e, "cannot set max_page_count"),
                 }
+            }
+            #[cfg(test)]
+            Job::Hold(release) => {
+                let _ = release.recv();
             }
             Job::Retention(reply) => {
                 let mut total = 0;
@@ -158,34 +174,26 @@ impl Writer {
     fn commit(&mut self, batch: &[(Record, u64)]) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO messages \
-                 (mid, conv, seq, ts, sender, sender_fold, client_id, room, recipient, text, action) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )?;
             let mut counter = tx.prepare_cached(
                 "INSERT INTO convs (conv, last_seq, last_mid) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (conv) DO UPDATE SET \
                  last_seq = max(last_seq, excluded.last_seq), \
                  last_mid = max(last_mid, excluded.last_mid)",
             )?;
+            // The rows go in by multi-row statements of INSERT_ROWS[k] rows, largest first: a
+            // statement's start and end (cursors opened, the VM halted) cost as much as a row.
+            let mut rest = batch;
+            for (rows, sql) in INSERT_ROWS.iter().zip(&self.insert_sql) {
+                while rest.len() >= *rows {
+                    let (chunk, after) = rest.split_at(*rows);
+                    insert_rows(&tx, sql, chunk)?;
+                    rest = after;
+                }
+            }
             // Each conversation's counters once per batch, at its last message of the batch.
             let mut last: HashMap<&str, (u64, u64)> = HashMap::new();
             for (r, _) in batch {
                 let m = &r.msg;
-                insert.execute(params![
-                    m.mid,
-                    r.conv,
-                    m.seq,
-                    m.ts,
-                    m.from,
-                    r.sender_fold,
-                    r.client_id,
-                    m.room,
-                    m.to,
-                    m.text,
-                    m.action
-                ])?;
                 let entry = last.entry(&r.conv).or_insert((m.seq, m.mid));
                 *entry = (entry.0.max(m.seq), entry.1.max(m.mid));
             }
@@ -194,12 +202,22 @@ impl Writer {
             }
             // The batch's texts into the search index in one statement: FTS5 writes its index
             // once per statement, so one per row was most of the cost of a commit.
-            let mids: Vec<String> = batch.iter().map(|(r, _)| r.msg.mid.to_string()).collect();
+            // The rows are found by walking the list of mids (CROSS JOIN fixes that order): `mid
+            // IN (list)` made SQLite copy the list into a temporary B-tree first.
+            let mut mids = String::with_capacity(batch.len() * 12 + 2);
+            mids.push('[');
+            for (i, (r, _)) in batch.iter().enumerate() {
+                if i > 0 {
+                    mids.push(',');
+                }
+                let _ = write!(mids, "{}", r.msg.mid);
+            }
+            mids.push(']');
             let mut index = tx.prepare_cached(
-                "INSERT INTO messages_fts (rowid, text) SELECT mid, text FROM messages \
-                 WHERE mid IN (SELECT value FROM json_each(?1))",
+                "INSERT INTO messages_fts (rowid, text) SELECT m.mid, m.text \
+                 FROM json_each(?1) AS j CROSS JOIN messages AS m ON m.mid = j.value",
             )?;
-            index.execute(params![format!("[{}]", mids.join(","))])?;
+            index.execute([mids])?;
         }
         tx.commit()
     }
@@ -209,8 +227,7 @@ impl Writer {
         let mut deleted = 0;
         if self.retention_count > 0 {
             deleted += self.delete(
-                "DELETE FROM messages WHERE mid IN (SELECT m.mid FROM messages m \
-                 JOIN convs c ON c.conv = m.conv WHERE m.seq <= c.last_seq - ?1 LIMIT ?2)",
+                RETENTION_BY_COUNT,
                 self.retention_count.min(i64::MAX as u64) as i64,
             );
         }
@@ -240,6 +257,53 @@ impl Writer {
             0
         })
     }
+}
+
+/// The sizes of the multi-row INSERTs a batch is cut into, largest first; the last must be 1.
+const INSERT_ROWS: [usize; 6] = [32, 16, 8, 4, 2, 1];
+
+/// `INSERT OR ROLLBACK` of `rows` messages. OR ROLLBACK: a statement of several rows that
+/// could fail half-way would otherwise keep a statement journal (a copy of every page it
+/// changes); a failure rolls the whole transaction back instead, and the batch is refused as
+/// before.
+fn insert_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT OR ROLLBACK INTO messages \
+         (mid, conv, seq, ts, sender, sender_fold, client_id, room, recipient, text, action) VALUES ",
+    );
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str("(?,?,?,?,?,?,?,?,?,?,?)");
+    }
+    sql
+}
+
+/// Binds and runs one multi-row INSERT (see [`insert_sql`]).
+fn insert_rows(tx: &Connection, sql: &str, chunk: &[(Record, u64)]) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached(sql)?;
+    let mut i = 0;
+    let mut bind = |stmt: &mut rusqlite::CachedStatement<'_>, v: &dyn rusqlite::ToSql| {
+        i += 1;
+        stmt.raw_bind_parameter(i, v)
+    };
+    for (r, _) in chunk {
+        let m = &r.msg;
+        bind(&mut stmt, &m.mid)?;
+        bind(&mut stmt, &r.conv)?;
+        bind(&mut stmt, &m.seq)?;
+        bind(&mut stmt, &m.ts)?;
+        bind(&mut stmt, &m.from)?;
+        bind(&mut stmt, &r.sender_fold)?;
+        bind(&mut stmt, &r.client_id)?;
+        bind(&mut stmt, &m.room)?;
+        bind(&mut stmt, &m.to)?;
+        bind(&mut stmt, &m.text)?;
+        bind(&mut stmt, &m.action)?;
+    }
+    stmt.raw_execute()?;
+    Ok(())
 }
 
 /// Reports a batch to the hub. Blocks while the hub's queue is full (the hub always drains it);
