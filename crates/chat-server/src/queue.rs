@@ -17,6 +17,7 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
@@ -29,10 +30,10 @@ pub fn channel(bound: usize) -> (Sender, Receiver) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             items: VecDeque::new(),
-            frames: 0,
             senders: 1,
             closed: false,
         }),
+        frames: AtomicUsize::new(0),
         waker: AtomicWaker::new(),
         bound: bound.max(1),
     });
@@ -65,6 +66,9 @@ pub enum TryRecvError {
 #[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
+    /// Frames in `state.items`: changed only under the lock, read without it (the hub reads it
+    /// before every delivery, to apply the lag bound).
+    frames: AtomicUsize,
     /// The writer's waker, while it waits for an item.
     waker: AtomicWaker,
     /// Most frames waiting at once.
@@ -75,8 +79,6 @@ struct Shared {
 struct State {
     /// Waiting items, oldest first.
     items: VecDeque<Item>,
-    /// Frames in `items`.
-    frames: usize,
     /// Live [`Sender`]s; at zero the receiver sees the end once `items` is empty.
     senders: usize,
     /// The receiver closed or went away: sends are refused.
@@ -88,6 +90,15 @@ impl Shared {
     /// push or a pop with its count), so a poisoned lock is taken as it is.
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes the oldest item, with its frames off the count (`state` is this queue's, locked).
+    fn pop(&self, state: &mut State) -> Option<Item> {
+        let item = state.items.pop_front()?;
+        // Changed only under the lock, so a load and a store (no atomic read-modify-write).
+        let frames = self.frames.load(Ordering::Relaxed);
+        self.frames.store(frames - item.frames(), Ordering::Release);
+        Some(item)
     }
 }
 
@@ -107,11 +118,14 @@ impl Sender {
             if state.closed {
                 return Err(TrySendError::Closed(item));
             }
-            if state.frames > 0 && state.frames + frames > self.shared.bound {
+            let waiting = self.shared.frames.load(Ordering::Acquire);
+            if waiting > 0 && waiting + frames > self.shared.bound {
                 return Err(TrySendError::Full(item));
             }
             state.items.push_back(item);
-            state.frames += frames;
+            self.shared
+                .frames
+                .store(waiting + frames, Ordering::Release);
         }
         self.shared.waker.wake();
         Ok(())
@@ -119,7 +133,7 @@ impl Sender {
 
     /// Frames waiting in the queue (taken by the writer no longer count).
     pub fn frames(&self) -> usize {
-        self.shared.lock().frames
+        self.shared.frames.load(Ordering::Acquire)
     }
 
     /// The bound: most frames waiting at once.
@@ -170,11 +184,8 @@ impl Receiver {
     /// The oldest item, if one waits.
     pub fn try_recv(&mut self) -> Result<Item, TryRecvError> {
         let mut state = self.shared.lock();
-        match state.items.pop_front() {
-            Some(item) => {
-                state.frames -= item.frames();
-                Ok(item)
-            }
+        match self.shared.pop(&mut state) {
+            Some(item) => Ok(item),
             None if state.senders == 0 => Err(TryRecvError::Disconnected),
             None => Err(TryRecvError::Empty),
         }
@@ -189,11 +200,8 @@ impl Receiver {
         // Registered before the second look, so an item pushed in between wakes us.
         self.shared.waker.register(cx.waker());
         let mut state = self.shared.lock();
-        match state.items.pop_front() {
-            Some(item) => {
-                state.frames -= item.frames();
-                Poll::Ready(Some(item))
-            }
+        match self.shared.pop(&mut state) {
+            Some(item) => Poll::Ready(Some(item)),
             None if state.senders == 0 => Poll::Ready(None),
             None => {
                 // Going idle: an idle connection keeps no buffer.
@@ -225,7 +233,7 @@ impl Drop for Receiver {
         state.closed = true;
         // Nobody will take them: the frames' memory goes now, not when the last sender does.
         state.items = VecDeque::new();
-        state.frames = 0;
+        self.shared.frames.store(0, Ordering::Release);
     }
 }
 
