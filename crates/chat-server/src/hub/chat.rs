@@ -75,12 +75,16 @@ impl Hub {
     /// If `req` was already accepted from this nick, answers with the original ack (now, or
     /// when it is committed) and returns true.
     fn answer_resend(&mut self, id: SessionId, fold: &str, req: &str) -> bool {
-        let key = (fold.to_owned(), req.to_owned());
-        if let Some(&pos) = self.pending_ids.get(&key) {
-            let i = usize::try_from(pos - self.pending_base).unwrap_or(usize::MAX);
-            if let Some(p) = self.pending.get_mut(i) {
-                p.waiters.push(id);
-                return true;
+        // Only a store that queues has pending messages: with none (always, in memory mode)
+        // the owned key is not even built.
+        if !self.pending_ids.is_empty() {
+            let key = (fold.to_owned(), req.to_owned());
+            if let Some(&pos) = self.pending_ids.get(&key) {
+                let i = usize::try_from(pos - self.pending_base).unwrap_or(usize::MAX);
+                if let Some(p) = self.pending.get_mut(i) {
+                    p.waiters.push(id);
+                    return true;
+                }
             }
         }
         match self.history.find_sent(fold, req) {
