@@ -28,11 +28,7 @@ fn key(out: &mut Vec<u8>, first: &mut bool, name: &str) {
 /// control characters below U+0020, nothing else: a string without them is copied as it is
 /// (the common case, and the hot one), any other goes through serde_json itself.
 fn string(out: &mut Vec<u8>, s: &str) -> Result<(), EncodeError> {
-    // A reduction without an early exit, so the compiler checks many bytes at a time.
-    let plain = !s.bytes().fold(false, |bad, b| {
-        bad | (b < 0x20) | (b == b'"') | (b == b'\\')
-    });
-    if plain {
+    if plain(s) {
         out.reserve(s.len() + 2);
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
@@ -41,6 +37,31 @@ fn string(out: &mut Vec<u8>, s: &str) -> Result<(), EncodeError> {
     }
     serde_json::to_writer(&mut *out, s)?;
     Ok(())
+}
+
+/// Whether `s` needs no escaping in JSON, as serde_json escapes (see [`string`]).
+fn plain(s: &str) -> bool {
+    // A reduction without an early exit, so the compiler checks many bytes at a time.
+    !s.bytes().fold(false, |bad, b| {
+        bad | (b < 0x20) | (b == b'"') | (b == b'\\')
+    })
+}
+
+/// The frame header for a body of `body_len` bytes (`TooLarge` beyond the 32-bit field).
+fn header(kind: u32, body_len: usize) -> Result<[u8; HEADER_LEN], EncodeError> {
+    let body_len = u32::try_from(body_len).map_err(|_| EncodeError::TooLarge)?;
+    let mut h = [0; HEADER_LEN];
+    h[0..4].copy_from_slice(&VERSION.to_be_bytes());
+    h[4..8].copy_from_slice(&body_len.to_be_bytes());
+    h[8..12].copy_from_slice(&kind.to_be_bytes());
+    Ok(h)
+}
+
+/// Appends a string that [`plain`] passed: quoted, as it is.
+fn plain_string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
 }
 
 /// Appends an integer as `serde_json` writes it (with the same formatter, itoa).
@@ -82,11 +103,81 @@ impl ChatMessage {
 
     /// The whole `message` frame (header and body), built in one buffer that becomes the
     /// frame without a copy: the server encodes each message once, for all its recipients.
+    ///
+    /// When no string needs escaping (the usual case), the body's length is known before a
+    /// byte is written: the buffer is allocated at its exact size, the header written first,
+    /// and the fields appended as constant pieces and copies, with no field separator logic.
     pub fn to_message_frame(&self) -> Result<Bytes, EncodeError> {
-        let mut out = Vec::with_capacity(HEADER_LEN + 96 + self.from.len() + self.text.len());
-        out.extend_from_slice(&[0; HEADER_LEN]);
-        self.write_json(&mut out)?;
-        frame(out, kind::MESSAGE)
+        let (room, to) = (self.room.as_deref(), self.to.as_deref());
+        if !(plain(&self.from) && plain(&self.text))
+            || room.is_some_and(|s| !plain(s))
+            || to.is_some_and(|s| !plain(s))
+        {
+            let mut out = Vec::with_capacity(HEADER_LEN + 96 + self.from.len() + self.text.len());
+            out.extend_from_slice(&[0; HEADER_LEN]);
+            self.write_json(&mut out)?;
+            return frame(out, kind::MESSAGE);
+        }
+        let (mut mid, mut seq, mut ts) = (
+            itoa::Buffer::new(),
+            itoa::Buffer::new(),
+            itoa::Buffer::new(),
+        );
+        let (mid, seq, ts) = (
+            mid.format(self.mid),
+            seq.format(self.seq),
+            ts.format(self.ts),
+        );
+        const MID: &[u8] = b"{\"mid\":";
+        const ROOM: &[u8] = b",\"room\":";
+        const TO: &[u8] = b",\"to\":";
+        const FROM: &[u8] = b",\"from\":";
+        const SEQ: &[u8] = b",\"seq\":";
+        const TS: &[u8] = b",\"ts\":";
+        const TEXT: &[u8] = b",\"text\":";
+        const ACTION: &[u8] = b",\"action\":true";
+        let body_len = MID.len()
+            + mid.len()
+            + room.map_or(0, |r| ROOM.len() + r.len() + 2)
+            + to.map_or(0, |t| TO.len() + t.len() + 2)
+            + FROM.len()
+            + self.from.len()
+            + 2
+            + SEQ.len()
+            + seq.len()
+            + TS.len()
+            + ts.len()
+            + TEXT.len()
+            + self.text.len()
+            + 2
+            + if self.action { ACTION.len() } else { 0 }
+            + 1;
+        let mut out = Vec::with_capacity(HEADER_LEN + body_len);
+        out.extend_from_slice(&header(kind::MESSAGE, body_len)?);
+        out.extend_from_slice(MID);
+        out.extend_from_slice(mid.as_bytes());
+        if let Some(room) = room {
+            out.extend_from_slice(ROOM);
+            plain_string(&mut out, room);
+        }
+        if let Some(to) = to {
+            out.extend_from_slice(TO);
+            plain_string(&mut out, to);
+        }
+        out.extend_from_slice(FROM);
+        plain_string(&mut out, &self.from);
+        out.extend_from_slice(SEQ);
+        out.extend_from_slice(seq.as_bytes());
+        out.extend_from_slice(TS);
+        out.extend_from_slice(ts.as_bytes());
+        out.extend_from_slice(TEXT);
+        plain_string(&mut out, &self.text);
+        if self.action {
+            out.extend_from_slice(ACTION);
+        }
+        out.push(b'}');
+        debug_assert_eq!(out.len(), HEADER_LEN + body_len);
+        Ok(Bytes::from(out))
     }
 }
 
@@ -168,12 +259,78 @@ impl AckRef<'_> {
         Ok(())
     }
 
-    /// The whole `ack` frame (header and body), in one buffer that becomes the frame.
+    /// The whole `ack` frame (header and body), in one buffer that becomes the frame; like
+    /// [`ChatMessage::to_message_frame`], sized exactly and written in constant pieces when no
+    /// string needs escaping.
     pub fn to_frame(&self) -> Result<Bytes, EncodeError> {
-        let mut out = Vec::with_capacity(HEADER_LEN + 96);
-        out.extend_from_slice(&[0; HEADER_LEN]);
-        self.write_json(&mut out)?;
-        frame(out, kind::ACK)
+        if self.id.is_some_and(|s| !plain(s))
+            || self.room.is_some_and(|s| !plain(s))
+            || self.to.is_some_and(|s| !plain(s))
+        {
+            let mut out = Vec::with_capacity(HEADER_LEN + 96);
+            out.extend_from_slice(&[0; HEADER_LEN]);
+            self.write_json(&mut out)?;
+            return frame(out, kind::ACK);
+        }
+        let (mut mid, mut seq, mut ts) = (
+            itoa::Buffer::new(),
+            itoa::Buffer::new(),
+            itoa::Buffer::new(),
+        );
+        let (mid, seq, ts) = (
+            mid.format(self.mid),
+            seq.format(self.seq),
+            ts.format(self.ts),
+        );
+        const ID: &[u8] = b"{\"id\":";
+        const ID_MID: &[u8] = b",\"mid\":";
+        const MID: &[u8] = b"{\"mid\":";
+        const ROOM: &[u8] = b",\"room\":";
+        const TO: &[u8] = b",\"to\":";
+        const SEQ: &[u8] = b",\"seq\":";
+        const TS: &[u8] = b",\"ts\":";
+        const DUPLICATE: &[u8] = b",\"duplicate\":true";
+        let body_len = self
+            .id
+            .map_or(MID.len(), |id| ID.len() + id.len() + 2 + ID_MID.len())
+            + mid.len()
+            + self.room.map_or(0, |r| ROOM.len() + r.len() + 2)
+            + self.to.map_or(0, |t| TO.len() + t.len() + 2)
+            + SEQ.len()
+            + seq.len()
+            + TS.len()
+            + ts.len()
+            + if self.duplicate { DUPLICATE.len() } else { 0 }
+            + 1;
+        let mut out = Vec::with_capacity(HEADER_LEN + body_len);
+        out.extend_from_slice(&header(kind::ACK, body_len)?);
+        match self.id {
+            Some(id) => {
+                out.extend_from_slice(ID);
+                plain_string(&mut out, id);
+                out.extend_from_slice(ID_MID);
+            }
+            None => out.extend_from_slice(MID),
+        }
+        out.extend_from_slice(mid.as_bytes());
+        if let Some(room) = self.room {
+            out.extend_from_slice(ROOM);
+            plain_string(&mut out, room);
+        }
+        if let Some(to) = self.to {
+            out.extend_from_slice(TO);
+            plain_string(&mut out, to);
+        }
+        out.extend_from_slice(SEQ);
+        out.extend_from_slice(seq.as_bytes());
+        out.extend_from_slice(TS);
+        out.extend_from_slice(ts.as_bytes());
+        if self.duplicate {
+            out.extend_from_slice(DUPLICATE);
+        }
+        out.push(b'}');
+        debug_assert_eq!(out.len(), HEADER_LEN + body_len);
+        Ok(Bytes::from(out))
     }
 }
 
@@ -193,10 +350,8 @@ impl Body for Ack {
 /// Fills in the header of `out` (its first [`HEADER_LEN`] bytes, the body after them) and
 /// makes it a frame.
 fn frame(mut out: Vec<u8>, kind: u32) -> Result<Bytes, EncodeError> {
-    let body_len = u32::try_from(out.len() - HEADER_LEN).map_err(|_| EncodeError::TooLarge)?;
-    out[0..4].copy_from_slice(&VERSION.to_be_bytes());
-    out[4..8].copy_from_slice(&body_len.to_be_bytes());
-    out[8..12].copy_from_slice(&kind.to_be_bytes());
+    let h = header(kind, out.len() - HEADER_LEN)?;
+    out[..HEADER_LEN].copy_from_slice(&h);
     Ok(Bytes::from(out))
 }
 
@@ -289,6 +444,49 @@ mod tests {
         };
         let generic = ServerMsg::Ack(a.clone()).to_frame_bytes().unwrap();
         assert_eq!(AckRef::from(&a).to_frame().unwrap(), generic);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_message_frame_is_the_generic_frame(
+            text in "\\PC*|[\\x00-\\x7f]{0,8}",
+            from in "[a-z\"\\\\]{0,8}",
+            place in proptest::option::of("[#a-z\\x01]{0,8}"),
+            direct: bool,
+            mid: u64,
+            seq: u64,
+            ts: i64,
+            action: bool,
+        ) {
+            use crate::message::WireMessage;
+            use crate::server::ServerMsg;
+            let (room, to) = if direct { (None, place) } else { (place, None) };
+            let m = ChatMessage { mid, room, to, from, seq, ts, text, action };
+            let generic = ServerMsg::Message(m.clone()).to_frame_bytes().unwrap();
+            let frame = m.to_message_frame().unwrap();
+            proptest::prop_assert_eq!(&frame[HEADER_LEN..], &serde_json::to_vec(&m).unwrap()[..]);
+            proptest::prop_assert_eq!(frame, generic);
+        }
+
+        #[test]
+        fn any_ack_frame_is_the_generic_frame(
+            id in proptest::option::of("\\PC{0,8}|[\\x00-\\x7f]{0,8}"),
+            place in proptest::option::of("[#a-z\"\\x01]{0,8}"),
+            direct: bool,
+            mid: u64,
+            seq: u64,
+            ts: i64,
+            duplicate: bool,
+        ) {
+            use crate::message::WireMessage;
+            use crate::server::ServerMsg;
+            let (room, to) = if direct { (None, place) } else { (place, None) };
+            let a = Ack { id, mid, room, to, seq, ts, duplicate };
+            let generic = ServerMsg::Ack(a.clone()).to_frame_bytes().unwrap();
+            let frame = AckRef::from(&a).to_frame().unwrap();
+            proptest::prop_assert_eq!(&frame[HEADER_LEN..], &serde_json::to_vec(&a).unwrap()[..]);
+            proptest::prop_assert_eq!(frame, generic);
+        }
     }
 
     #[test]
