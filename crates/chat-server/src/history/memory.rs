@@ -161,8 +161,9 @@ fn page<'a>(records: impl Iterator<Item = &'a Arc<Record>>, more: bool) -> Page 
     }
 }
 
-impl HistoryStore for MemoryHistory {
-    fn append(&mut self, record: Record, _epoch: u64) -> Result<Appended, HistoryError> {
+impl MemoryHistory {
+    /// Keeps `record`: an append to memory cannot fail.
+    fn insert(&mut self, record: Record) {
         let record = Arc::new(record);
         self.bytes += cost(&record);
         self.last_mid = self.last_mid.max(record.msg.mid);
@@ -191,7 +192,22 @@ impl HistoryStore for MemoryHistory {
         }
         self.index(&record);
         self.evict(&record.conv);
+    }
+}
+
+impl HistoryStore for MemoryHistory {
+    fn append(&mut self, record: Record, _epoch: u64) -> Result<Appended, HistoryError> {
+        self.insert(record);
         Ok(Appended::Stored)
+    }
+
+    fn store_now(
+        &mut self,
+        record: Record,
+        _epoch: u64,
+    ) -> Result<(), (HistoryError, Option<String>)> {
+        self.insert(record);
+        Ok(())
     }
 
     fn completions(&mut self) -> Option<tokio::sync::mpsc::Receiver<Done>> {

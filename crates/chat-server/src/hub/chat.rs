@@ -249,12 +249,11 @@ impl Hub {
     fn store_now(&mut self, sender: SessionId, record: Record, frame: Bytes, target: Target) {
         let ack = ack_frame(&record, false);
         let seq = record.msg.seq;
-        // Kept for a refusal only: the store takes the record.
-        let client_id = record.client_id.clone();
         let dm_conv = matches!(target, Target::Direct(_)).then(|| record.conv.clone());
-        match self.history.append(record, self.epoch) {
-            Ok(_) => self.fan_out(sender, ack, None, &[], target, &frame, seq),
-            Err(e) => {
+        // The store takes the record; a refusal gives back its client id.
+        match self.history.store_now(record, self.epoch) {
+            Ok(()) => self.fan_out(sender, ack, None, &[], target, &frame, seq),
+            Err((e, client_id)) => {
                 let conv = dm_conv.unwrap_or_default();
                 self.give_back(seq, &conv, &target, true);
                 warn!(error = %e, "store refused a message");
