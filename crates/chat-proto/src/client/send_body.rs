@@ -123,20 +123,32 @@ struct Cursor<'a> {
 /// Whether a byte ends the plain run of a JSON string: its closing quote, an escape, or a
 /// control character (which JSON forbids raw in a string).
 fn special(c: u8) -> bool {
-    // `|`, not `||`: no branch per byte, so a chunk's bytes are tested together.
-    (c < 0x20) | (c == b'"') | (c == b'\\')
+    c < 0x20 || c == b'"' || c == b'\\'
 }
 
 /// The length of the run of plain bytes at the start of `b`.
+///
+/// Eight bytes at a time (the rest of the body follows a string, so a chunk rarely fits in
+/// it): the classic word tricks mark each byte below 0x20, or equal to `"` or `\`, in its high
+/// bit. A mark can be wrong only above a right one (a borrow runs upwards), so the lowest
+/// mark, the first byte in memory, is exact.
 fn plain_len(b: &[u8]) -> usize {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGH: u64 = ONES << 7;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v;
     let mut n = 0;
-    // Whole chunks first, each reduced without an early exit so that the compiler checks many
-    // bytes at a time; the chunk holding the end is then walked byte by byte.
-    for chunk in b.chunks_exact(16) {
-        if chunk.iter().fold(false, |any, &c| any | special(c)) {
-            break;
+    while let Some(word) = b.get(n..n + 8) {
+        let mut w = [0; 8];
+        w.copy_from_slice(word);
+        let x = u64::from_le_bytes(w);
+        let control = x.wrapping_sub(ONES * 0x20) & !x;
+        let quote = has_zero(x ^ (ONES * u64::from(b'"')));
+        let backslash = has_zero(x ^ (ONES * u64::from(b'\\')));
+        let marks = (control | quote | backslash) & HIGH;
+        if marks != 0 {
+            return n + (marks.trailing_zeros() / 8) as usize;
         }
-        n += 16;
+        n += 8;
     }
     n + b[n..]
         .iter()
@@ -347,6 +359,22 @@ mod tests {
     ];
 
     proptest! {
+        #[test]
+        fn plain_len_finds_the_first_special_byte(
+            b in proptest::collection::vec(
+                prop_oneof![Just(b'"'), Just(b'\\'), 0u8..0x21, 0x1fu8..=0x23, 0x5bu8..=0x5d, any::<u8>()],
+                0..40,
+            ),
+            plain_prefix in "[ -!#-\\[\\]-~]{0,20}",
+        ) {
+            let mut b2 = plain_prefix.into_bytes();
+            b2.extend_from_slice(&b);
+            for b in [&b, &b2] {
+                let naive = b.iter().position(|&c| special(c)).unwrap_or(b.len());
+                prop_assert_eq!(plain_len(b), naive, "{:?}", b);
+            }
+        }
+
         #[test]
         fn token_soup_is_decoded_as_serde_would(
             picks in proptest::collection::vec(0..PIECES.len(), 0..24)
