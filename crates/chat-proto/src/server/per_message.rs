@@ -70,7 +70,49 @@ fn int<N: itoa::Integer>(out: &mut Vec<u8>, n: N) -> Result<(), EncodeError> {
     Ok(())
 }
 
+/// A message's three numbers, formatted as serde_json writes them (itoa): once for both the
+/// `message` and the `ack`, which carry the same ones.
+#[derive(Clone, Copy)]
+struct Numbers<'a> {
+    mid: &'a str,
+    seq: &'a str,
+    ts: &'a str,
+}
+
+impl<'a> Numbers<'a> {
+    fn of(bufs: &'a mut [itoa::Buffer; 3], mid: u64, seq: u64, ts: Timestamp) -> Self {
+        let [a, b, c] = bufs;
+        Numbers {
+            mid: a.format(mid),
+            seq: b.format(seq),
+            ts: c.format(ts),
+        }
+    }
+}
+
 impl ChatMessage {
+    /// The `message` frame and the `ack` its sender gets (`ack`, which must carry this
+    /// message's `mid`, `room`, `to`, `seq` and `ts`), both exactly as
+    /// [`ChatMessage::to_message_frame`] and [`AckRef::to_frame`] make them; in the usual case
+    /// the numbers they share are formatted once.
+    pub fn to_frames_with_ack(&self, ack: &AckRef<'_>) -> Result<(Bytes, Bytes), EncodeError> {
+        let same = ack.mid == self.mid
+            && ack.seq == self.seq
+            && ack.ts == self.ts
+            && ack.room == self.room.as_deref()
+            && ack.to == self.to.as_deref();
+        if !(same && self.is_plain() && ack.id.is_none_or(plain)) {
+            return Ok((self.to_message_frame()?, ack.to_frame()?));
+        }
+        let mut bufs = [
+            itoa::Buffer::new(),
+            itoa::Buffer::new(),
+            itoa::Buffer::new(),
+        ];
+        let n = Numbers::of(&mut bufs, self.mid, self.seq, self.ts);
+        Ok((self.plain_message_frame(&n)?, ack.plain_frame(&n)?))
+    }
+
     /// Appends the JSON body to `out`.
     fn write_json(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let first = &mut true;
@@ -108,26 +150,32 @@ impl ChatMessage {
     /// byte is written: the buffer is allocated at its exact size, the header written first,
     /// and the fields appended as constant pieces and copies, with no field separator logic.
     pub fn to_message_frame(&self) -> Result<Bytes, EncodeError> {
-        let (room, to) = (self.room.as_deref(), self.to.as_deref());
-        if !(plain(&self.from) && plain(&self.text))
-            || room.is_some_and(|s| !plain(s))
-            || to.is_some_and(|s| !plain(s))
-        {
+        if !self.is_plain() {
             let mut out = Vec::with_capacity(HEADER_LEN + 96 + self.from.len() + self.text.len());
             out.extend_from_slice(&[0; HEADER_LEN]);
             self.write_json(&mut out)?;
             return frame(out, kind::MESSAGE);
         }
-        let (mut mid, mut seq, mut ts) = (
+        let mut bufs = [
             itoa::Buffer::new(),
             itoa::Buffer::new(),
             itoa::Buffer::new(),
-        );
-        let (mid, seq, ts) = (
-            mid.format(self.mid),
-            seq.format(self.seq),
-            ts.format(self.ts),
-        );
+        ];
+        self.plain_message_frame(&Numbers::of(&mut bufs, self.mid, self.seq, self.ts))
+    }
+
+    /// Whether no string of the message needs escaping.
+    fn is_plain(&self) -> bool {
+        plain(&self.from)
+            && plain(&self.text)
+            && self.room.as_deref().is_none_or(plain)
+            && self.to.as_deref().is_none_or(plain)
+    }
+
+    /// The `message` frame of a message that [`ChatMessage::is_plain`], its numbers formatted.
+    fn plain_message_frame(&self, n: &Numbers<'_>) -> Result<Bytes, EncodeError> {
+        let (room, to) = (self.room.as_deref(), self.to.as_deref());
+        let Numbers { mid, seq, ts } = *n;
         const MID: &[u8] = b"{\"mid\":";
         const ROOM: &[u8] = b",\"room\":";
         const TO: &[u8] = b",\"to\":";
@@ -263,25 +311,28 @@ impl AckRef<'_> {
     /// [`ChatMessage::to_message_frame`], sized exactly and written in constant pieces when no
     /// string needs escaping.
     pub fn to_frame(&self) -> Result<Bytes, EncodeError> {
-        if self.id.is_some_and(|s| !plain(s))
-            || self.room.is_some_and(|s| !plain(s))
-            || self.to.is_some_and(|s| !plain(s))
-        {
+        if !self.is_plain() {
             let mut out = Vec::with_capacity(HEADER_LEN + 96);
             out.extend_from_slice(&[0; HEADER_LEN]);
             self.write_json(&mut out)?;
             return frame(out, kind::ACK);
         }
-        let (mut mid, mut seq, mut ts) = (
+        let mut bufs = [
             itoa::Buffer::new(),
             itoa::Buffer::new(),
             itoa::Buffer::new(),
-        );
-        let (mid, seq, ts) = (
-            mid.format(self.mid),
-            seq.format(self.seq),
-            ts.format(self.ts),
-        );
+        ];
+        self.plain_frame(&Numbers::of(&mut bufs, self.mid, self.seq, self.ts))
+    }
+
+    /// Whether no string of the ack needs escaping.
+    fn is_plain(&self) -> bool {
+        self.id.is_none_or(plain) && self.room.is_none_or(plain) && self.to.is_none_or(plain)
+    }
+
+    /// The `ack` frame of an ack that [`AckRef::is_plain`], its numbers formatted.
+    fn plain_frame(&self, n: &Numbers<'_>) -> Result<Bytes, EncodeError> {
+        let Numbers { mid, seq, ts } = *n;
         const ID: &[u8] = b"{\"id\":";
         const ID_MID: &[u8] = b",\"mid\":";
         const MID: &[u8] = b"{\"mid\":";
@@ -486,6 +537,36 @@ mod tests {
             let frame = AckRef::from(&a).to_frame().unwrap();
             proptest::prop_assert_eq!(&frame[HEADER_LEN..], &serde_json::to_vec(&a).unwrap()[..]);
             proptest::prop_assert_eq!(frame, generic);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn frames_with_ack_are_the_two_frames(
+            text in "\\PC{0,8}|[\\x00-\\x7f]{0,8}",
+            place in proptest::option::of("[#a-z\"\\x01]{0,8}"),
+            id in proptest::option::of("[a-z0-9\\\\]{0,8}"),
+            direct: bool,
+            mid: u64,
+            seq: u64,
+            ts: i64,
+            other_seq: bool,
+            duplicate: bool,
+        ) {
+            let (room, to) = if direct { (None, place) } else { (place, None) };
+            let m = ChatMessage { mid, room, to, from: "al".into(), seq, ts, text, action: false };
+            let a = Ack {
+                id,
+                mid,
+                room: m.room.clone(),
+                to: m.to.clone(),
+                seq: if other_seq { seq ^ 1 } else { seq },
+                ts,
+                duplicate,
+            };
+            let a = AckRef::from(&a);
+            let pair = m.to_frames_with_ack(&a).unwrap();
+            proptest::prop_assert_eq!(pair, (m.to_message_frame().unwrap(), a.to_frame().unwrap()));
         }
     }
 

@@ -197,7 +197,14 @@ impl Hub {
         // Escaping can make a text within `max_text` a `message` over `max_body` (a control
         // character takes 6 bytes); such a frame would lock its readers out, so refuse it.
         // The headroom keeps every accepted message small enough for a history page too.
-        let frame = message_frame(&record.msg);
+        let at_once = self.pending.is_empty() && self.history.stores_at_once();
+        // Stored at once, the message is acked at once: its ack is encoded with its frame (they
+        // share their numbers). Otherwise the ack waits for the commit.
+        let (frame, ack) = if at_once {
+            frames_with_ack(&record)
+        } else {
+            (message_frame(&record.msg), None)
+        };
         let len = frame
             .as_ref()
             .map_or(usize::MAX, |f| f.len().saturating_sub(HEADER_LEN));
@@ -210,8 +217,8 @@ impl Hub {
             );
             return self.refuse(sender, record.client_id, ErrorCode::TextInvalid, text);
         };
-        if self.pending.is_empty() && self.history.stores_at_once() {
-            return self.store_now(sender, record, frame, target);
+        if at_once {
+            return self.store_now(sender, record, frame, ack, target);
         }
         let appended = match self.history.append(record.clone(), self.epoch) {
             Ok(appended) => appended,
@@ -246,8 +253,14 @@ impl Hub {
 
     /// The memory store's path, with nothing pending: the message is stored as it is handed
     /// over, so it is acked and delivered at once, without a copy of it or a pending entry.
-    fn store_now(&mut self, sender: SessionId, record: Record, frame: Bytes, target: Target) {
-        let ack = ack_frame(&record, false);
+    fn store_now(
+        &mut self,
+        sender: SessionId,
+        record: Record,
+        frame: Bytes,
+        ack: Option<Bytes>,
+        target: Target,
+    ) {
         let seq = record.msg.seq;
         let dm_conv = matches!(target, Target::Direct(_)).then(|| record.conv.clone());
         // The store takes the record; a refusal gives back its client id.
@@ -455,6 +468,15 @@ fn message_frame(msg: &ChatMessage) -> Option<Bytes> {
     msg.to_message_frame()
         .map_err(|e| error!(error = %e, "cannot encode a message"))
         .ok()
+}
+
+/// A message's `message` frame and its sender's `ack`, encoded together.
+fn frames_with_ack(record: &Record) -> (Option<Bytes>, Option<Bytes>) {
+    match record.msg.to_frames_with_ack(&record.ack_ref(false)) {
+        Ok((frame, ack)) => (Some(frame), Some(ack)),
+        // Each on its own then, so that one failing does not take the other with it.
+        Err(_) => (message_frame(&record.msg), ack_frame(record, false)),
+    }
 }
 
 /// The `ack` frame of a stored message, encoded from its fields without a copy of them.
