@@ -107,7 +107,10 @@ impl Hub {
     }
 
     fn send_to_room(&mut self, id: SessionId, from: String, from_fold: String, m: Send) {
-        let Some(key) = self.member_room(id, &m.id, &m.to) else {
+        // Stored at once, the message is delivered before this returns: the room key is lent
+        // by the session's cache and given back by `fan_out`.
+        let lend = self.pending.is_empty() && self.history.stores_at_once();
+        let Some(key) = self.member_room_key(id, &m.id, &m.to, lend) else {
             return;
         };
         if self.muted(id, Some(&key)) {
@@ -401,6 +404,7 @@ impl Hub {
                     self.deliver(to, frame, Some((&key, seq)));
                 }
                 self.recipients = others;
+                self.return_room_key(sender, key);
             }
             Target::Direct(target) => {
                 if target != sender {
