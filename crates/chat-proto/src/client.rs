@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::kind;
 use crate::message::{FileChunk, FileDone, Ping, Pong, json_body, wire_enum};
 
+/// `send`'s body, decoded without serde in its usual form.
+mod send_body;
+
 /// Opens a session. The first frame a client sends; at most 4 KiB.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Hello {
@@ -306,7 +309,6 @@ pub struct FileAck {
 
 json_body!(
     Hello,
-    Send,
     Typing,
     Quit,
     Join,

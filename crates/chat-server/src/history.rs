@@ -127,6 +127,20 @@ pub trait HistoryStore: Send {
     fn stores_at_once(&self) -> bool {
         false
     }
+    /// Stores `record` at once (for a store that [`HistoryStore::stores_at_once`]); a refusal
+    /// gives back the record's client id with the error, for the hub's answer. A store that
+    /// cannot refuse overrides it, so that the hub keeps no copy of every id just in case.
+    fn store_now(
+        &mut self,
+        record: Record,
+        epoch: u64,
+    ) -> Result<(), (HistoryError, Option<String>)> {
+        let client_id = record.client_id.clone();
+        match self.append(record, epoch) {
+            Ok(_) => Ok(()),
+            Err(e) => Err((e, client_id)),
+        }
+    }
     /// The newest `n` committed messages with `seq < before`.
     fn before(&self, conv: &str, before: u64, n: usize) -> Result<Page, HistoryError>;
     /// The oldest `n` committed messages with `seq > after`.

@@ -287,7 +287,7 @@ pub fn spawn(
         shutdown,
         conns: HashMap::default(),
         nicks: HashMap::new(),
-        rooms: HashMap::new(),
+        rooms: HashMap::default(),
         dm_seqs: HashMap::new(),
         next_mid: last_mid + 1,
         lagged: Vec::new(),
@@ -371,8 +371,10 @@ struct Hub {
     conns: HashMap<SessionId, Conn, foldhash::fast::RandomState>,
     /// Folded nick → session.
     nicks: HashMap<String, SessionId>,
-    /// Folded room name → room. A room is removed when its last member leaves.
-    rooms: HashMap<String, Room>,
+    /// Folded room name → room. A room is removed when its last member leaves. Looked up twice
+    /// per message: foldhash, seeded at random per map (names are chosen by clients, so not a
+    /// fixed seed), costs a fraction of SipHash on a short name.
+    rooms: HashMap<String, Room, foldhash::fast::RandomState>,
     /// Per direct conversation ([`crate::history::dm_conv`]), the last `seq` handed out.
     dm_seqs: HashMap<String, u64>,
     next_mid: u64,

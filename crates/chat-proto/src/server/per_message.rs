@@ -28,11 +28,7 @@ fn key(out: &mut Vec<u8>, first: &mut bool, name: &str) {
 /// control characters below U+0020, nothing else: a string without them is copied as it is
 /// (the common case, and the hot one), any other goes through serde_json itself.
 fn string(out: &mut Vec<u8>, s: &str) -> Result<(), EncodeError> {
-    // A reduction without an early exit, so the compiler checks many bytes at a time.
-    let plain = !s.bytes().fold(false, |bad, b| {
-        bad | (b < 0x20) | (b == b'"') | (b == b'\\')
-    });
-    if plain {
+    if plain(s) {
         out.reserve(s.len() + 2);
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
@@ -43,13 +39,80 @@ fn string(out: &mut Vec<u8>, s: &str) -> Result<(), EncodeError> {
     Ok(())
 }
 
+/// Whether `s` needs no escaping in JSON, as serde_json escapes (see [`string`]).
+fn plain(s: &str) -> bool {
+    // A reduction without an early exit, so the compiler checks many bytes at a time.
+    !s.bytes().fold(false, |bad, b| {
+        bad | (b < 0x20) | (b == b'"') | (b == b'\\')
+    })
+}
+
+/// The frame header for a body of `body_len` bytes (`TooLarge` beyond the 32-bit field).
+fn header(kind: u32, body_len: usize) -> Result<[u8; HEADER_LEN], EncodeError> {
+    let body_len = u32::try_from(body_len).map_err(|_| EncodeError::TooLarge)?;
+    let mut h = [0; HEADER_LEN];
+    h[0..4].copy_from_slice(&VERSION.to_be_bytes());
+    h[4..8].copy_from_slice(&body_len.to_be_bytes());
+    h[8..12].copy_from_slice(&kind.to_be_bytes());
+    Ok(h)
+}
+
+/// Appends a string that [`plain`] passed: quoted, as it is.
+fn plain_string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+}
+
 /// Appends an integer as `serde_json` writes it (with the same formatter, itoa).
 fn int<N: itoa::Integer>(out: &mut Vec<u8>, n: N) -> Result<(), EncodeError> {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
     Ok(())
 }
 
+/// A message's three numbers, formatted as serde_json writes them (itoa): once for both the
+/// `message` and the `ack`, which carry the same ones.
+#[derive(Clone, Copy)]
+struct Numbers<'a> {
+    mid: &'a str,
+    seq: &'a str,
+    ts: &'a str,
+}
+
+impl<'a> Numbers<'a> {
+    fn of(bufs: &'a mut [itoa::Buffer; 3], mid: u64, seq: u64, ts: Timestamp) -> Self {
+        let [a, b, c] = bufs;
+        Numbers {
+            mid: a.format(mid),
+            seq: b.format(seq),
+            ts: c.format(ts),
+        }
+    }
+}
+
 impl ChatMessage {
+    /// The `message` frame and the `ack` its sender gets (`ack`, which must carry this
+    /// message's `mid`, `room`, `to`, `seq` and `ts`), both exactly as
+    /// [`ChatMessage::to_message_frame`] and [`AckRef::to_frame`] make them; in the usual case
+    /// the numbers they share are formatted once.
+    pub fn to_frames_with_ack(&self, ack: &AckRef<'_>) -> Result<(Bytes, Bytes), EncodeError> {
+        let same = ack.mid == self.mid
+            && ack.seq == self.seq
+            && ack.ts == self.ts
+            && ack.room == self.room.as_deref()
+            && ack.to == self.to.as_deref();
+        if !(same && self.is_plain() && ack.id.is_none_or(plain)) {
+            return Ok((self.to_message_frame()?, ack.to_frame()?));
+        }
+        let mut bufs = [
+            itoa::Buffer::new(),
+            itoa::Buffer::new(),
+            itoa::Buffer::new(),
+        ];
+        let n = Numbers::of(&mut bufs, self.mid, self.seq, self.ts);
+        Ok((self.plain_message_frame(&n)?, ack.plain_frame(&n)?))
+    }
+
     /// Appends the JSON body to `out`.
     fn write_json(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let first = &mut true;
@@ -82,11 +145,87 @@ impl ChatMessage {
 
     /// The whole `message` frame (header and body), built in one buffer that becomes the
     /// frame without a copy: the server encodes each message once, for all its recipients.
+    ///
+    /// When no string needs escaping (the usual case), the body's length is known before a
+    /// byte is written: the buffer is allocated at its exact size, the header written first,
+    /// and the fields appended as constant pieces and copies, with no field separator logic.
     pub fn to_message_frame(&self) -> Result<Bytes, EncodeError> {
-        let mut out = Vec::with_capacity(HEADER_LEN + 96 + self.from.len() + self.text.len());
-        out.extend_from_slice(&[0; HEADER_LEN]);
-        self.write_json(&mut out)?;
-        frame(out, kind::MESSAGE)
+        if !self.is_plain() {
+            let mut out = Vec::with_capacity(HEADER_LEN + 96 + self.from.len() + self.text.len());
+            out.extend_from_slice(&[0; HEADER_LEN]);
+            self.write_json(&mut out)?;
+            return frame(out, kind::MESSAGE);
+        }
+        let mut bufs = [
+            itoa::Buffer::new(),
+            itoa::Buffer::new(),
+            itoa::Buffer::new(),
+        ];
+        self.plain_message_frame(&Numbers::of(&mut bufs, self.mid, self.seq, self.ts))
+    }
+
+    /// Whether no string of the message needs escaping.
+    fn is_plain(&self) -> bool {
+        plain(&self.from)
+            && plain(&self.text)
+            && self.room.as_deref().is_none_or(plain)
+            && self.to.as_deref().is_none_or(plain)
+    }
+
+    /// The `message` frame of a message that [`ChatMessage::is_plain`], its numbers formatted.
+    fn plain_message_frame(&self, n: &Numbers<'_>) -> Result<Bytes, EncodeError> {
+        let (room, to) = (self.room.as_deref(), self.to.as_deref());
+        let Numbers { mid, seq, ts } = *n;
+        const MID: &[u8] = b"{\"mid\":";
+        const ROOM: &[u8] = b",\"room\":";
+        const TO: &[u8] = b",\"to\":";
+        const FROM: &[u8] = b",\"from\":";
+        const SEQ: &[u8] = b",\"seq\":";
+        const TS: &[u8] = b",\"ts\":";
+        const TEXT: &[u8] = b",\"text\":";
+        const ACTION: &[u8] = b",\"action\":true";
+        let body_len = MID.len()
+            + mid.len()
+            + room.map_or(0, |r| ROOM.len() + r.len() + 2)
+            + to.map_or(0, |t| TO.len() + t.len() + 2)
+            + FROM.len()
+            + self.from.len()
+            + 2
+            + SEQ.len()
+            + seq.len()
+            + TS.len()
+            + ts.len()
+            + TEXT.len()
+            + self.text.len()
+            + 2
+            + if self.action { ACTION.len() } else { 0 }
+            + 1;
+        let mut out = Vec::with_capacity(HEADER_LEN + body_len);
+        out.extend_from_slice(&header(kind::MESSAGE, body_len)?);
+        out.extend_from_slice(MID);
+        out.extend_from_slice(mid.as_bytes());
+        if let Some(room) = room {
+            out.extend_from_slice(ROOM);
+            plain_string(&mut out, room);
+        }
+        if let Some(to) = to {
+            out.extend_from_slice(TO);
+            plain_string(&mut out, to);
+        }
+        out.extend_from_slice(FROM);
+        plain_string(&mut out, &self.from);
+        out.extend_from_slice(SEQ);
+        out.extend_from_slice(seq.as_bytes());
+        out.extend_from_slice(TS);
+        out.extend_from_slice(ts.as_bytes());
+        out.extend_from_slice(TEXT);
+        plain_string(&mut out, &self.text);
+        if self.action {
+            out.extend_from_slice(ACTION);
+        }
+        out.push(b'}');
+        debug_assert_eq!(out.len(), HEADER_LEN + body_len);
+        Ok(Bytes::from(out))
     }
 }
 
@@ -168,12 +307,81 @@ impl AckRef<'_> {
         Ok(())
     }
 
-    /// The whole `ack` frame (header and body), in one buffer that becomes the frame.
+    /// The whole `ack` frame (header and body), in one buffer that becomes the frame; like
+    /// [`ChatMessage::to_message_frame`], sized exactly and written in constant pieces when no
+    /// string needs escaping.
     pub fn to_frame(&self) -> Result<Bytes, EncodeError> {
-        let mut out = Vec::with_capacity(HEADER_LEN + 96);
-        out.extend_from_slice(&[0; HEADER_LEN]);
-        self.write_json(&mut out)?;
-        frame(out, kind::ACK)
+        if !self.is_plain() {
+            let mut out = Vec::with_capacity(HEADER_LEN + 96);
+            out.extend_from_slice(&[0; HEADER_LEN]);
+            self.write_json(&mut out)?;
+            return frame(out, kind::ACK);
+        }
+        let mut bufs = [
+            itoa::Buffer::new(),
+            itoa::Buffer::new(),
+            itoa::Buffer::new(),
+        ];
+        self.plain_frame(&Numbers::of(&mut bufs, self.mid, self.seq, self.ts))
+    }
+
+    /// Whether no string of the ack needs escaping.
+    fn is_plain(&self) -> bool {
+        self.id.is_none_or(plain) && self.room.is_none_or(plain) && self.to.is_none_or(plain)
+    }
+
+    /// The `ack` frame of an ack that [`AckRef::is_plain`], its numbers formatted.
+    fn plain_frame(&self, n: &Numbers<'_>) -> Result<Bytes, EncodeError> {
+        let Numbers { mid, seq, ts } = *n;
+        const ID: &[u8] = b"{\"id\":";
+        const ID_MID: &[u8] = b",\"mid\":";
+        const MID: &[u8] = b"{\"mid\":";
+        const ROOM: &[u8] = b",\"room\":";
+        const TO: &[u8] = b",\"to\":";
+        const SEQ: &[u8] = b",\"seq\":";
+        const TS: &[u8] = b",\"ts\":";
+        const DUPLICATE: &[u8] = b",\"duplicate\":true";
+        let body_len = self
+            .id
+            .map_or(MID.len(), |id| ID.len() + id.len() + 2 + ID_MID.len())
+            + mid.len()
+            + self.room.map_or(0, |r| ROOM.len() + r.len() + 2)
+            + self.to.map_or(0, |t| TO.len() + t.len() + 2)
+            + SEQ.len()
+            + seq.len()
+            + TS.len()
+            + ts.len()
+            + if self.duplicate { DUPLICATE.len() } else { 0 }
+            + 1;
+        let mut out = Vec::with_capacity(HEADER_LEN + body_len);
+        out.extend_from_slice(&header(kind::ACK, body_len)?);
+        match self.id {
+            Some(id) => {
+                out.extend_from_slice(ID);
+                plain_string(&mut out, id);
+                out.extend_from_slice(ID_MID);
+            }
+            None => out.extend_from_slice(MID),
+        }
+        out.extend_from_slice(mid.as_bytes());
+        if let Some(room) = self.room {
+            out.extend_from_slice(ROOM);
+            plain_string(&mut out, room);
+        }
+        if let Some(to) = self.to {
+            out.extend_from_slice(TO);
+            plain_string(&mut out, to);
+        }
+        out.extend_from_slice(SEQ);
+        out.extend_from_slice(seq.as_bytes());
+        out.extend_from_slice(TS);
+        out.extend_from_slice(ts.as_bytes());
+        if self.duplicate {
+            out.extend_from_slice(DUPLICATE);
+        }
+        out.push(b'}');
+        debug_assert_eq!(out.len(), HEADER_LEN + body_len);
+        Ok(Bytes::from(out))
     }
 }
 
@@ -193,10 +401,8 @@ impl Body for Ack {
 /// Fills in the header of `out` (its first [`HEADER_LEN`] bytes, the body after them) and
 /// makes it a frame.
 fn frame(mut out: Vec<u8>, kind: u32) -> Result<Bytes, EncodeError> {
-    let body_len = u32::try_from(out.len() - HEADER_LEN).map_err(|_| EncodeError::TooLarge)?;
-    out[0..4].copy_from_slice(&VERSION.to_be_bytes());
-    out[4..8].copy_from_slice(&body_len.to_be_bytes());
-    out[8..12].copy_from_slice(&kind.to_be_bytes());
+    let h = header(kind, out.len() - HEADER_LEN)?;
+    out[..HEADER_LEN].copy_from_slice(&h);
     Ok(Bytes::from(out))
 }
 
@@ -289,6 +495,79 @@ mod tests {
         };
         let generic = ServerMsg::Ack(a.clone()).to_frame_bytes().unwrap();
         assert_eq!(AckRef::from(&a).to_frame().unwrap(), generic);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_message_frame_is_the_generic_frame(
+            text in "\\PC*|[\\x00-\\x7f]{0,8}",
+            from in "[a-z\"\\\\]{0,8}",
+            place in proptest::option::of("[#a-z\\x01]{0,8}"),
+            direct: bool,
+            mid: u64,
+            seq: u64,
+            ts: i64,
+            action: bool,
+        ) {
+            use crate::message::WireMessage;
+            use crate::server::ServerMsg;
+            let (room, to) = if direct { (None, place) } else { (place, None) };
+            let m = ChatMessage { mid, room, to, from, seq, ts, text, action };
+            let generic = ServerMsg::Message(m.clone()).to_frame_bytes().unwrap();
+            let frame = m.to_message_frame().unwrap();
+            proptest::prop_assert_eq!(&frame[HEADER_LEN..], &serde_json::to_vec(&m).unwrap()[..]);
+            proptest::prop_assert_eq!(frame, generic);
+        }
+
+        #[test]
+        fn any_ack_frame_is_the_generic_frame(
+            id in proptest::option::of("\\PC{0,8}|[\\x00-\\x7f]{0,8}"),
+            place in proptest::option::of("[#a-z\"\\x01]{0,8}"),
+            direct: bool,
+            mid: u64,
+            seq: u64,
+            ts: i64,
+            duplicate: bool,
+        ) {
+            use crate::message::WireMessage;
+            use crate::server::ServerMsg;
+            let (room, to) = if direct { (None, place) } else { (place, None) };
+            let a = Ack { id, mid, room, to, seq, ts, duplicate };
+            let generic = ServerMsg::Ack(a.clone()).to_frame_bytes().unwrap();
+            let frame = AckRef::from(&a).to_frame().unwrap();
+            proptest::prop_assert_eq!(&frame[HEADER_LEN..], &serde_json::to_vec(&a).unwrap()[..]);
+            proptest::prop_assert_eq!(frame, generic);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn frames_with_ack_are_the_two_frames(
+            text in "\\PC{0,8}|[\\x00-\\x7f]{0,8}",
+            place in proptest::option::of("[#a-z\"\\x01]{0,8}"),
+            id in proptest::option::of("[a-z0-9\\\\]{0,8}"),
+            direct: bool,
+            mid: u64,
+            seq: u64,
+            ts: i64,
+            other_seq: bool,
+            duplicate: bool,
+        ) {
+            let (room, to) = if direct { (None, place) } else { (place, None) };
+            let m = ChatMessage { mid, room, to, from: "al".into(), seq, ts, text, action: false };
+            let a = Ack {
+                id,
+                mid,
+                room: m.room.clone(),
+                to: m.to.clone(),
+                seq: if other_seq { seq ^ 1 } else { seq },
+                ts,
+                duplicate,
+            };
+            let a = AckRef::from(&a);
+            let pair = m.to_frames_with_ack(&a).unwrap();
+            proptest::prop_assert_eq!(pair, (m.to_message_frame().unwrap(), a.to_frame().unwrap()));
+        }
     }
 
     #[test]

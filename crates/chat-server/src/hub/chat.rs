@@ -75,12 +75,16 @@ impl Hub {
     /// If `req` was already accepted from this nick, answers with the original ack (now, or
     /// when it is committed) and returns true.
     fn answer_resend(&mut self, id: SessionId, fold: &str, req: &str) -> bool {
-        let key = (fold.to_owned(), req.to_owned());
-        if let Some(&pos) = self.pending_ids.get(&key) {
-            let i = usize::try_from(pos - self.pending_base).unwrap_or(usize::MAX);
-            if let Some(p) = self.pending.get_mut(i) {
-                p.waiters.push(id);
-                return true;
+        // Only a store that queues has pending messages: with none (always, in memory mode)
+        // the owned key is not even built.
+        if !self.pending_ids.is_empty() {
+            let key = (fold.to_owned(), req.to_owned());
+            if let Some(&pos) = self.pending_ids.get(&key) {
+                let i = usize::try_from(pos - self.pending_base).unwrap_or(usize::MAX);
+                if let Some(p) = self.pending.get_mut(i) {
+                    p.waiters.push(id);
+                    return true;
+                }
             }
         }
         match self.history.find_sent(fold, req) {
@@ -103,7 +107,10 @@ impl Hub {
     }
 
     fn send_to_room(&mut self, id: SessionId, from: String, from_fold: String, m: Send) {
-        let Some(key) = self.member_room(id, &m.id, &m.to) else {
+        // Stored at once, the message is delivered before this returns: the room key is lent
+        // by the session's cache and given back by `fan_out`.
+        let lend = self.pending.is_empty() && self.history.stores_at_once();
+        let Some(key) = self.member_room_key(id, &m.id, &m.to, lend) else {
             return;
         };
         if self.muted(id, Some(&key)) {
@@ -193,7 +200,14 @@ impl Hub {
         // Escaping can make a text within `max_text` a `message` over `max_body` (a control
         // character takes 6 bytes); such a frame would lock its readers out, so refuse it.
         // The headroom keeps every accepted message small enough for a history page too.
-        let frame = message_frame(&record.msg);
+        let at_once = self.pending.is_empty() && self.history.stores_at_once();
+        // Stored at once, the message is acked at once: its ack is encoded with its frame (they
+        // share their numbers). Otherwise the ack waits for the commit.
+        let (frame, ack) = if at_once {
+            frames_with_ack(&record)
+        } else {
+            (message_frame(&record.msg), None)
+        };
         let len = frame
             .as_ref()
             .map_or(usize::MAX, |f| f.len().saturating_sub(HEADER_LEN));
@@ -206,8 +220,8 @@ impl Hub {
             );
             return self.refuse(sender, record.client_id, ErrorCode::TextInvalid, text);
         };
-        if self.pending.is_empty() && self.history.stores_at_once() {
-            return self.store_now(sender, record, frame, target);
+        if at_once {
+            return self.store_now(sender, record, frame, ack, target);
         }
         let appended = match self.history.append(record.clone(), self.epoch) {
             Ok(appended) => appended,
@@ -242,15 +256,20 @@ impl Hub {
 
     /// The memory store's path, with nothing pending: the message is stored as it is handed
     /// over, so it is acked and delivered at once, without a copy of it or a pending entry.
-    fn store_now(&mut self, sender: SessionId, record: Record, frame: Bytes, target: Target) {
-        let ack = ack_frame(&record, false);
+    fn store_now(
+        &mut self,
+        sender: SessionId,
+        record: Record,
+        frame: Bytes,
+        ack: Option<Bytes>,
+        target: Target,
+    ) {
         let seq = record.msg.seq;
-        // Kept for a refusal only: the store takes the record.
-        let client_id = record.client_id.clone();
         let dm_conv = matches!(target, Target::Direct(_)).then(|| record.conv.clone());
-        match self.history.append(record, self.epoch) {
-            Ok(_) => self.fan_out(sender, ack, None, &[], target, &frame, seq),
-            Err(e) => {
+        // The store takes the record; a refusal gives back its client id.
+        match self.history.store_now(record, self.epoch) {
+            Ok(()) => self.fan_out(sender, ack, None, &[], target, &frame, seq),
+            Err((e, client_id)) => {
                 let conv = dm_conv.unwrap_or_default();
                 self.give_back(seq, &conv, &target, true);
                 warn!(error = %e, "store refused a message");
@@ -385,6 +404,7 @@ impl Hub {
                     self.deliver(to, frame, Some((&key, seq)));
                 }
                 self.recipients = others;
+                self.return_room_key(sender, key);
             }
             Target::Direct(target) => {
                 if target != sender {
@@ -452,6 +472,15 @@ fn message_frame(msg: &ChatMessage) -> Option<Bytes> {
     msg.to_message_frame()
         .map_err(|e| error!(error = %e, "cannot encode a message"))
         .ok()
+}
+
+/// A message's `message` frame and its sender's `ack`, encoded together.
+fn frames_with_ack(record: &Record) -> (Option<Bytes>, Option<Bytes>) {
+    match record.msg.to_frames_with_ack(&record.ack_ref(false)) {
+        Ok((frame, ack)) => (Some(frame), Some(ack)),
+        // Each on its own then, so that one failing does not take the other with it.
+        Err(_) => (message_frame(&record.msg), ack_frame(record, false)),
+    }
 }
 
 /// The `ack` frame of a stored message, encoded from its fields without a copy of them.
