@@ -51,6 +51,9 @@ pub struct Expect {
     /// Whether this receiver's deliveries move the closed-loop windows: true for the
     /// subscribers a fan-out counts, false for publishers that also hear the room.
     pub flow: bool,
+    /// Whether this receiver's acks move its own publisher's window (`own`): a publisher's
+    /// connection, with a protocol that acks (see [`crate::mode::fanout::windows`]).
+    pub acks_flow: bool,
     /// Whether it runs on the probe thread ([`probe_runtime`]) instead of the tool's runtime,
     /// so that the moment it reads is not decided by the other receivers' work.
     pub own_thread: bool,
@@ -147,6 +150,16 @@ where
                     }
                 },
                 Event::Ack(n) => {
+                    // Acks come in publish order: the k-th acks the publisher's message k - 1.
+                    if expect.acks_flow {
+                        let window = expect
+                            .own
+                            .and_then(|p| usize::try_from(p).ok())
+                            .and_then(|p| shared.windows.get(p));
+                        if let Some(w) = window {
+                            w.on_delivery(out.acks);
+                        }
+                    }
                     out.acks += 1;
                     out.ack_receivers += n;
                     out.last_ns = now;

@@ -220,6 +220,7 @@ async fn receive_lines(seqs: &[u64], expect: u64) -> receiver::Outcome {
         own: None,
         batch_wait: None,
         flow: false,
+        acks_flow: false,
         own_thread: false,
     };
     let wr = Arc::new(tokio::sync::Mutex::new(wr));

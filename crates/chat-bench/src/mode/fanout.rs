@@ -27,7 +27,12 @@ pub async fn run<D: Driver>(bench: &Bench<D>, args: &FanoutArgs) -> Result<Repor
     let mut report = bench.report("fanout");
     report.subscribers = args.subs as u64;
     report.extra("window", args.window);
-    let windows = windows(args.subs, args.window, args.publishers);
+    let windows = windows(
+        args.subs,
+        args.window,
+        args.publishers,
+        bench.driver.acks_publishes(),
+    );
     let shared = bench.shared(windows.clone());
     let deadline = bench.deadline();
     let phase = phase(
@@ -44,9 +49,14 @@ pub async fn run<D: Driver>(bench: &Bench<D>, args: &FanoutArgs) -> Result<Repor
     Ok(report)
 }
 
-/// One window per publisher, sharing `limit` messages in flight between them.
-pub(crate) fn windows(subs: usize, limit: u64, publishers: u32) -> Vec<Arc<Window>> {
-    let subs = u32::try_from(subs).unwrap_or(u32::MAX);
+/// One window per publisher, sharing `limit` messages in flight between them. With a protocol
+/// that acknowledges publishes (`acked`), a message stays in flight until its ack is back too:
+/// the publisher's connection is one more receiver of its window, so the acks a server owes a
+/// publisher are bounded by the window like the deliveries (else a publisher whose acks were
+/// read late could have any number outstanding, and a server with a bounded queue would rightly
+/// drop it as a slow reader).
+pub(crate) fn windows(subs: usize, limit: u64, publishers: u32, acked: bool) -> Vec<Arc<Window>> {
+    let subs = u32::try_from(subs + usize::from(acked)).unwrap_or(u32::MAX);
     let share = (limit / u64::from(publishers.max(1))).max(1);
     (0..publishers.max(1))
         .map(|_| Arc::new(Window::new(subs, share)))
@@ -84,6 +94,7 @@ pub(crate) async fn phase<D: Driver>(
         own: None,
         batch_wait: None,
         flow: true,
+        acks_flow: false,
         own_thread: false,
     };
     let (subs, join_time) = bench
@@ -107,6 +118,7 @@ pub(crate) async fn phase<D: Driver>(
         // Reads at once but records no latency: only the subscribers' count.
         batch_wait: Some(std::time::Duration::ZERO),
         flow: false,
+        acks_flow: d.acks_publishes(),
         own_thread: false,
     };
     let (publisher_conns, _) = bench

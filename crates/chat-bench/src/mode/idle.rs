@@ -27,6 +27,7 @@ pub async fn run<D: Driver>(bench: &Bench<D>, args: &IdleArgs) -> Result<Report>
         own: None,
         batch_wait: None,
         flow: false,
+        acks_flow: false,
         own_thread: false,
     };
     let (conns, join_time) = bench

@@ -53,6 +53,7 @@ pub async fn run<D: Driver>(bench: &Bench<D>, args: &LatencyArgs) -> Result<Repo
         own: None,
         batch_wait: (i >= probes).then_some(Duration::from_millis(BULK_PAUSE_MS)),
         flow: false,
+        acks_flow: false,
         own_thread: i < probes,
     };
     let (subs, join_time) = bench

@@ -43,6 +43,7 @@ pub async fn run<D: Driver>(bench: &Bench<D>, args: &MixArgs) -> Result<Report> 
         own: (!own_too).then_some(u32::try_from(i).unwrap_or(u32::MAX)),
         batch_wait: None,
         flow: false,
+        acks_flow: false,
         own_thread: false,
     };
     let role = if separate {
@@ -60,6 +61,7 @@ pub async fn run<D: Driver>(bench: &Bench<D>, args: &MixArgs) -> Result<Report> 
             own: None,
             batch_wait: None,
             flow: false,
+            acks_flow: false,
             own_thread: false,
         };
         let (p, _) = bench

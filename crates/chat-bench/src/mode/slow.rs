@@ -21,7 +21,7 @@ pub async fn run<D: Driver>(bench: &Bench<D>, args: &SlowArgs) -> Result<Report>
     let deadline = bench.deadline();
 
     let mut base = bench.report("slow");
-    let windows = fanout_windows(args.subs, args.window, 1);
+    let windows = fanout_windows(args.subs, args.window, 1, bench.driver.acks_publishes());
     let sh = bench.shared(windows.clone());
     let p = phase(
         bench,
@@ -55,7 +55,7 @@ pub async fn run<D: Driver>(bench: &Bench<D>, args: &SlowArgs) -> Result<Report>
         .common
         .server_pid
         .map(|pid| tokio::spawn(sample_rss(pid, stop_rx)));
-    let windows = fanout_windows(args.subs, args.window, 1);
+    let windows = fanout_windows(args.subs, args.window, 1, bench.driver.acks_publishes());
     let sh = bench.shared(windows.clone());
     let mut p = phase(
         bench,
