@@ -107,10 +107,7 @@ impl Hub {
     }
 
     fn send_to_room(&mut self, id: SessionId, from: String, from_fold: String, m: Send) {
-        // Stored at once, the message is delivered before this returns: the room key is lent
-        // by the session's cache and given back by `fan_out`.
-        let lend = self.pending.is_empty() && self.history.stores_at_once();
-        let Some(key) = self.member_room_key(id, &m.id, &m.to, lend) else {
+        let Some(key) = self.member_room(id, &m.id, &m.to) else {
             return;
         };
         if self.muted(id, Some(&key)) {
@@ -404,7 +401,6 @@ impl Hub {
                     self.deliver(to, frame, Some((&key, seq)));
                 }
                 self.recipients = others;
-                self.return_room_key(sender, key);
             }
             Target::Direct(target) => {
                 if target != sender {

@@ -71,55 +71,24 @@ impl Hub {
         req: &Option<String>,
         room: &str,
     ) -> Option<String> {
-        self.member_room_key(id, req, room, false)
-    }
-
-    /// [`Hub::member_room`]; with `lend`, the key is moved out of the session's cache instead
-    /// of copied, for [`Hub::return_room_key`] to put back when the message is delivered (a
-    /// message stored at once then copies its room key once, not twice). A cache whose key is
-    /// out (empty: no room key is) is a miss, so a key never given back costs a fold, no more.
-    pub(super) fn member_room_key(
-        &mut self,
-        id: SessionId,
-        req: &Option<String>,
-        room: &str,
-        lend: bool,
-    ) -> Option<String> {
         let conn = self.conns.get_mut(&id)?;
-        let key = match &mut conn.last_room {
-            Some((spelled, key)) if spelled == room && !key.is_empty() => {
-                if lend {
-                    std::mem::take(key)
-                } else {
-                    key.clone()
-                }
-            }
+        let key = match &conn.last_room {
+            Some((spelled, key)) if spelled == room => key.clone(),
             _ => fold_room(room),
         };
         if conn.rooms.contains(&key) {
             if conn
                 .last_room
                 .as_ref()
-                .is_none_or(|(spelled, cached)| spelled != room || cached.is_empty() && !lend)
+                .is_none_or(|(spelled, _)| spelled != room)
             {
-                let cached = if lend { String::new() } else { key.clone() };
-                conn.last_room = Some((room.to_owned(), cached));
+                conn.last_room = Some((room.to_owned(), key.clone()));
             }
             Some(key)
         } else {
             let text = format!("you are not in {room}");
             self.refuse(id, req.clone(), ErrorCode::NotInRoom, text);
             None
-        }
-    }
-
-    /// Puts back a key lent by [`Hub::member_room_key`], if the session's cache still waits
-    /// for it (the spelling it was lent for is still the cached one).
-    pub(super) fn return_room_key(&mut self, id: SessionId, key: String) {
-        if let Some((_, cached)) = self.conns.get_mut(&id).and_then(|c| c.last_room.as_mut()) {
-            if cached.is_empty() {
-                *cached = key;
-            }
         }
     }
 
