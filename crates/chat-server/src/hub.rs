@@ -92,8 +92,8 @@ const MAX_TURN: usize = 128;
 /// each, so at most 16 MiB staged): in a room of 10,000 a turn ends after ~50 messages. Larger
 /// turns mean fewer, larger queue items: fan-out to 10,000 doubled from 64 Ki to 512 Ki.
 const MAX_TURN_FRAMES: usize = 512 * 1024;
-/// A turn with frames for at least [`LINGER_CONNS`] connections waits up to this long for more
-/// commands before it queues them. Each connection in the turn costs a writer wake-up and a
+/// A turn with about one frame for each of at least [`LINGER_CONNS`] connections waits up to
+/// this long for more commands before it queues them. Each connection in the turn costs a writer wake-up and a
 /// `write` (~1 µs): a room of 1000 at 1000 messages a second would otherwise cost a core just
 /// in syscalls, one per member per message, and the queues (and latency) would grow until the
 /// writes coalesced by themselves. Waiting 1 ms puts the messages of that millisecond in one
@@ -437,9 +437,9 @@ impl Hub {
             {
                 let cmd = match rx.try_recv() {
                     Ok(cmd) => cmd,
-                    Err(_) if self.dirty.len() >= LINGER_CONNS && self.pending.is_empty() => {
-                        // A turn that wakes this many writers waits a moment for more, so
-                        // they write several messages per wake-up (see `LINGER`).
+                    Err(_) if self.lingers(linger_until.is_some()) => {
+                        // A turn that wakes this many writers for about one frame each waits
+                        // a moment for more, so they write several per wake-up (`LINGER`).
                         let until = *linger_until
                             .get_or_insert_with(|| tokio::time::Instant::now() + LINGER);
                         match tokio::time::timeout_at(until, rx.recv()).await {
@@ -458,6 +458,17 @@ impl Hub {
         // Unblock the writer before the store's drop waits for it to finish the queue.
         drop(self.done_rx.take());
         debug!(in_flight = self.pending.len(), "hub stopped");
+    }
+
+    /// Whether the turn waits for more commands before it ends (see [`LINGER`]): it has frames
+    /// for many connections but about one each (a trickle of messages into a big room; a burst
+    /// already fills its turn, and waiting would only stall a sender that waits for its
+    /// deliveries), or it has begun waiting already; and nothing waits for the store.
+    fn lingers(&self, begun: bool) -> bool {
+        let conns = self.dirty.len();
+        conns >= LINGER_CONNS
+            && self.pending.is_empty()
+            && (begun || self.staged_frames < 2 * conns)
     }
 
     /// Carries out one command of a session (or of the blocking pool).

@@ -887,3 +887,27 @@ async fn messages_to_a_small_room_go_out_at_once() {
         ["one"]
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_to_a_big_room_goes_out_at_once() {
+    let hub = start();
+    let _alice = connect_batched(&hub, 1, "alice", 4096).await;
+    let mut members = Vec::new();
+    for i in 0..LINGER_CONNS as u64 {
+        members.push(connect_batched(&hub, 10 + i, &format!("m{i}"), 4096).await);
+    }
+    settle().await;
+    for m in &mut members {
+        drain_items(&mut m.rx);
+    }
+    // Three sends in one command: the turn already has several frames per member.
+    let burst = ["one", "two", "three"].map(|t| say("#lobby", t)).to_vec();
+    hub.requests(1, burst).await.unwrap();
+    // No time passes: a sender waiting for its deliveries is not kept waiting.
+    let first = tokio::time::timeout(std::time::Duration::from_micros(10), members[0].rx.recv())
+        .await
+        .expect("queued at once, without waiting for more")
+        .unwrap();
+    let frames: Vec<_> = first.into_frames().iter().map(decode_frame).collect();
+    assert_eq!(texts(&frames), ["one", "two", "three"]);
+}
