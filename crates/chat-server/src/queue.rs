@@ -211,6 +211,11 @@ impl Receiver {
         }
     }
 
+    /// Frames waiting (read without the lock).
+    pub fn frames(&self) -> usize {
+        self.shared.frames.load(Ordering::Acquire)
+    }
+
     /// Items waiting.
     pub fn len(&self) -> usize {
         self.shared.lock().items.len()

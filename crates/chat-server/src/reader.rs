@@ -16,8 +16,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 
-/// Bytes asked for per read.
-const READ_CHUNK: usize = 8 * 1024;
+/// Bytes asked for per read. The session yields after each read's frames (see `session`), so
+/// this is also how much a busy publisher's messages go through the hub at a time: 4 KiB cost
+/// a read per ~45 messages, 64 KiB delayed the first delivery; 16 KiB measured best (closed-loop
+/// fan-out to 1 and 10 subscribers +8 % over 8 KiB).
+const READ_CHUNK: usize = 16 * 1024;
 /// Above this, an emptied buffer is given back rather than kept for the next read.
 const KEEP_MAX: usize = 1024;
 

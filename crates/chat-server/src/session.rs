@@ -180,6 +180,11 @@ impl<R: AsyncRead + Unpin> Session<R> {
                         if let Err(close) = Box::pin(self.handle_frames()).await {
                             return close;
                         }
+                        // Let the hub and the writers carry this read's frames out before
+                        // reading more: on one core the session would otherwise decode a whole
+                        // window of messages before the first went out (closed-loop fan-out to
+                        // 10 and 100 subscribers: +10 % and +20 %).
+                        tokio::task::yield_now().await;
                     }
                     Err(e) => return Close::Io(e),
                 },

@@ -22,6 +22,8 @@ use bytes::Bytes;
 pub(super) const MAX_ITEM: usize = 64 * 1024;
 /// Room for this many frames is made when a connection's staging begins (it grows beyond).
 const FIRST_STAGE: usize = 16;
+/// Most frames room is made for at first, however large the last item was.
+const MAX_FIRST_STAGE: usize = 4096;
 
 /// What queuing an item did.
 #[derive(Debug, PartialEq, Eq)]
@@ -45,6 +47,9 @@ pub(super) struct Outbox {
     bytes: usize,
     /// Per folded room name, the last `seq` staged.
     seqs: Vec<(String, u64)>,
+    /// Frames in the last item queued: the next turn's list starts with room for about as many,
+    /// instead of growing by doubling (each step a copy) through every busy turn.
+    recent: usize,
 }
 
 impl Outbox {
@@ -67,12 +72,14 @@ impl Outbox {
     /// Stages a frame; `seq` is the room sequence it carries.
     pub(super) fn stage(&mut self, frame: &Bytes, seq: Option<(&str, u64)>) {
         if self.staged.capacity() == 0 {
-            self.staged.reserve_exact(FIRST_STAGE);
+            let guess = self.recent + self.recent / 4;
+            self.staged
+                .reserve_exact(guess.clamp(FIRST_STAGE, MAX_FIRST_STAGE));
         }
         self.staged.push(frame.clone());
         self.bytes += frame.len();
         if let Some((key, s)) = seq {
-            match self.seqs.iter_mut().find(|(k, _)| k == key) {
+            match self.seqs.iter_mut().find(|(k, _)| same_key(k, key)) {
                 Some(slot) => slot.1 = s,
                 None => self.seqs.push((key.to_owned(), s)),
             }
@@ -110,6 +117,7 @@ impl Outbox {
             _ => Item::Many(std::mem::take(&mut self.staged)),
         };
         self.bytes = 0;
+        self.recent = frames;
         let seqs = std::mem::take(&mut self.seqs);
         match tx.try_send(item) {
             Ok(()) => Queued::Sent(seqs),
@@ -117,6 +125,13 @@ impl Outbox {
             Err(TrySendError::Closed(_)) => Queued::Closed,
         }
     }
+}
+
+/// `a == b` for the short room keys compared at every staged frame, without a call to
+/// `memcmp` (whose setup cost more than the comparison of a few bytes: a tenth of the hub's time
+/// at 1000 subscribers).
+fn same_key(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| x == y)
 }
 
 #[cfg(test)]
