@@ -599,6 +599,50 @@ fn a_batch_goes_in_by_multi_row_statements_and_a_bad_row_refuses_all_of_it() {
     assert_eq!(s.store.last_seq("#r").unwrap(), 104);
 }
 
+/// Both integrity checks pass: SQLite's own, and FTS5's against the content table (rank 1),
+/// which fails if any row is missing from the index or indexed twice.
+fn assert_intact(path: &Path) {
+    let conn = Connection::open(path).unwrap();
+    schema::check_integrity(&conn).unwrap();
+    conn.execute(
+        "INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)",
+        [],
+    )
+    .unwrap();
+}
+
+#[test]
+fn gapless_and_gapped_batches_are_both_found_by_search_in_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path(), None);
+    let control = s.store.control().unwrap();
+    // A batch of consecutive mids (indexed by their range), then one with holes between its
+    // mids (indexed by their list).
+    let batches: [Vec<u64>; 2] = [(101..=150).collect(), (151..=250).step_by(3).collect()];
+    let mut seq = 0;
+    for mids in &batches {
+        let hold = control.hold();
+        for &mid in mids {
+            seq += 1;
+            let mut r = record("#r", seq, &format!("word{mid} shared"));
+            r.msg.mid = mid;
+            s.store.append(r, 0).unwrap();
+        }
+        drop(hold);
+        let done = s.done.blocking_recv().unwrap();
+        assert_eq!((done.count, done.result.is_ok()), (mids.len(), true));
+    }
+    for &mid in batches.iter().flatten() {
+        let page = s.store.search("#r", &format!("word{mid}"), 10).unwrap();
+        assert_eq!(page.messages.len(), 1, "word{mid}");
+        assert_eq!(page.messages[0].mid, mid);
+    }
+    let all = s.store.search("#r", "shared", 1000).unwrap();
+    assert_eq!(all.messages.len(), seq as usize, "each message once");
+    drop(s);
+    assert_intact(&dir.path().join(DB_FILE));
+}
+
 #[cfg(unix)]
 #[test]
 fn the_store_is_private_to_its_owner() {

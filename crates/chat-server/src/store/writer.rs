@@ -202,22 +202,7 @@ impl Writer {
             }
             // The batch's texts into the search index in one statement: FTS5 writes its index
             // once per statement, so one per row was most of the cost of a commit.
-            // The rows are found by walking the list of mids (CROSS JOIN fixes that order): `mid
-            // IN (list)` made SQLite copy the list into a temporary B-tree first.
-            let mut mids = String::with_capacity(batch.len() * 12 + 2);
-            mids.push('[');
-            for (i, (r, _)) in batch.iter().enumerate() {
-                if i > 0 {
-                    mids.push(',');
-                }
-                let _ = write!(mids, "{}", r.msg.mid);
-            }
-            mids.push(']');
-            let mut index = tx.prepare_cached(
-                "INSERT INTO messages_fts (rowid, text) SELECT m.mid, m.text \
-                 FROM json_each(?1) AS j CROSS JOIN messages AS m ON m.mid = j.value",
-            )?;
-            index.execute([mids])?;
+            index_texts(&tx, batch)?;
         }
         tx.commit()
     }
@@ -257,6 +242,54 @@ impl Writer {
             0
         })
     }
+}
+
+/// Indexes the texts of a batch that was just inserted, in one statement. The hub numbers
+/// messages server-wide, so a batch's mids are nearly always consecutive: then the rows are
+/// read by a range of the table's own key, with nothing to build or parse. Otherwise (a gap
+/// left by a refused batch, a test) the list of mids is walked (CROSS JOIN fixes that order:
+/// `mid IN (list)` made SQLite copy the list into a temporary B-tree first).
+fn index_texts(tx: &Connection, batch: &[(Record, u64)]) -> rusqlite::Result<()> {
+    let (Some((first, _)), Some((last, _))) = (batch.first(), batch.last()) else {
+        return Ok(());
+    };
+    let (first, last) = (first.msg.mid, last.msg.mid);
+    if gapless(batch) {
+        let mut index = tx.prepare_cached(
+            "INSERT INTO messages_fts (rowid, text) SELECT mid, text FROM messages \
+             WHERE mid BETWEEN ?1 AND ?2",
+        )?;
+        index.execute(params![first, last])?;
+        return Ok(());
+    }
+    let mut mids = String::with_capacity(batch.len() * 12 + 2);
+    mids.push('[');
+    for (i, (r, _)) in batch.iter().enumerate() {
+        if i > 0 {
+            mids.push(',');
+        }
+        let _ = write!(mids, "{}", r.msg.mid);
+    }
+    mids.push(']');
+    let mut index = tx.prepare_cached(
+        "INSERT INTO messages_fts (rowid, text) SELECT m.mid, m.text \
+         FROM json_each(?1) AS j CROSS JOIN messages AS m ON m.mid = j.value",
+    )?;
+    index.execute([mids])?;
+    Ok(())
+}
+
+/// True when the batch's mids are consecutive and increasing: then `BETWEEN first AND last`
+/// selects exactly its rows (mids are unique, and every one of the range is in the batch).
+fn gapless(batch: &[(Record, u64)]) -> bool {
+    let Some((first, _)) = batch.first() else {
+        return true;
+    };
+    let first = first.msg.mid;
+    batch
+        .iter()
+        .zip(0u64..)
+        .all(|((r, _), i)| first.checked_add(i) == Some(r.msg.mid))
 }
 
 /// The sizes of the multi-row INSERTs a batch is cut into, largest first; the last must be 1.
