@@ -37,6 +37,7 @@
 //! - `history`: `history` pages and `search`, bounded by what was broadcast.
 //! - `fit`: keeping every frame within the announced `max_body` (pages, lists, reasons).
 //! - `outbox`: a connection's frames of the current turn, and the frames in its queue.
+//! - `run`: consecutive messages of one sender into one room, one buffer for all recipients.
 //! - `account`: registered nicks (argon2 hashes), login checks off the hub, throttling.
 //! - `operator`: `--admin` powers: kick, ban, unban, mute, topic locks.
 //! - `topics`: room topics and locks, kept while a room is empty and across restarts.
@@ -50,6 +51,7 @@ mod membership;
 mod operator;
 mod outbox;
 mod rooms;
+mod run;
 mod topics;
 mod transfer;
 
@@ -294,6 +296,8 @@ pub fn spawn(
         dirty: Vec::new(),
         staged_frames: 0,
         recipients: Vec::new(),
+        run: None,
+        run_hint: (0, 0),
         pending: VecDeque::new(),
         pending_ids: HashMap::new(),
         pending_base: 0,
@@ -386,6 +390,10 @@ struct Hub {
     staged_frames: usize,
     /// The recipients of the message being delivered (kept to reuse its allocation).
     recipients: Vec<SessionId>,
+    /// Messages of one sender into one room not delivered yet (see [`run`]).
+    run: Option<run::Run>,
+    /// The sizes of the last run's buffers: the next one's first guess.
+    run_hint: (usize, usize),
     /// Messages handed to the store, oldest first: reports arrive in this order.
     pending: VecDeque<chat::Pending>,
     /// (sender fold, client id) → position of a pending message (`pending_base` + index).
@@ -473,6 +481,14 @@ impl Hub {
 
     /// Carries out one command of a session (or of the blocking pool).
     fn command(&mut self, cmd: Command) {
+        let sends = match &cmd {
+            Command::Request { msg, .. } => matches!(msg, ClientMsg::Send(_)),
+            Command::Requests { .. } => true,
+            _ => false,
+        };
+        if !sends {
+            self.deliver_run();
+        }
         match cmd {
             Command::Register { conn, hello, reply } => self.hello(conn, hello, reply),
             Command::ServerPassword {
@@ -500,6 +516,9 @@ impl Hub {
             Command::Request { id, msg } => self.request(id, msg),
             Command::Requests { id, msgs } => {
                 for msg in msgs {
+                    if !matches!(msg, ClientMsg::Send(_)) {
+                        self.deliver_run();
+                    }
                     self.request(id, msg);
                 }
             }
@@ -510,12 +529,14 @@ impl Hub {
                 }
             }
         }
+        self.deliver_run();
         self.kick_lagged();
     }
 
     /// Ends a turn: queues every connection's staged frames; drops those that overflowed
     /// (which stages their `quit` for others, queued in turn).
     fn end_turn(&mut self) {
+        self.deliver_run();
         loop {
             let mut dirty = std::mem::take(&mut self.dirty);
             for id in dirty.drain(..) {
@@ -703,6 +724,10 @@ impl Hub {
     /// than its bound in its queue marks it lagged. `seq` records the room sequence this frame
     /// carries, for the lag notice.
     fn deliver(&mut self, to: SessionId, frame: &Bytes, seq: Option<(&str, u64)>) {
+        // Whatever a run holds went before this frame.
+        if self.run.is_some() {
+            self.deliver_run();
+        }
         let Some(conn) = self.conns.get_mut(&to) else {
             return;
         };

@@ -255,7 +255,7 @@ mod tests {
     }
 
     fn many(n: usize) -> Item {
-        Item::Many((0..n).map(|i| Bytes::from(vec![i as u8])).collect())
+        Item::many((0..n).map(|i| Bytes::from(vec![i as u8])).collect())
     }
 
     #[test]

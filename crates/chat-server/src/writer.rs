@@ -19,6 +19,7 @@ use std::io::{self, IoSlice};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
+use chat_proto::frame::{HEADER_LEN, Header};
 use futures::FutureExt;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
@@ -28,21 +29,43 @@ use crate::queue;
 
 /// One item of a connection's outbound queue: a frame, or the frames the hub produced for this
 /// connection in one turn. Frames are shared (`Bytes`) with their other recipients: a turn's
-/// frames travel as handles, never copied into a buffer of the connection's own.
+/// frames travel as handles, never copied into a buffer of the connection's own. A buffer of a
+/// turn may hold several whole frames back to back (a run of consecutive messages into one
+/// room, encoded into one buffer for all its recipients: see `hub::run`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Item {
     /// One frame.
     One(Bytes),
-    /// Several frames, in order.
-    Many(Vec<Bytes>),
+    /// Buffers of whole frames, in order.
+    Many {
+        /// The buffers, each one frame or several.
+        bufs: Vec<Bytes>,
+        /// Frames in all of them.
+        frames: usize,
+    },
 }
 
 impl Item {
-    /// The frames, in order.
+    /// An item of one frame per buffer.
+    pub fn many(frames: Vec<Bytes>) -> Self {
+        Item::Many {
+            frames: frames.len(),
+            bufs: frames,
+        }
+    }
+
+    /// The frames, in order, each its own buffer (a buffer of several is split, not copied).
     pub fn into_frames(self) -> Vec<Bytes> {
         match self {
             Item::One(frame) => vec![frame],
-            Item::Many(frames) => frames,
+            Item::Many { bufs, frames } if frames == bufs.len() => bufs,
+            Item::Many { bufs, frames } => {
+                let mut out = Vec::with_capacity(frames);
+                for buf in bufs {
+                    split_frames(buf, &mut out);
+                }
+                out
+            }
         }
     }
 
@@ -50,8 +73,16 @@ impl Item {
     pub fn frames(&self) -> usize {
         match self {
             Item::One(_) => 1,
-            Item::Many(frames) => frames.len(),
+            Item::Many { frames, .. } => *frames,
         }
+    }
+}
+
+/// Appends the whole frames back to back in `buf` to `out`, each its own buffer (not copied).
+pub fn split_frames(mut buf: Bytes, out: &mut Vec<Bytes>) {
+    while let Some(h) = Header::parse(&buf) {
+        let len = (HEADER_LEN + h.body_len as usize).min(buf.len());
+        out.push(buf.split_to(len));
     }
 }
 
@@ -217,8 +248,8 @@ impl Outbox {
         }
         match rx.try_recv().ok()? {
             Item::One(frame) => Some(frame),
-            Item::Many(frames) => {
-                let mut frames = frames.into_iter();
+            Item::Many { bufs, .. } => {
+                let mut frames = bufs.into_iter();
                 let first = frames.next();
                 self.taken = Some(frames);
                 first
@@ -231,8 +262,8 @@ impl Outbox {
         debug_assert!(!self.has_taken(), "an item is taken apart before the next");
         match first {
             Item::One(frame) => self.fill_from(Some(frame), rx),
-            Item::Many(frames) => {
-                self.taken = Some(frames.into_iter());
+            Item::Many { bufs, .. } => {
+                self.taken = Some(bufs.into_iter());
                 self.fill_from(None, rx);
             }
         }
@@ -520,7 +551,7 @@ mod tests {
         let item: Vec<Bytes> = (0..100u8).map(|i| Bytes::from(vec![i; 1024])).collect();
         tx.try_send(Bytes::from_static(b"after").into()).unwrap();
         let mut batch = Outbox::default();
-        batch.fill(Item::Many(item), &mut rx);
+        batch.fill(Item::many(item), &mut rx);
         let mut written = Vec::new();
         loop {
             let (slices, used) = batch.slices();
@@ -547,7 +578,7 @@ mod tests {
         let (tx, rx) = queue::channel(16);
         let (finish_tx, finish_rx) = oneshot::channel();
         let mut all = frames(5).into_iter();
-        tx.try_send(Item::Many(all.by_ref().take(3).collect()))
+        tx.try_send(Item::many(all.by_ref().take(3).collect()))
             .unwrap();
         for f in all {
             tx.try_send(f.into()).unwrap();
@@ -577,7 +608,7 @@ mod tests {
             .map(|i| Bytes::from(format!("<{i:04}>").repeat(1024 / 6)))
             .collect();
         let expected: Vec<u8> = turn.iter().flat_map(|f| f.to_vec()).collect();
-        tx.try_send(Item::Many(turn)).unwrap();
+        tx.try_send(Item::many(turn)).unwrap();
         tx.try_send(Bytes::from_static(b"<after>").into()).unwrap();
         let task = tokio::spawn(run(server, rx, finish_rx, Duration::from_secs(5)));
         let mut client = client;

@@ -96,13 +96,45 @@ impl ChatMessage {
     /// [`ChatMessage::to_message_frame`] and [`AckRef::to_frame`] make them; in the usual case
     /// the numbers they share are formatted once.
     pub fn to_frames_with_ack(&self, ack: &AckRef<'_>) -> Result<(Bytes, Bytes), EncodeError> {
+        let (mut message, mut acked) = (Vec::new(), Vec::new());
+        self.append_frames_with_ack(ack, &mut message, &mut acked)?;
+        Ok((Bytes::from(message), Bytes::from(acked)))
+    }
+
+    /// Appends this message's `message` frame to `messages` and its sender's `ack` to `acks`,
+    /// exactly as [`ChatMessage::to_frames_with_ack`] makes them: the server gathers the
+    /// frames of consecutive messages into one buffer for all their recipients. On an error
+    /// neither buffer is changed.
+    pub fn append_frames_with_ack(
+        &self,
+        ack: &AckRef<'_>,
+        messages: &mut Vec<u8>,
+        acks: &mut Vec<u8>,
+    ) -> Result<(), EncodeError> {
+        let (m0, a0) = (messages.len(), acks.len());
+        let done = self.write_frames_with_ack(ack, messages, acks);
+        if done.is_err() {
+            messages.truncate(m0);
+            acks.truncate(a0);
+        }
+        done
+    }
+
+    /// [`ChatMessage::append_frames_with_ack`], but an error may leave a partial frame.
+    fn write_frames_with_ack(
+        &self,
+        ack: &AckRef<'_>,
+        messages: &mut Vec<u8>,
+        acks: &mut Vec<u8>,
+    ) -> Result<(), EncodeError> {
         let same = ack.mid == self.mid
             && ack.seq == self.seq
             && ack.ts == self.ts
             && ack.room == self.room.as_deref()
             && ack.to == self.to.as_deref();
         if !(same && self.is_plain() && ack.id.is_none_or(plain)) {
-            return Ok((self.to_message_frame()?, ack.to_frame()?));
+            self.append_message_frame(messages)?;
+            return ack.append_frame(acks);
         }
         let mut bufs = [
             itoa::Buffer::new(),
@@ -110,7 +142,8 @@ impl ChatMessage {
             itoa::Buffer::new(),
         ];
         let n = Numbers::of(&mut bufs, self.mid, self.seq, self.ts);
-        Ok((self.plain_message_frame(&n)?, ack.plain_frame(&n)?))
+        self.append_plain_message_frame(&n, messages)?;
+        ack.append_plain_frame(&n, acks)
     }
 
     /// Appends the JSON body to `out`.
@@ -150,18 +183,32 @@ impl ChatMessage {
     /// byte is written: the buffer is allocated at its exact size, the header written first,
     /// and the fields appended as constant pieces and copies, with no field separator logic.
     pub fn to_message_frame(&self) -> Result<Bytes, EncodeError> {
+        let mut out = Vec::new();
+        self.append_message_frame(&mut out)?;
+        Ok(Bytes::from(out))
+    }
+
+    /// Appends the `message` frame to `out`, exactly as [`ChatMessage::to_message_frame`]
+    /// makes it. On an error `out` is unchanged.
+    pub fn append_message_frame(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         if !self.is_plain() {
-            let mut out = Vec::with_capacity(HEADER_LEN + 96 + self.from.len() + self.text.len());
+            let start = out.len();
+            out.reserve(HEADER_LEN + 96 + self.from.len() + self.text.len());
             out.extend_from_slice(&[0; HEADER_LEN]);
-            self.write_json(&mut out)?;
-            return frame(out, kind::MESSAGE);
+            let done = self
+                .write_json(out)
+                .and_then(|()| fill_header(out, start, kind::MESSAGE));
+            if done.is_err() {
+                out.truncate(start);
+            }
+            return done;
         }
         let mut bufs = [
             itoa::Buffer::new(),
             itoa::Buffer::new(),
             itoa::Buffer::new(),
         ];
-        self.plain_message_frame(&Numbers::of(&mut bufs, self.mid, self.seq, self.ts))
+        self.append_plain_message_frame(&Numbers::of(&mut bufs, self.mid, self.seq, self.ts), out)
     }
 
     /// Whether no string of the message needs escaping.
@@ -172,8 +219,13 @@ impl ChatMessage {
             && self.to.as_deref().is_none_or(plain)
     }
 
-    /// The `message` frame of a message that [`ChatMessage::is_plain`], its numbers formatted.
-    fn plain_message_frame(&self, n: &Numbers<'_>) -> Result<Bytes, EncodeError> {
+    /// Appends the `message` frame of a message that [`ChatMessage::is_plain`], its numbers
+    /// formatted; only a body beyond 4 GiB fails, before anything is written.
+    fn append_plain_message_frame(
+        &self,
+        n: &Numbers<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), EncodeError> {
         let (room, to) = (self.room.as_deref(), self.to.as_deref());
         let Numbers { mid, seq, ts } = *n;
         const MID: &[u8] = b"{\"mid\":";
@@ -200,32 +252,34 @@ impl ChatMessage {
             + 2
             + if self.action { ACTION.len() } else { 0 }
             + 1;
-        let mut out = Vec::with_capacity(HEADER_LEN + body_len);
-        out.extend_from_slice(&header(kind::MESSAGE, body_len)?);
+        let start = out.len();
+        let h = header(kind::MESSAGE, body_len)?;
+        out.reserve(HEADER_LEN + body_len);
+        out.extend_from_slice(&h);
         out.extend_from_slice(MID);
         out.extend_from_slice(mid.as_bytes());
         if let Some(room) = room {
             out.extend_from_slice(ROOM);
-            plain_string(&mut out, room);
+            plain_string(out, room);
         }
         if let Some(to) = to {
             out.extend_from_slice(TO);
-            plain_string(&mut out, to);
+            plain_string(out, to);
         }
         out.extend_from_slice(FROM);
-        plain_string(&mut out, &self.from);
+        plain_string(out, &self.from);
         out.extend_from_slice(SEQ);
         out.extend_from_slice(seq.as_bytes());
         out.extend_from_slice(TS);
         out.extend_from_slice(ts.as_bytes());
         out.extend_from_slice(TEXT);
-        plain_string(&mut out, &self.text);
+        plain_string(out, &self.text);
         if self.action {
             out.extend_from_slice(ACTION);
         }
         out.push(b'}');
-        debug_assert_eq!(out.len(), HEADER_LEN + body_len);
-        Ok(Bytes::from(out))
+        debug_assert_eq!(out.len() - start, HEADER_LEN + body_len);
+        Ok(())
     }
 }
 
@@ -311,18 +365,32 @@ impl AckRef<'_> {
     /// [`ChatMessage::to_message_frame`], sized exactly and written in constant pieces when no
     /// string needs escaping.
     pub fn to_frame(&self) -> Result<Bytes, EncodeError> {
+        let mut out = Vec::new();
+        self.append_frame(&mut out)?;
+        Ok(Bytes::from(out))
+    }
+
+    /// Appends the `ack` frame to `out`, exactly as [`AckRef::to_frame`] makes it. On an error
+    /// `out` is unchanged.
+    pub fn append_frame(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         if !self.is_plain() {
-            let mut out = Vec::with_capacity(HEADER_LEN + 96);
+            let start = out.len();
+            out.reserve(HEADER_LEN + 96);
             out.extend_from_slice(&[0; HEADER_LEN]);
-            self.write_json(&mut out)?;
-            return frame(out, kind::ACK);
+            let done = self
+                .write_json(out)
+                .and_then(|()| fill_header(out, start, kind::ACK));
+            if done.is_err() {
+                out.truncate(start);
+            }
+            return done;
         }
         let mut bufs = [
             itoa::Buffer::new(),
             itoa::Buffer::new(),
             itoa::Buffer::new(),
         ];
-        self.plain_frame(&Numbers::of(&mut bufs, self.mid, self.seq, self.ts))
+        self.append_plain_frame(&Numbers::of(&mut bufs, self.mid, self.seq, self.ts), out)
     }
 
     /// Whether no string of the ack needs escaping.
@@ -330,8 +398,9 @@ impl AckRef<'_> {
         self.id.is_none_or(plain) && self.room.is_none_or(plain) && self.to.is_none_or(plain)
     }
 
-    /// The `ack` frame of an ack that [`AckRef::is_plain`], its numbers formatted.
-    fn plain_frame(&self, n: &Numbers<'_>) -> Result<Bytes, EncodeError> {
+    /// Appends the `ack` frame of an ack that [`AckRef::is_plain`], its numbers formatted; only
+    /// a body beyond 4 GiB fails, before anything is written.
+    fn append_plain_frame(&self, n: &Numbers<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let Numbers { mid, seq, ts } = *n;
         const ID: &[u8] = b"{\"id\":";
         const ID_MID: &[u8] = b",\"mid\":";
@@ -353,12 +422,14 @@ impl AckRef<'_> {
             + ts.len()
             + if self.duplicate { DUPLICATE.len() } else { 0 }
             + 1;
-        let mut out = Vec::with_capacity(HEADER_LEN + body_len);
-        out.extend_from_slice(&header(kind::ACK, body_len)?);
+        let start = out.len();
+        let h = header(kind::ACK, body_len)?;
+        out.reserve(HEADER_LEN + body_len);
+        out.extend_from_slice(&h);
         match self.id {
             Some(id) => {
                 out.extend_from_slice(ID);
-                plain_string(&mut out, id);
+                plain_string(out, id);
                 out.extend_from_slice(ID_MID);
             }
             None => out.extend_from_slice(MID),
@@ -366,11 +437,11 @@ impl AckRef<'_> {
         out.extend_from_slice(mid.as_bytes());
         if let Some(room) = self.room {
             out.extend_from_slice(ROOM);
-            plain_string(&mut out, room);
+            plain_string(out, room);
         }
         if let Some(to) = self.to {
             out.extend_from_slice(TO);
-            plain_string(&mut out, to);
+            plain_string(out, to);
         }
         out.extend_from_slice(SEQ);
         out.extend_from_slice(seq.as_bytes());
@@ -380,8 +451,8 @@ impl AckRef<'_> {
             out.extend_from_slice(DUPLICATE);
         }
         out.push(b'}');
-        debug_assert_eq!(out.len(), HEADER_LEN + body_len);
-        Ok(Bytes::from(out))
+        debug_assert_eq!(out.len() - start, HEADER_LEN + body_len);
+        Ok(())
     }
 }
 
@@ -398,12 +469,12 @@ impl Body for Ack {
     }
 }
 
-/// Fills in the header of `out` (its first [`HEADER_LEN`] bytes, the body after them) and
-/// makes it a frame.
-fn frame(mut out: Vec<u8>, kind: u32) -> Result<Bytes, EncodeError> {
-    let h = header(kind, out.len() - HEADER_LEN)?;
-    out[..HEADER_LEN].copy_from_slice(&h);
-    Ok(Bytes::from(out))
+/// Fills in the header of the frame that begins at `out[start..]` (its first [`HEADER_LEN`]
+/// bytes, the body after them).
+fn fill_header(out: &mut [u8], start: usize, kind: u32) -> Result<(), EncodeError> {
+    let h = header(kind, out.len() - start - HEADER_LEN)?;
+    out[start..start + HEADER_LEN].copy_from_slice(&h);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -567,6 +638,25 @@ mod tests {
             let a = AckRef::from(&a);
             let pair = m.to_frames_with_ack(&a).unwrap();
             proptest::prop_assert_eq!(pair, (m.to_message_frame().unwrap(), a.to_frame().unwrap()));
+        }
+
+        #[test]
+        fn appended_frames_follow_what_the_buffers_held(
+            text in "\\PC{0,8}|[\\x00-\\x7f]{0,8}",
+            room in proptest::option::of("[#a-z\"\\x01]{0,8}"),
+            mid: u64,
+            seq: u64,
+        ) {
+            let m = ChatMessage { mid, room, to: None, from: "al".into(), seq, ts: 1, text, action: true };
+            let a = Ack { id: None, mid, room: m.room.clone(), to: None, seq, ts: 1, duplicate: false };
+            let a = AckRef::from(&a);
+            let (mut messages, mut acks) = (b"before".to_vec(), b"earlier".to_vec());
+            m.append_frames_with_ack(&a, &mut messages, &mut acks).unwrap();
+            m.append_message_frame(&mut messages).unwrap();
+            a.append_frame(&mut acks).unwrap();
+            let (frame, ack) = (m.to_message_frame().unwrap(), a.to_frame().unwrap());
+            proptest::prop_assert_eq!(messages, [&b"before"[..], &frame, &frame].concat());
+            proptest::prop_assert_eq!(acks, [&b"earlier"[..], &ack, &ack].concat());
         }
     }
 

@@ -198,6 +198,11 @@ impl Hub {
         // character takes 6 bytes); such a frame would lock its readers out, so refuse it.
         // The headroom keeps every accepted message small enough for a history page too.
         let at_once = self.pending.is_empty() && self.history.stores_at_once();
+        if at_once {
+            if let Target::Room(key) = target {
+                return self.store_in_run(sender, record, key);
+            }
+        }
         // Stored at once, the message is acked at once: its ack is encoded with its frame (they
         // share their numbers). Otherwise the ack waits for the commit.
         let (frame, ack) = if at_once {
@@ -251,8 +256,61 @@ impl Hub {
         }
     }
 
-    /// The memory store's path, with nothing pending: the message is stored as it is handed
-    /// over, so it is acked and delivered at once, without a copy of it or a pending entry.
+    /// The memory store's path for a room message, with nothing pending: stored as it is
+    /// handed over, so acked and delivered at once, without a copy of it or a pending entry;
+    /// its frames join the sender's run into the room (see [`super::run`]).
+    fn store_in_run(&mut self, sender: SessionId, record: Record, key: String) {
+        let max = (self.config.max_body as usize).saturating_sub(fit::PAGE_HEADROOM);
+        let run = self.run_for(sender, &key);
+        let mark = run.mark();
+        let ack = record.ack_ref(false);
+        let encoded = record
+            .msg
+            .append_frames_with_ack(&ack, &mut run.messages, &mut run.acks);
+        let len = match encoded {
+            Ok(()) => run.body_len_since(mark),
+            Err(e) => {
+                error!(error = %e, "cannot encode a message");
+                usize::MAX
+            }
+        };
+        let seq = record.msg.seq;
+        if len > max {
+            run.undo(mark);
+            let target = Target::Room(key);
+            self.give_back(seq, &record.conv, &target, true);
+            let text = format!(
+                "text too long once encoded: the relayed message would be {len} bytes, \
+                 over the limit of {max} (control characters count 6 bytes each)"
+            );
+            return self.refuse(sender, record.client_id, ErrorCode::TextInvalid, text);
+        }
+        // The store takes the record; a refusal gives back its client id.
+        match self.history.store_now(record, self.epoch) {
+            Ok(()) => {
+                if let Some(run) = self.run.as_mut() {
+                    run.add(mark, seq);
+                }
+                if let Some(room) = self.rooms.get_mut(&key) {
+                    room.commit(seq);
+                }
+                self.end_run_if_full();
+            }
+            Err((e, client_id)) => {
+                if let Some(run) = self.run.as_mut() {
+                    run.undo(mark);
+                }
+                self.give_back(seq, "", &Target::Room(key), true);
+                warn!(error = %e, "store refused a message");
+                let text = e.to_string();
+                self.refuse(sender, client_id, ErrorCode::StoreUnavailable, text);
+            }
+        }
+    }
+
+    /// The memory store's path for a direct message, with nothing pending: the message is
+    /// stored as it is handed over, so it is acked and delivered at once, without a copy of it
+    /// or a pending entry.
     fn store_now(
         &mut self,
         sender: SessionId,
@@ -347,8 +405,24 @@ impl Hub {
         }
     }
 
-    /// A message is on disk: ack the sender (and any resender), then deliver it.
+    /// A message is on disk: ack the sender (and any resender), then deliver it. A room
+    /// message nobody resent joins its sender's run into the room (see [`super::run`]).
     fn committed(&mut self, p: Pending) {
+        if let (Target::Room(key), true) = (&p.target, p.waiters.is_empty()) {
+            let seq = p.record.msg.seq;
+            let run = self.run_for(p.sender, key);
+            let mark = run.mark();
+            run.messages.extend_from_slice(&p.frame);
+            let ack = p.record.ack_ref(false).append_frame(&mut run.acks);
+            if let Err(e) = ack {
+                error!(error = %e, "cannot encode an ack");
+            }
+            run.add(mark, seq);
+            if let Some(room) = self.rooms.get_mut(key) {
+                room.commit(seq);
+            }
+            return self.end_run_if_full();
+        }
         let ack = ack_frame(&p.record, false);
         let dup = if p.waiters.is_empty() {
             None

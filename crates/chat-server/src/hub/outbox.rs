@@ -41,13 +41,16 @@ pub(super) enum Queued {
 /// One connection's staged frames and queue accounting.
 #[derive(Debug, Default)]
 pub(super) struct Outbox {
-    /// The frames staged this turn, in order, shared with their other recipients.
+    /// The buffers staged this turn, in order, shared with their other recipients: each one
+    /// frame, or several for a run of messages (see `super::run`).
     staged: Vec<Bytes>,
+    /// Frames in `staged`.
+    frames: usize,
     /// Bytes staged.
     bytes: usize,
     /// Per folded room name, the last `seq` staged.
     seqs: Vec<(String, u64)>,
-    /// Frames in the last item queued: the next turn's list starts with room for about as many,
+    /// Buffers in the last item queued: the next turn's list starts with room for about as many,
     /// instead of growing by doubling (each step a copy) through every busy turn.
     recent: usize,
 }
@@ -55,13 +58,13 @@ pub(super) struct Outbox {
 impl Outbox {
     /// Frames staged and not yet queued.
     pub(super) fn staged(&self) -> usize {
-        self.staged.len()
+        self.frames
     }
 
     /// Frames waiting for this connection: queued and staged. Frames the writer has taken no
     /// longer count.
     pub(super) fn waiting(&self, tx: &queue::Sender) -> usize {
-        tx.frames() + self.staged.len()
+        tx.frames() + self.frames
     }
 
     /// Whether `frame` fits the item being staged.
@@ -71,13 +74,19 @@ impl Outbox {
 
     /// Stages a frame; `seq` is the room sequence it carries.
     pub(super) fn stage(&mut self, frame: &Bytes, seq: Option<(&str, u64)>) {
+        self.stage_frames(frame, 1, seq);
+    }
+
+    /// Stages a buffer of `frames` whole frames; `seq` is the last room sequence they carry.
+    pub(super) fn stage_frames(&mut self, buf: &Bytes, frames: usize, seq: Option<(&str, u64)>) {
         if self.staged.capacity() == 0 {
             let guess = self.recent + self.recent / 4;
             self.staged
                 .reserve_exact(guess.clamp(FIRST_STAGE, MAX_FIRST_STAGE));
         }
-        self.staged.push(frame.clone());
-        self.bytes += frame.len();
+        self.staged.push(buf.clone());
+        self.frames += frames;
+        self.bytes += buf.len();
         if let Some((key, s)) = seq {
             match self.seqs.iter_mut().find(|(k, _)| same_key(k, key)) {
                 Some(slot) => slot.1 = s,
@@ -105,19 +114,23 @@ impl Outbox {
 
     /// Queues what is staged as one item, without waiting.
     pub(super) fn flush(&mut self, tx: &queue::Sender) -> Queued {
-        let frames = self.staged.len();
-        let item = match frames {
-            0 => return Queued::Nothing,
+        let (bufs, frames) = (self.staged.len(), self.frames);
+        let item = match (bufs, frames) {
+            (0, _) => return Queued::Nothing,
             // The list stays for the next turn; one frame goes as it is.
-            1 => match self.staged.pop() {
+            (1, 1) => match self.staged.pop() {
                 Some(frame) => Item::One(frame),
                 None => return Queued::Nothing,
             },
             // Taken whole: the list goes with the item, an idle connection keeps none.
-            _ => Item::Many(std::mem::take(&mut self.staged)),
+            _ => Item::Many {
+                bufs: std::mem::take(&mut self.staged),
+                frames,
+            },
         };
         self.bytes = 0;
-        self.recent = frames;
+        self.frames = 0;
+        self.recent = bufs;
         let seqs = std::mem::take(&mut self.seqs);
         match tx.try_send(item) {
             Ok(()) => Queued::Sent(seqs),
@@ -173,6 +186,23 @@ mod tests {
         assert_eq!(out.waiting(&tx), 1);
         assert_eq!(rx.try_recv().unwrap(), Item::One(f));
         assert_eq!(out.waiting(&tx), 0);
+    }
+
+    #[test]
+    fn a_buffer_of_several_frames_counts_as_its_frames() {
+        let (tx, mut rx) = queue::channel(8);
+        let mut out = Outbox::default();
+        let run = frame(1, 30);
+        out.stage_frames(&run, 3, Some(("#a", 9)));
+        assert_eq!(out.waiting(&tx), 3);
+        assert_eq!(out.flush(&tx), Queued::Sent(vec![("#a".into(), 9)]));
+        assert_eq!(tx.frames(), 3, "the queue's bound sees three frames");
+        let item = rx.try_recv().unwrap();
+        assert_eq!(item.frames(), 3);
+        let Item::Many { bufs, .. } = item else {
+            panic!("a buffer of three frames is not an item of one");
+        };
+        assert_eq!(bufs[0].as_ptr(), run.as_ptr(), "shared, not copied");
     }
 
     #[test]

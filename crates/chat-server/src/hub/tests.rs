@@ -911,3 +911,155 @@ async fn a_burst_to_a_big_room_goes_out_at_once() {
     let frames: Vec<_> = first.into_frames().iter().map(decode_frame).collect();
     assert_eq!(texts(&frames), ["one", "two", "three"]);
 }
+
+/// The frames in one buffer of an item.
+fn frames_in(buf: &Bytes) -> Vec<Bytes> {
+    let mut frames = Vec::new();
+    crate::writer::split_frames(buf.clone(), &mut frames);
+    frames
+}
+
+/// The items queued to `peer`, each as (buffers, frames, the frames decoded).
+fn drain_runs(rx: &mut queue::Receiver) -> Vec<(Vec<Bytes>, usize, Vec<ServerMsg>)> {
+    std::iter::from_fn(|| rx.try_recv().ok())
+        .map(|item| {
+            let frames = item.frames();
+            let bufs = match &item {
+                Item::One(b) => vec![b.clone()],
+                Item::Many { bufs, .. } => bufs.clone(),
+            };
+            let msgs = item.into_frames().iter().map(decode_frame).collect();
+            (bufs, frames, msgs)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_reads_sends_reach_every_member_as_one_shared_buffer_and_the_sender_as_one() {
+    let hub = start();
+    let mut alice = connect_batched(&hub, 1, "alice", 4096).await;
+    let mut others = Vec::new();
+    for i in 0..3 {
+        others.push(connect_batched(&hub, 10 + i, &format!("m{i}"), 4096).await);
+    }
+    let _sync = connect(&hub, 99, "sync", 64).await;
+    drain_runs(&mut alice.rx);
+    for m in &mut others {
+        drain_runs(&mut m.rx);
+    }
+    let burst = ["a", "b", "c", "d", "e"].map(|t| say("#lobby", t)).to_vec();
+    hub.requests(1, burst).await.unwrap();
+    let _sync2 = connect(&hub, 98, "sync2", 64).await;
+    let mut buffers = Vec::new();
+    for m in &mut others {
+        let items = drain_runs(&mut m.rx);
+        let (bufs, _, msgs) = &items[0];
+        assert_eq!(texts(msgs), ["a", "b", "c", "d", "e"], "all, in order");
+        assert_eq!(frames_in(&bufs[0]).len(), 5, "in one buffer");
+        buffers.push(bufs[0].clone());
+    }
+    assert!(
+        buffers.iter().all(|b| b.as_ptr() == buffers[0].as_ptr()),
+        "every member's queue holds the same buffer, not a copy"
+    );
+    let items = drain_runs(&mut alice.rx);
+    let acks: Vec<u64> = frames_in(&items[0].0[0])
+        .iter()
+        .map(decode_frame)
+        .filter_map(|m| match m {
+            ServerMsg::Ack(a) => Some(a.seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(acks.len(), 5, "the acks in one buffer too");
+    assert!(acks.windows(2).all(|w| w[1] == w[0] + 1), "{acks:?}");
+}
+
+#[tokio::test]
+async fn frames_between_a_reads_sends_keep_their_place() {
+    let hub = start();
+    let mut alice = connect_batched(&hub, 1, "alice", 4096).await;
+    let mut bob = connect_batched(&hub, 2, "bob", 4096).await;
+    let _sync = connect(&hub, 99, "sync", 64).await;
+    drain_runs(&mut alice.rx);
+    drain_runs(&mut bob.rx);
+    let burst = vec![
+        say("#lobby", "one"),
+        say("bob", "direct"),
+        say("#lobby", "two"),
+        say("#nowhere", "refused"),
+        say("#lobby", "three"),
+    ];
+    hub.requests(1, burst).await.unwrap();
+    let _sync2 = connect(&hub, 98, "sync2", 64).await;
+    let bob_saw: Vec<String> = drain_runs(&mut bob.rx)
+        .into_iter()
+        .flat_map(|(_, _, msgs)| texts(&msgs))
+        .collect();
+    assert_eq!(bob_saw, ["one", "direct", "two", "three"]);
+    let alice_saw: Vec<String> = drain_runs(&mut alice.rx)
+        .into_iter()
+        .flat_map(|(_, _, msgs)| msgs)
+        .map(|m| match m {
+            ServerMsg::Ack(a) => format!("ack {}", a.id.unwrap_or_default()),
+            ServerMsg::Error(e) => format!("error {}", e.code),
+            other => other.kind().to_string(),
+        })
+        .filter(|s| s.starts_with("ack") || s.starts_with("error"))
+        .collect();
+    assert_eq!(
+        alice_saw,
+        [
+            "ack one",
+            "ack direct",
+            "ack two",
+            &format!("error {}", ErrorCode::NotInRoom),
+            "ack three"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_text_session_gets_a_reads_messages_one_frame_per_item() {
+    let hub = start();
+    let _alice = connect_batched(&hub, 1, "alice", 4096).await;
+    let mut text = connect(&hub, 2, "text", 4096).await;
+    let _sync = connect(&hub, 99, "sync", 64).await;
+    drain(&mut text.rx);
+    let burst = ["a", "b", "c"].map(|t| say("#lobby", t)).to_vec();
+    hub.requests(1, burst).await.unwrap();
+    let _sync2 = connect(&hub, 98, "sync2", 64).await;
+    // `drain` insists on one frame per item.
+    assert_eq!(texts(&drain(&mut text.rx)), ["a", "b", "c"]);
+}
+
+#[tokio::test]
+async fn a_read_of_sends_counts_as_its_frames_against_the_bound() {
+    const BOUND: usize = 4;
+    let hub = start();
+    let _alice = connect_batched(&hub, 1, "alice", 4096).await;
+    let mut slow = connect_batched(&hub, 2, "slow", BOUND).await;
+    let mut fast = connect_batched(&hub, 3, "fast", 4096).await;
+    let _sync = connect(&hub, 99, "sync", 64).await;
+    // Nobody reads `slow`'s queue: what its registration left there stays.
+    drain_runs(&mut fast.rx);
+    let burst = (0..BOUND + 1)
+        .map(|i| say("#lobby", &format!("m{i}")))
+        .collect();
+    hub.requests(1, burst).await.unwrap();
+    let Kick::Lagged { .. } = (&mut slow.kick).await.unwrap() else {
+        panic!("five frames do not fit a bound of four");
+    };
+    let _sync2 = connect(&hub, 98, "sync2", 64).await;
+    let got: Vec<ServerMsg> = drain_runs(&mut fast.rx)
+        .into_iter()
+        .flat_map(|(_, _, msgs)| msgs)
+        .collect();
+    assert_eq!(
+        texts(&got),
+        ["m0", "m1", "m2", "m3", "m4"],
+        "the others get all"
+    );
+    let (_, frames) = drain_items(&mut slow.rx);
+    assert!(frames.len() <= BOUND, "{} frames queued", frames.len());
+}
