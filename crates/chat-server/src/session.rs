@@ -321,8 +321,11 @@ impl<R: AsyncRead + Unpin> Session<R> {
 
     async fn handle(&mut self, msg: ClientMsg, now: Instant) -> Result<(), Close> {
         if !matches!(msg, ClientMsg::Send(_)) {
-            // Whatever else happens (a refusal of ours, a request, a wait) comes after the
-            // `send`s before it.
+            // The hub gets the `send`s before anything else of this read, so whatever the hub
+            // answers comes after their acks (in memory mode; in durable mode an ack waits for
+            // its commit). A frame of our own (`pong`, `rate_limited`) goes on the queue at
+            // once and can overtake acks the hub has not yet staged: every answer carries its
+            // request's id, and PROTOCOL.md §8 says to match by it.
             self.flush_sends().await?;
         }
         match msg {
@@ -441,7 +444,8 @@ impl<R: AsyncRead + Unpin> Session<R> {
         }
     }
 
-    /// Queues a frame of our own (after the `send`s before it). Never waits for the client: a
+    /// Queues a frame of our own (after the `send`s before it have gone to the hub, not
+    /// necessarily after their acks). Never waits for the client: a
     /// full queue means it is not reading.
     async fn push(&mut self, msg: ServerMsg) -> Result<(), Close> {
         self.flush_sends().await?;

@@ -96,6 +96,16 @@ impl Run {
     }
 }
 
+/// The buffer as shared bytes that hold little more than its length: a run begun with the
+/// last run's capacity (up to 64 KiB) may hold one short message, and a queued buffer keeps
+/// its whole allocation for as long as the slowest member holds it.
+fn tight(mut buf: Vec<u8>) -> Bytes {
+    if buf.capacity() > 2 * buf.len() + 1024 {
+        buf.shrink_to_fit();
+    }
+    Bytes::from(buf)
+}
+
 impl Hub {
     /// The run of `sender` into room `key`, begun now if the current run is another's (which is
     /// delivered first).
@@ -127,7 +137,7 @@ impl Hub {
         self.run_hint = (run.messages.len(), run.acks.len());
         let seq = Some((run.key.as_str(), run.seq));
         if run.ack_frames > 0 {
-            let acks = Bytes::from(run.acks);
+            let acks = tight(run.acks);
             self.deliver_frames(run.sender, &acks, run.ack_frames, seq);
         }
         if run.message_frames == 0 {
@@ -143,7 +153,7 @@ impl Hub {
         if room.is_idle() {
             self.rooms.remove(&run.key);
         }
-        let messages = Bytes::from(run.messages);
+        let messages = tight(run.messages);
         for &to in &others {
             self.deliver_frames(to, &messages, run.message_frames, seq);
         }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use bytes::BytesMut;
 use chat_proto::ClientCodec;
-use chat_proto::client::{Join, Send};
+use chat_proto::client::{Join, ListRooms, Send};
 use tokio_util::codec::Decoder;
 
 use super::*;
@@ -1035,31 +1035,93 @@ async fn a_text_session_gets_a_reads_messages_one_frame_per_item() {
 
 #[tokio::test]
 async fn a_read_of_sends_counts_as_its_frames_against_the_bound() {
-    const BOUND: usize = 4;
+    // Above the seven frames registration and the next two joins leave in the queue, or
+    // `slow` would be lagged before the test begins.
+    const BOUND: usize = 8;
     let hub = start();
     let _alice = connect_batched(&hub, 1, "alice", 4096).await;
     let mut slow = connect_batched(&hub, 2, "slow", BOUND).await;
     let mut fast = connect_batched(&hub, 3, "fast", 4096).await;
-    let _sync = connect(&hub, 99, "sync", 64).await;
-    // Nobody reads `slow`'s queue: what its registration left there stays.
+    let mut sync = connect(&hub, 99, "sync", 64).await;
+    // An empty queue: its whole bound is free.
+    drain_runs(&mut slow.rx);
     drain_runs(&mut fast.rx);
-    let burst = (0..BOUND + 1)
-        .map(|i| say("#lobby", &format!("m{i}")))
-        .collect();
-    hub.requests(1, burst).await.unwrap();
-    let Kick::Lagged { .. } = (&mut slow.kick).await.unwrap() else {
-        panic!("five frames do not fit a bound of four");
+    let names = |r: std::ops::Range<usize>| -> Vec<String> { r.map(|i| format!("m{i}")).collect() };
+    let burst = |from: usize, n: usize| -> Vec<ClientMsg> {
+        (from..from + n)
+            .map(|i| say("#lobby", &format!("m{i}")))
+            .collect()
     };
-    let _sync2 = connect(&hub, 98, "sync2", 64).await;
+    // Exactly the bound fits: one item of eight frames, and no kick.
+    hub.requests(1, burst(0, BOUND)).await.unwrap();
+    // A barrier that puts nothing in `slow`'s queue (a join would).
+    drain(&mut sync.rx);
+    hub.request(99, ClientMsg::ListRooms(ListRooms { id: None }))
+        .await
+        .unwrap();
+    while let Some(item) = sync.rx.recv().await {
+        if matches!(decode_frame(&item.into_frames()[0]), ServerMsg::RoomList(_)) {
+            break;
+        }
+    }
+    assert!(
+        matches!(
+            slow.kick.try_recv(),
+            Err(oneshot::error::TryRecvError::Empty)
+        ),
+        "eight frames fit a bound of eight"
+    );
+    let held = drain_runs(&mut slow.rx);
+    assert_eq!(held.len(), 1, "one item");
+    assert_eq!(texts(&held[0].2), names(0..BOUND));
+    drain_runs(&mut slow.rx);
+    // One more than the bound does not.
+    hub.requests(1, burst(BOUND, BOUND + 1)).await.unwrap();
+    let Kick::Lagged { .. } = (&mut slow.kick).await.unwrap() else {
+        panic!("nine frames do not fit a bound of eight");
+    };
+    let _sync3 = connect(&hub, 97, "sync3", 64).await;
     let got: Vec<ServerMsg> = drain_runs(&mut fast.rx)
         .into_iter()
         .flat_map(|(_, _, msgs)| msgs)
         .collect();
-    assert_eq!(
-        texts(&got),
-        ["m0", "m1", "m2", "m3", "m4"],
-        "the others get all"
-    );
+    assert_eq!(texts(&got), names(0..2 * BOUND + 1), "the others get all");
     let (_, frames) = drain_items(&mut slow.rx);
     assert!(frames.len() <= BOUND, "{} frames queued", frames.len());
+}
+
+#[tokio::test]
+async fn a_small_run_after_a_large_one_holds_only_its_own_bytes() {
+    let hub = start();
+    let _alice = connect_batched(&hub, 1, "alice", 4096).await;
+    let mut bob = connect_batched(&hub, 2, "bob", 4096).await;
+    let mut sync = connect(&hub, 99, "sync", 4096).await;
+    let big = "x".repeat(1000);
+    let burst = (0..30)
+        .map(|i| {
+            ClientMsg::Send(Send {
+                id: Some(format!("big{i}")),
+                to: "#lobby".into(),
+                text: big.clone(),
+                action: false,
+            })
+        })
+        .collect();
+    hub.requests(1, burst).await.unwrap();
+    hub.request(1, say("#lobby", "tiny")).await.unwrap();
+    let _sync2 = connect(&hub, 98, "sync2", 64).await;
+    // `sync`, a text session, holds slices of the same buffers: let them go.
+    while sync.rx.try_recv().is_ok() {}
+    let buf = drain_runs(&mut bob.rx)
+        .into_iter()
+        .flat_map(|(bufs, _, _)| bufs)
+        .find(|b| texts(&frames_in(b).iter().map(decode_frame).collect::<Vec<_>>()) == ["tiny"])
+        .expect("bob got tiny in a buffer of its own");
+    let len = buf.len();
+    let capacity = buf
+        .try_into_mut()
+        .expect("nobody else holds the buffer")
+        .capacity();
+    // Bytes held for a queued 95-byte message, not the 30 KB of the run before it.
+    assert!(capacity < 2 * len + 1024, "len {len}, capacity {capacity}");
 }
