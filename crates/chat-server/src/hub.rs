@@ -301,6 +301,7 @@ pub fn spawn(
         pending: VecDeque::new(),
         pending_ids: HashMap::new(),
         pending_base: 0,
+        held: VecDeque::new(),
         epoch: 0,
         transfers: transfer::Transfers::default(),
     };
@@ -400,6 +401,9 @@ struct Hub {
     pending_ids: HashMap<(String, String), u64>,
     /// The position of `pending[0]`.
     pending_base: u64,
+    /// Presence frames waiting for their subject's pending messages (see
+    /// [`Hub::deliver_after_pending`]), in the order they were made.
+    held: VecDeque<chat::Held>,
     /// Bumped when a store failure rewinds the sequences (see [`crate::history`]).
     epoch: u64,
     /// Open file transfers.
@@ -525,7 +529,7 @@ impl Hub {
             Command::Lagged { id } => self.mark_lagged(id),
             Command::Leave { id, reason } => {
                 if let Some((conn, sharers)) = self.remove(id) {
-                    self.announce_quit(&conn.nick, &sharers, &reason);
+                    self.announce_quit(id, &conn.nick, &sharers, &reason);
                 }
             }
         }
@@ -653,7 +657,14 @@ impl Hub {
         Some((conn, sharers))
     }
 
-    fn announce_quit(&mut self, nick: &str, sharers: &BTreeSet<SessionId>, reason: &str) {
+    /// Tells the sessions in `sharers` that `subject` (`nick`) quit, after its last messages.
+    fn announce_quit(
+        &mut self,
+        subject: SessionId,
+        nick: &str,
+        sharers: &BTreeSet<SessionId>,
+        reason: &str,
+    ) {
         if self.shutdown.is_cancelled() {
             return;
         }
@@ -663,9 +674,7 @@ impl Hub {
             ts: now_ms(),
         });
         if let Some(frame) = encode(&event) {
-            for &to in sharers {
-                self.deliver(to, &frame, None);
-            }
+            self.deliver_after_pending(subject, sharers.iter().copied().collect(), frame);
         }
     }
 
@@ -715,7 +724,7 @@ impl Hub {
                 // The session may already be gone; then there is nobody to tell.
                 let _ = kick.send(Kick::Lagged { seqs });
             }
-            self.announce_quit(&conn.nick, &sharers, "lagged");
+            self.announce_quit(id, &conn.nick, &sharers, "lagged");
         }
     }
 

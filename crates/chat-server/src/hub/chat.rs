@@ -8,6 +8,9 @@
 //! messages were handed over, so each room's messages go out in `seq` order. A message the
 //! store refuses gets `store_unavailable` and reaches nobody: nothing is dropped silently.
 //!
+//! A `parted` or `quit` of a session with messages still pending is held until they are
+//! committed (`Held`): the others see someone's last words before they see them leave.
+//!
 //! A resend (same folded nick, same client id) is looked up among the pending messages, then
 //! in the store: it gets the original ack with `duplicate: true` and is not delivered again.
 
@@ -47,7 +50,57 @@ pub(super) struct Pending {
     waiters: Vec<SessionId>,
 }
 
+/// A presence frame that goes out once the pending messages up to position `after` are
+/// reported (see [`Hub::deliver_after_pending`]).
+#[derive(Debug)]
+pub(super) struct Held {
+    after: u64,
+    to: Vec<SessionId>,
+    frame: Bytes,
+}
+
 impl Hub {
+    /// Delivers `frame` (a `parted` or `quit` of `subject`) to `to` now, or, while `subject`
+    /// still has messages waiting for the store or earlier frames are held, once those are
+    /// reported: in durable mode a client that sends and leaves at once is otherwise seen
+    /// leaving before its last messages arrive. Memory mode never holds anything.
+    pub(super) fn deliver_after_pending(
+        &mut self,
+        subject: SessionId,
+        to: Vec<SessionId>,
+        frame: Bytes,
+    ) {
+        let own = self
+            .pending
+            .iter()
+            .rposition(|p| p.sender == subject)
+            .map(|i| self.pending_base + i as u64 + 1);
+        let earlier = self.held.back().map(|h| h.after);
+        let Some(after) = own.max(earlier) else {
+            for t in to {
+                self.deliver(t, &frame, None);
+            }
+            return;
+        };
+        self.held.push_back(Held { after, to, frame });
+    }
+
+    /// Delivers the held frames whose messages have all been reported.
+    fn release_held(&mut self) {
+        while self
+            .held
+            .front()
+            .is_some_and(|h| h.after <= self.pending_base)
+        {
+            let Some(h) = self.held.pop_front() else {
+                break;
+            };
+            for &t in &h.to {
+                self.deliver(t, &h.frame, None);
+            }
+        }
+    }
+
     /// Accepts a chat message: stamp it and hand it to the store (or answer a resend).
     pub(super) fn send(&mut self, id: SessionId, m: Send) {
         let max_text = self.config.max_text as usize;
@@ -366,6 +419,8 @@ impl Hub {
                     }
                 }
             }
+            // Right after the message it waited for, before the next one of the batch.
+            self.release_held();
         }
         if rewound {
             self.epoch += 1;

@@ -278,9 +278,7 @@ impl Hub {
             self.rooms.remove(&key);
         }
         if let Some(frame) = encode(&event) {
-            for to in members {
-                self.deliver(to, &frame, None);
-            }
+            self.deliver_after_pending(id, members, frame);
         }
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.rooms.remove(&key);

@@ -1125,3 +1125,61 @@ async fn a_small_run_after_a_large_one_holds_only_its_own_bytes() {
     // Bytes held for a queued 95-byte message, not the 30 KB of the run before it.
     assert!(capacity < 2 * len + 1024, "len {len}, capacity {capacity}");
 }
+
+#[tokio::test]
+async fn in_durable_mode_others_see_a_senders_last_words_before_it_parts_and_quits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::store::SqliteStore::open(&store_opts(dir.path())).unwrap();
+    let control = store.control().unwrap();
+    let hub = hub_with(Config::default(), Box::new(store));
+    let _alice = connect(&hub, 1, "alice", 256).await;
+    let mut bob = connect(&hub, 2, "bob", 256).await;
+    let join = |room: &str| {
+        ClientMsg::Join(Join {
+            id: None,
+            room: room.into(),
+        })
+    };
+    hub.request(1, join("#side")).await.unwrap();
+    hub.request(2, join("#side")).await.unwrap();
+    wait_for(&mut bob.rx, |m| match m {
+        ServerMsg::Joined(j) if j.nick == "bob" && j.room == "#side" => Some(()),
+        _ => None,
+    })
+    .await;
+    // The store commits nothing until `held` is dropped: alice's messages are pending when
+    // she parts and quits, as when a bot sends and disconnects at once.
+    let held = control.hold();
+    hub.request(1, say("#lobby", "last in lobby"))
+        .await
+        .unwrap();
+    let part = ClientMsg::Part(chat_proto::client::Part {
+        id: None,
+        room: "#lobby".into(),
+        reason: None,
+    });
+    hub.request(1, part).await.unwrap();
+    hub.request(1, say("#side", "last in side")).await.unwrap();
+    hub.leave(1, "done".into()).await.unwrap();
+    drop(held);
+    let mut seen = Vec::new();
+    while seen.last().is_none_or(|s: &String| !s.starts_with("quit")) {
+        let label = wait_for(&mut bob.rx, |m| match m {
+            ServerMsg::Message(m) => Some(format!("{}: {}", m.from, m.text)),
+            ServerMsg::Parted(p) => Some(format!("parted {} {}", p.nick, p.room)),
+            ServerMsg::Quit(q) => Some(format!("quit {}", q.nick)),
+            _ => None,
+        })
+        .await;
+        seen.push(label);
+    }
+    assert_eq!(
+        seen,
+        [
+            "alice: last in lobby",
+            "parted alice #lobby",
+            "alice: last in side",
+            "quit alice"
+        ]
+    );
+}
