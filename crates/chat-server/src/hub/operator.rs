@@ -121,9 +121,8 @@ impl Hub {
             self.rooms.remove(&key);
         }
         if let Some(frame) = encode(&event) {
-            for to in members {
-                self.deliver(to, &frame, None);
-            }
+            // After the kicked one's messages still with the store, as a part would be.
+            self.deliver_after_pending(target, members, frame);
         }
         if let Some(conn) = self.conns.get_mut(&target) {
             conn.rooms.remove(&key);
