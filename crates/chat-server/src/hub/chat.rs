@@ -8,8 +8,10 @@
 //! messages were handed over, so each room's messages go out in `seq` order. A message the
 //! store refuses gets `store_unavailable` and reaches nobody: nothing is dropped silently.
 //!
-//! A `parted` or `quit` of a session with messages still pending is held until they are
-//! committed (`Held`): the others see someone's last words before they see them leave.
+//! Presence (`joined` to others, `parted`, `quit`, `nick_changed`) of a session with messages
+//! still pending is held until they are committed, and any presence behind held presence
+//! waits too (`Held`): the others see someone's last words before they see them leave, and
+//! see them leave before they see them come back.
 //!
 //! A resend (same folded nick, same client id) is looked up among the pending messages, then
 //! in the store: it gets the original ack with `duplicate: true` and is not delivered again.
@@ -60,10 +62,11 @@ pub(super) struct Held {
 }
 
 impl Hub {
-    /// Delivers `frame` (a `parted` or `quit` of `subject`) to `to` now, or, while `subject`
-    /// still has messages waiting for the store or earlier frames are held, once those are
-    /// reported: in durable mode a client that sends and leaves at once is otherwise seen
-    /// leaving before its last messages arrive. Memory mode never holds anything.
+    /// Delivers `frame` (a presence event of `subject`: joined, parted, quit, nick change) to
+    /// `to` now, or, while `subject` still has messages waiting for the store or earlier
+    /// frames are held, once those are reported: in durable mode a client that sends and
+    /// leaves at once is otherwise seen leaving before its last messages arrive. Memory mode
+    /// never holds anything.
     pub(super) fn deliver_after_pending(
         &mut self,
         subject: SessionId,

@@ -209,9 +209,15 @@ impl Hub {
             conn.rooms.insert(&key, delivered);
         }
         if let Some(frame) = encode(&joined) {
-            for to in recipients {
+            // The joiner's burst goes out now and in order; the others' `joined` keeps its
+            // place behind any held `parted`/`quit` (a nick that quits and comes straight
+            // back is seen leaving, then joining).
+            let (own, others): (Vec<SessionId>, Vec<SessionId>) =
+                recipients.into_iter().partition(|&to| to == id);
+            for to in own {
                 self.deliver(to, &frame, None);
             }
+            self.deliver_after_pending(id, others, frame);
         }
         self.reply(id, topic);
         let names = self.name_list(req, room_name.clone(), &key, true);
@@ -332,9 +338,8 @@ impl Hub {
             ts: now_ms(),
         });
         if let Some(frame) = encode(&event) {
-            for s in to {
-                self.deliver(s, &frame, None);
-            }
+            // After the messages sent under the old nick, as presence always is.
+            self.deliver_after_pending(id, to.into_iter().collect(), frame);
         }
     }
 

@@ -1183,3 +1183,32 @@ async fn in_durable_mode_others_see_a_senders_last_words_before_it_parts_and_qui
         ]
     );
 }
+
+#[tokio::test]
+async fn in_durable_mode_a_nick_that_quits_and_comes_back_is_seen_leaving_then_joining() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::store::SqliteStore::open(&store_opts(dir.path())).unwrap();
+    let control = store.control().unwrap();
+    let hub = hub_with(Config::default(), Box::new(store));
+    let _alice = connect(&hub, 1, "alice", 256).await;
+    let mut bob = connect(&hub, 2, "bob", 256).await;
+    drain(&mut bob.rx);
+    let held = control.hold();
+    hub.request(1, say("#lobby", "brb")).await.unwrap();
+    hub.leave(1, "reconnecting".into()).await.unwrap();
+    // The same nick again while "brb" is still with the store.
+    let _again = connect(&hub, 3, "alice", 256).await;
+    drop(held);
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let label = wait_for(&mut bob.rx, |m| match m {
+            ServerMsg::Message(m) => Some(format!("{}: {}", m.from, m.text)),
+            ServerMsg::Quit(q) => Some(format!("quit {}", q.nick)),
+            ServerMsg::Joined(j) => Some(format!("joined {}", j.nick)),
+            _ => None,
+        })
+        .await;
+        seen.push(label);
+    }
+    assert_eq!(seen, ["alice: brb", "quit alice", "joined alice"]);
+}
