@@ -1055,15 +1055,13 @@ async fn a_read_of_sends_counts_as_its_frames_against_the_bound() {
     // Exactly the bound fits: one item of eight frames, and no kick.
     hub.requests(1, burst(0, BOUND)).await.unwrap();
     // A barrier that puts nothing in `slow`'s queue (a join would).
-    drain(&mut sync.rx);
     hub.request(99, ClientMsg::ListRooms(ListRooms { id: None }))
         .await
         .unwrap();
-    while let Some(item) = sync.rx.recv().await {
-        if matches!(decode_frame(&item.into_frames()[0]), ServerMsg::RoomList(_)) {
-            break;
-        }
-    }
+    wait_for(&mut sync.rx, |m| {
+        matches!(m, ServerMsg::RoomList(_)).then_some(())
+    })
+    .await;
     assert!(
         matches!(
             slow.kick.try_recv(),
