@@ -9,7 +9,7 @@
 
 mod per_message;
 
-pub use per_message::AckRef;
+pub use per_message::{AckRef, MessageRef};
 
 use std::collections::BTreeMap;
 

@@ -295,6 +295,7 @@ pub fn spawn(
         lagged: Vec::new(),
         dirty: Vec::new(),
         staged_frames: 0,
+        stamp: None,
         recipients: Vec::new(),
         run: None,
         run_hint: (0, 0),
@@ -312,9 +313,9 @@ pub fn spawn(
 /// A registered connection as the hub sees it.
 struct Conn {
     peer: SocketAddr,
-    nick: String,
+    nick: Arc<str>,
     /// Folded nick: the key in `Hub::nicks`.
-    fold: String,
+    fold: Arc<str>,
     out_tx: queue::Sender,
     /// Taken when the connection is kicked.
     kick_tx: Option<oneshot::Sender<Kick>>,
@@ -330,7 +331,7 @@ struct Conn {
     batches: bool,
     /// The room name it last sent to, as it spelled it, and its fold: a client repeats the same
     /// spelling, and folding (NFKC) on every `send` was a tenth of the hub's time.
-    last_room: Option<(String, String)>,
+    last_room: Option<(String, Arc<str>)>,
     /// Folded nicks it exchanged direct messages with in this run, most recent last (at most
     /// [`MAX_DM_PEERS`]): they hear its nick changes and its quit, so their DM buffers stay true.
     dm_peers: VecDeque<String>,
@@ -389,6 +390,9 @@ struct Hub {
     dirty: Vec<SessionId>,
     /// Frames staged this turn, for [`MAX_TURN_FRAMES`].
     staged_frames: usize,
+    /// The time messages of the command being handled are stamped with: read once per
+    /// command (one client's read), as the clock was a thirtieth of the time per message.
+    stamp: Option<i64>,
     /// The recipients of the message being delivered (kept to reuse its allocation).
     recipients: Vec<SessionId>,
     /// Messages of one sender into one room not delivered yet (see [`run`]).
@@ -485,6 +489,7 @@ impl Hub {
 
     /// Carries out one command of a session (or of the blocking pool).
     fn command(&mut self, cmd: Command) {
+        self.stamp = None;
         let sends = match &cmd {
             Command::Request { msg, .. } => matches!(msg, ClientMsg::Send(_)),
             Command::Requests { .. } => true,
@@ -586,8 +591,8 @@ impl Hub {
             id,
             Conn {
                 peer: info.peer,
-                nick: nick.clone(),
-                fold,
+                nick: Arc::from(nick.as_str()),
+                fold: Arc::from(fold),
                 out_tx: info.out_tx,
                 kick_tx: Some(info.kick_tx),
                 rooms: membership::Membership::default(),
@@ -630,8 +635,8 @@ impl Hub {
         // What it was sent before it went (an answer, a reason) still goes out.
         let queued = conn.outbox.flush(&conn.out_tx);
         settle(id, &mut conn, queued, &mut Vec::new());
-        if self.nicks.get(&conn.fold) == Some(&id) {
-            self.nicks.remove(&conn.fold);
+        if self.nicks.get(&*conn.fold) == Some(&id) {
+            self.nicks.remove(&*conn.fold);
         }
         self.transfers_left(&conn.fold, &conn.nick);
         let mut sharers = BTreeSet::new();
@@ -701,7 +706,7 @@ impl Hub {
                     conn.rooms
                         .iter()
                         .map(|(key, seq)| {
-                            let name = rooms.get(key).map_or(key.as_str(), |r| r.name.as_str());
+                            let name = rooms.get(&**key).map_or(&**key, |r| &*r.name);
                             (name.to_owned(), seq)
                         })
                         .collect()
@@ -714,7 +719,7 @@ impl Hub {
             info!(
                 session = id,
                 peer = %conn.peer,
-                nick = conn.nick,
+                nick = &*conn.nick,
                 queued = conn.peak_queued,
                 bound = conn.out_tx.max_capacity(),
                 ?seqs,
@@ -862,6 +867,14 @@ fn encode(msg: &ServerMsg) -> Option<Bytes> {
             error!(error = %e, kind = msg.kind(), "cannot encode a server message");
             None
         }
+    }
+}
+
+impl Hub {
+    /// The server receive time for a message of the command being handled ([`now_ms`] when
+    /// the command began).
+    fn stamp(&mut self) -> i64 {
+        *self.stamp.get_or_insert_with(now_ms)
     }
 }
 

@@ -6,6 +6,7 @@
 //! last member leaves, so a new join cannot reuse their sequence numbers.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use chat_proto::message::Timestamp;
 use chat_proto::server::TopicInfo;
@@ -16,7 +17,7 @@ use crate::hub::SessionId;
 #[derive(Debug, Clone)]
 pub struct Room {
     /// The name as first created (e.g. `#Rust`); events carry it.
-    pub name: String,
+    pub name: Arc<str>,
     /// Sessions in the room.
     pub members: BTreeSet<SessionId>,
     /// The topic; empty when none.
@@ -39,7 +40,7 @@ impl Room {
     /// An empty room whose last message had `last_seq` (0 for a new room).
     pub fn new(name: String, last_seq: u64) -> Self {
         Room {
-            name,
+            name: name.into(),
             members: BTreeSet::new(),
             topic: String::new(),
             topic_by: None,
@@ -95,7 +96,7 @@ impl Room {
     pub fn topic_info(&self, id: Option<String>) -> TopicInfo {
         TopicInfo {
             id,
-            room: self.name.clone(),
+            room: self.name.to_string(),
             topic: self.topic.clone(),
             set_by: self.topic_by.clone(),
             ts: self.topic_ts,

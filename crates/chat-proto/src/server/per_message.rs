@@ -90,10 +90,90 @@ impl<'a> Numbers<'a> {
     }
 }
 
+/// A `message` by reference: the fields of a [`ChatMessage`] wherever they are kept (the
+/// server keeps the names it shares between messages once), encoded without copying them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageRef<'a> {
+    /// See [`ChatMessage::mid`].
+    pub mid: u64,
+    /// See [`ChatMessage::room`].
+    pub room: Option<&'a str>,
+    /// See [`ChatMessage::to`].
+    pub to: Option<&'a str>,
+    /// See [`ChatMessage::from`].
+    pub from: &'a str,
+    /// See [`ChatMessage::seq`].
+    pub seq: u64,
+    /// See [`ChatMessage::ts`].
+    pub ts: Timestamp,
+    /// See [`ChatMessage::text`].
+    pub text: &'a str,
+    /// See [`ChatMessage::action`].
+    pub action: bool,
+}
+
+impl<'a> From<&'a ChatMessage> for MessageRef<'a> {
+    fn from(m: &'a ChatMessage) -> Self {
+        MessageRef {
+            mid: m.mid,
+            room: m.room.as_deref(),
+            to: m.to.as_deref(),
+            from: &m.from,
+            seq: m.seq,
+            ts: m.ts,
+            text: &m.text,
+            action: m.action,
+        }
+    }
+}
+
+impl MessageRef<'_> {
+    /// The message as an owned [`ChatMessage`].
+    pub fn to_message(&self) -> ChatMessage {
+        ChatMessage {
+            mid: self.mid,
+            room: self.room.map(str::to_owned),
+            to: self.to.map(str::to_owned),
+            from: self.from.to_owned(),
+            seq: self.seq,
+            ts: self.ts,
+            text: self.text.to_owned(),
+            action: self.action,
+        }
+    }
+}
+
 impl ChatMessage {
+    /// See [`MessageRef::to_frames_with_ack`].
+    pub fn to_frames_with_ack(&self, ack: &AckRef<'_>) -> Result<(Bytes, Bytes), EncodeError> {
+        MessageRef::from(self).to_frames_with_ack(ack)
+    }
+
+    /// See [`MessageRef::append_frames_with_ack`].
+    pub fn append_frames_with_ack(
+        &self,
+        ack: &AckRef<'_>,
+        messages: &mut Vec<u8>,
+        acks: &mut Vec<u8>,
+    ) -> Result<(), EncodeError> {
+        MessageRef::from(self).append_frames_with_ack(ack, messages, acks)
+    }
+
+    /// See [`MessageRef::to_message_frame`].
+    pub fn to_message_frame(&self) -> Result<Bytes, EncodeError> {
+        MessageRef::from(self).to_message_frame()
+    }
+
+    /// See [`MessageRef::append_message_frame`].
+    pub fn append_message_frame(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        MessageRef::from(self).append_message_frame(out)
+    }
+}
+
+impl MessageRef<'_> {
     /// The `message` frame and the `ack` its sender gets (`ack`, which must carry this
     /// message's `mid`, `room`, `to`, `seq` and `ts`), both exactly as
-    /// [`ChatMessage::to_message_frame`] and [`AckRef::to_frame`] make them; in the usual case
+    /// [`MessageRef::to_message_frame`] and [`AckRef::to_frame`] make them; in the usual case
     /// the numbers they share are formatted once.
     pub fn to_frames_with_ack(&self, ack: &AckRef<'_>) -> Result<(Bytes, Bytes), EncodeError> {
         let (mut message, mut acked) = (Vec::new(), Vec::new());
@@ -102,7 +182,7 @@ impl ChatMessage {
     }
 
     /// Appends this message's `message` frame to `messages` and its sender's `ack` to `acks`,
-    /// exactly as [`ChatMessage::to_frames_with_ack`] makes them: the server gathers the
+    /// exactly as [`MessageRef::to_frames_with_ack`] makes them: the server gathers the
     /// frames of consecutive messages into one buffer for all their recipients. On an error
     /// neither buffer is changed.
     pub fn append_frames_with_ack(
@@ -120,7 +200,7 @@ impl ChatMessage {
         done
     }
 
-    /// [`ChatMessage::append_frames_with_ack`], but an error may leave a partial frame.
+    /// [`MessageRef::append_frames_with_ack`], but an error may leave a partial frame.
     fn write_frames_with_ack(
         &self,
         ack: &AckRef<'_>,
@@ -130,8 +210,8 @@ impl ChatMessage {
         let same = ack.mid == self.mid
             && ack.seq == self.seq
             && ack.ts == self.ts
-            && ack.room == self.room.as_deref()
-            && ack.to == self.to.as_deref();
+            && ack.room == self.room
+            && ack.to == self.to;
         if !(same && self.is_plain() && ack.id.is_none_or(plain)) {
             self.append_message_frame(messages)?;
             return ack.append_frame(acks);
@@ -152,22 +232,22 @@ impl ChatMessage {
         out.push(b'{');
         key(out, first, "mid");
         int(out, self.mid)?;
-        if let Some(room) = &self.room {
+        if let Some(room) = self.room {
             key(out, first, "room");
             string(out, room)?;
         }
-        if let Some(to) = &self.to {
+        if let Some(to) = self.to {
             key(out, first, "to");
             string(out, to)?;
         }
         key(out, first, "from");
-        string(out, &self.from)?;
+        string(out, self.from)?;
         key(out, first, "seq");
         int(out, self.seq)?;
         key(out, first, "ts");
         int(out, self.ts)?;
         key(out, first, "text");
-        string(out, &self.text)?;
+        string(out, self.text)?;
         if self.action {
             key(out, first, "action");
             out.extend_from_slice(b"true");
@@ -188,7 +268,7 @@ impl ChatMessage {
         Ok(Bytes::from(out))
     }
 
-    /// Appends the `message` frame to `out`, exactly as [`ChatMessage::to_message_frame`]
+    /// Appends the `message` frame to `out`, exactly as [`MessageRef::to_message_frame`]
     /// makes it. On an error `out` is unchanged.
     pub fn append_message_frame(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         if !self.is_plain() {
@@ -213,20 +293,20 @@ impl ChatMessage {
 
     /// Whether no string of the message needs escaping.
     fn is_plain(&self) -> bool {
-        plain(&self.from)
-            && plain(&self.text)
-            && self.room.as_deref().is_none_or(plain)
-            && self.to.as_deref().is_none_or(plain)
+        plain(self.from)
+            && plain(self.text)
+            && self.room.is_none_or(plain)
+            && self.to.is_none_or(plain)
     }
 
-    /// Appends the `message` frame of a message that [`ChatMessage::is_plain`], its numbers
+    /// Appends the `message` frame of a message that [`MessageRef::is_plain`], its numbers
     /// formatted; only a body beyond 4 GiB fails, before anything is written.
     fn append_plain_message_frame(
         &self,
         n: &Numbers<'_>,
         out: &mut Vec<u8>,
     ) -> Result<(), EncodeError> {
-        let (room, to) = (self.room.as_deref(), self.to.as_deref());
+        let (room, to) = (self.room, self.to);
         let Numbers { mid, seq, ts } = *n;
         const MID: &[u8] = b"{\"mid\":";
         const ROOM: &[u8] = b",\"room\":";
@@ -267,13 +347,13 @@ impl ChatMessage {
             plain_string(out, to);
         }
         out.extend_from_slice(FROM);
-        plain_string(out, &self.from);
+        plain_string(out, self.from);
         out.extend_from_slice(SEQ);
         out.extend_from_slice(seq.as_bytes());
         out.extend_from_slice(TS);
         out.extend_from_slice(ts.as_bytes());
         out.extend_from_slice(TEXT);
-        plain_string(out, &self.text);
+        plain_string(out, self.text);
         if self.action {
             out.extend_from_slice(ACTION);
         }
@@ -286,7 +366,7 @@ impl ChatMessage {
 impl Body for ChatMessage {
     fn encode_body(&self, dst: &mut BytesMut) -> Result<(), EncodeError> {
         let mut out = Vec::with_capacity(96 + self.text.len());
-        self.write_json(&mut out)?;
+        MessageRef::from(self).write_json(&mut out)?;
         dst.extend_from_slice(&out);
         Ok(())
     }
@@ -362,7 +442,7 @@ impl AckRef<'_> {
     }
 
     /// The whole `ack` frame (header and body), in one buffer that becomes the frame; like
-    /// [`ChatMessage::to_message_frame`], sized exactly and written in constant pieces when no
+    /// [`MessageRef::to_message_frame`], sized exactly and written in constant pieces when no
     /// string needs escaping.
     pub fn to_frame(&self) -> Result<Bytes, EncodeError> {
         let mut out = Vec::new();

@@ -41,9 +41,9 @@ pub struct MemoryHistory {
     /// Bytes kept now, as `max_bytes` counts them.
     bytes: usize,
     /// The conversations kept.
-    convs: HashMap<String, Conv, RandomState>,
+    convs: HashMap<Arc<str>, Conv, RandomState>,
     /// Per tick of a last append, its conversation: oldest first.
-    lru: BTreeMap<u64, String>,
+    lru: BTreeMap<u64, Arc<str>>,
     tick: u64,
     /// The kept records that had a client id, found by (sender fold, client id).
     sent: HashTable<Arc<Record>>,
@@ -73,8 +73,8 @@ fn cost(r: &Record) -> usize {
         + r.conv.len()
         + r.sender_fold.len()
         + r.client_id.as_ref().map_or(0, String::len)
-        + r.msg.room.as_ref().map_or(0, String::len)
-        + r.msg.to.as_ref().map_or(0, String::len)
+        + r.msg.room.as_deref().map_or(0, str::len)
+        + r.msg.to.as_deref().map_or(0, str::len)
 }
 
 impl MemoryHistory {
@@ -120,7 +120,7 @@ impl MemoryHistory {
             let hash = self.sent_hash(&record.sender_fold, id);
             let hasher = self.sent_hasher.clone();
             self.sent.insert_unique(hash, Arc::clone(record), move |r| {
-                hasher.hash_one((r.sender_fold.as_str(), r.client_id.as_deref().unwrap_or("")))
+                hasher.hash_one((&*r.sender_fold, r.client_id.as_deref().unwrap_or("")))
             });
         }
     }
@@ -139,7 +139,7 @@ impl MemoryHistory {
     /// Forgets the least recently appended conversations but `keep_conv` until within budget.
     fn evict(&mut self, keep_conv: &str) {
         while self.bytes > self.max_bytes || self.convs.len() > self.max_convs {
-            let victim = self.lru.values().find(|c| c.as_str() != keep_conv).cloned();
+            let victim = self.lru.values().find(|c| &***c != keep_conv).cloned();
             let Some(victim) = victim else {
                 return;
             };
@@ -156,7 +156,7 @@ impl MemoryHistory {
 
 fn page<'a>(records: impl Iterator<Item = &'a Arc<Record>>, more: bool) -> Page {
     Page {
-        messages: records.map(|r| r.msg.clone()).collect(),
+        messages: records.map(|r| r.msg.to_message()).collect(),
         more,
     }
 }
@@ -167,7 +167,7 @@ impl MemoryHistory {
         let record = Arc::new(record);
         self.bytes += cost(&record);
         self.last_mid = self.last_mid.max(record.msg.mid);
-        let conv = match self.convs.get_mut(&record.conv) {
+        let conv = match self.convs.get_mut(&*record.conv) {
             Some(conv) => conv,
             None => self.convs.entry(record.conv.clone()).or_default(),
         };
@@ -251,7 +251,7 @@ impl HistoryStore for MemoryHistory {
     ) -> Result<Option<Record>, HistoryError> {
         let hash = self.sent_hash(sender_fold, client_id);
         let found = self.sent.find(hash, |r| {
-            r.sender_fold == sender_fold && r.client_id.as_deref() == Some(client_id)
+            *r.sender_fold == *sender_fold && r.client_id.as_deref() == Some(client_id)
         });
         Ok(found.map(|r| Record::clone(r)))
     }
@@ -300,7 +300,8 @@ mod tests {
                 seq,
                 text: format!("m{seq}"),
                 ..ChatMessage::default()
-            },
+            }
+            .into(),
             sender_fold: "alice".into(),
             client_id: Some(format!("c{seq}")),
         }
@@ -320,7 +321,7 @@ mod tests {
         for room in 0..500 {
             for seq in 1..=10 {
                 let mut r = record(seq);
-                r.conv = format!("#r{room}");
+                r.conv = format!("#r{room}").into();
                 r.client_id = Some(format!("{room}-{seq}"));
                 r.msg.text = "x".repeat(16 * 1024);
                 h.append(r, 0).unwrap();

@@ -414,7 +414,7 @@ impl super::Hub {
         let Some((nick, fold, ip)) = self
             .conns
             .get(&id)
-            .map(|c| (c.nick.clone(), c.fold.clone(), c.peer.ip()))
+            .map(|c| (c.nick.to_string(), c.fold.to_string(), c.peer.ip()))
         else {
             return;
         };

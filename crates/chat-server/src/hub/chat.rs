@@ -16,15 +16,17 @@
 //! A resend (same folded nick, same client id) is looked up among the pending messages, then
 //! in the store: it gets the original ack with `duplicate: true` and is not delivered again.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use chat_proto::client::{Send, Typing};
 use chat_proto::frame::HEADER_LEN;
-use chat_proto::server::{ChatMessage, TypingEvent};
+use chat_proto::server::TypingEvent;
 use chat_proto::{ErrorCode, ServerMsg};
 use tracing::{error, warn};
 
-use super::{Hub, SessionId, encode, fit, now_ms};
-use crate::history::{Appended, Done, HistoryError, Record, dm_conv};
+use super::{Hub, SessionId, encode, fit};
+use crate::history::{Appended, Done, HistoryError, Record, StoredMessage, dm_conv};
 use chat_proto::nick::fold_nick;
 
 /// Direct conversations whose last `seq` the hub caches, at most; beyond it the cache is
@@ -34,7 +36,7 @@ const MAX_DM_SEQS: usize = 10_000;
 /// Where a pending message goes once committed.
 pub(super) enum Target {
     /// To the members of the room with this folded name.
-    Room(String),
+    Room(Arc<str>),
     /// To one session (the recipient when it was sent).
     Direct(SessionId),
 }
@@ -162,7 +164,7 @@ impl Hub {
         }
     }
 
-    fn send_to_room(&mut self, id: SessionId, from: String, from_fold: String, m: Send) {
+    fn send_to_room(&mut self, id: SessionId, from: Arc<str>, from_fold: Arc<str>, m: Send) {
         let Some(key) = self.member_room(id, &m.id, &m.to) else {
             return;
         };
@@ -170,16 +172,17 @@ impl Hub {
             let text = format!("you are muted in {}", m.to);
             return self.refuse(id, m.id, ErrorCode::Forbidden, text);
         }
-        let Some(room) = self.rooms.get_mut(&key) else {
+        let ts = self.stamp();
+        let Some(room) = self.rooms.get_mut(&*key) else {
             return;
         };
-        let msg = ChatMessage {
+        let msg = StoredMessage {
             mid: self.next_mid,
-            room: Some(room.name.clone()),
+            room: Some(Arc::clone(&room.name)),
             to: None,
             from,
             seq: room.take_seq(),
-            ts: now_ms(),
+            ts,
             text: m.text,
             action: m.action,
         };
@@ -193,7 +196,7 @@ impl Hub {
         self.submit(id, record, Target::Room(key));
     }
 
-    fn send_direct(&mut self, id: SessionId, from: String, from_fold: String, m: Send) {
+    fn send_direct(&mut self, id: SessionId, from: Arc<str>, from_fold: Arc<str>, m: Send) {
         if self.muted(id, None) {
             let text = "you are muted".to_owned();
             return self.refuse(id, m.id, ErrorCode::Forbidden, text);
@@ -223,24 +226,24 @@ impl Hub {
             let in_flight: std::collections::HashSet<&str> = self
                 .pending
                 .iter()
-                .map(|p| p.record.conv.as_str())
+                .map(|p| p.record.conv.as_ref())
                 .collect();
             self.dm_seqs.retain(|c, _| in_flight.contains(c.as_str()));
         }
         self.dm_seqs.insert(conv.clone(), last + 1);
-        let msg = ChatMessage {
+        let msg = StoredMessage {
             mid: self.next_mid,
             room: None,
             to: Some(to_nick),
             from,
             seq: last + 1,
-            ts: now_ms(),
+            ts: self.stamp(),
             text: m.text,
             action: m.action,
         };
         self.next_mid += 1;
         let record = Record {
-            conv,
+            conv: conv.into(),
             msg,
             sender_fold: from_fold,
             client_id: m.id,
@@ -286,7 +289,7 @@ impl Hub {
             Err(e) => {
                 // Nothing after it was handed over: its seq is simply given back.
                 self.give_back(record.msg.seq, &record.conv, &target, true);
-                warn!(error = %e, conv = record.conv, "store refused a message");
+                warn!(error = %e, conv = &*record.conv, "store refused a message");
                 let text = e.to_string();
                 return self.refuse(sender, record.client_id, ErrorCode::StoreUnavailable, text);
             }
@@ -294,7 +297,7 @@ impl Hub {
         if let Some(req) = &record.client_id {
             let pos = self.pending_base + self.pending.len() as u64;
             self.pending_ids
-                .insert((record.sender_fold.clone(), req.clone()), pos);
+                .insert((record.sender_fold.to_string(), req.clone()), pos);
         }
         self.pending.push_back(Pending {
             sender,
@@ -315,14 +318,16 @@ impl Hub {
     /// The memory store's path for a room message, with nothing pending: stored as it is
     /// handed over, so acked and delivered at once, without a copy of it or a pending entry;
     /// its frames join the sender's run into the room (see [`super::run`]).
-    fn store_in_run(&mut self, sender: SessionId, record: Record, key: String) {
+    fn store_in_run(&mut self, sender: SessionId, record: Record, key: Arc<str>) {
         let max = (self.config.max_body as usize).saturating_sub(fit::PAGE_HEADROOM);
         let run = self.run_for(sender, &key);
         let mark = run.mark();
         let ack = record.ack_ref(false);
-        let encoded = record
-            .msg
-            .append_frames_with_ack(&ack, &mut run.messages, &mut run.acks);
+        let encoded =
+            record
+                .msg
+                .as_ref()
+                .append_frames_with_ack(&ack, &mut run.messages, &mut run.acks);
         let len = match encoded {
             Ok(()) => run.body_len_since(mark),
             Err(e) => {
@@ -347,7 +352,7 @@ impl Hub {
                 if let Some(run) = self.run.as_mut() {
                     run.add(mark, seq);
                 }
-                if let Some(room) = self.rooms.get_mut(&key) {
+                if let Some(room) = self.rooms.get_mut(&*key) {
                     room.commit(seq);
                 }
                 self.end_run_if_full();
@@ -404,7 +409,7 @@ impl Hub {
             self.pending_base += 1;
             if let Some(req) = &p.record.client_id {
                 self.pending_ids
-                    .remove(&(p.record.sender_fold.clone(), req.clone()));
+                    .remove(&(p.record.sender_fold.to_string(), req.clone()));
             }
             match &done.result {
                 Ok(()) => self.committed(p),
@@ -447,10 +452,10 @@ impl Hub {
     fn give_back(&mut self, seq: u64, conv: &str, target: &Target, rewind: bool) {
         match target {
             Target::Room(key) => {
-                if let Some(room) = self.rooms.get_mut(key) {
+                if let Some(room) = self.rooms.get_mut(&**key) {
                     room.refuse(seq, rewind);
                     if room.is_idle() {
-                        self.rooms.remove(key);
+                        self.rooms.remove(&**key);
                     }
                 }
             }
@@ -476,7 +481,7 @@ impl Hub {
                 error!(error = %e, "cannot encode an ack");
             }
             run.add(mark, seq);
-            if let Some(room) = self.rooms.get_mut(key) {
+            if let Some(room) = self.rooms.get_mut(&**key) {
                 room.commit(seq);
             }
             return self.end_run_if_full();
@@ -505,7 +510,7 @@ impl Hub {
         seq: u64,
     ) {
         let room_key = match &target {
-            Target::Room(key) => Some(key.as_str()),
+            Target::Room(key) => Some(&**key),
             Target::Direct(_) => None,
         };
         if let Some(ack) = &ack {
@@ -518,7 +523,7 @@ impl Hub {
         }
         match target {
             Target::Room(key) => {
-                let Some(room) = self.rooms.get_mut(&key) else {
+                let Some(room) = self.rooms.get_mut(&*key) else {
                     return;
                 };
                 room.commit(seq);
@@ -527,7 +532,7 @@ impl Hub {
                 others.clear();
                 others.extend(room.members.iter().copied().filter(|&s| s != sender));
                 if room.is_idle() {
-                    self.rooms.remove(&key);
+                    self.rooms.remove(&*key);
                 }
                 for &to in &others {
                     self.deliver(to, frame, Some((&key, seq)));
@@ -561,18 +566,18 @@ impl Hub {
 
     /// Carries out one `typing`.
     pub(super) fn typing(&mut self, id: SessionId, m: Typing) {
-        let Some(from) = self.conns.get(&id).map(|c| c.nick.clone()) else {
+        let Some(from) = self.conns.get(&id).map(|c| c.nick.to_string()) else {
             return;
         };
         let (room, to): (Option<String>, Vec<SessionId>) = if m.to.starts_with('#') {
             let Some(key) = self.member_room(id, &None, &m.to) else {
                 return;
             };
-            let Some(room) = self.rooms.get(&key) else {
+            let Some(room) = self.rooms.get(&*key) else {
                 return;
             };
             let others = room.members.iter().copied().filter(|&s| s != id);
-            (Some(room.name.clone()), others.collect())
+            (Some(room.name.to_string()), others.collect())
         } else {
             match self.nicks.get(&fold_nick(&m.to)) {
                 Some(&target) => (None, vec![target]),
@@ -596,15 +601,20 @@ impl Hub {
 }
 
 /// A `message` frame, encoded from the stamped message without a copy of it.
-fn message_frame(msg: &ChatMessage) -> Option<Bytes> {
-    msg.to_message_frame()
+fn message_frame(msg: &StoredMessage) -> Option<Bytes> {
+    msg.as_ref()
+        .to_message_frame()
         .map_err(|e| error!(error = %e, "cannot encode a message"))
         .ok()
 }
 
 /// A message's `message` frame and its sender's `ack`, encoded together.
 fn frames_with_ack(record: &Record) -> (Option<Bytes>, Option<Bytes>) {
-    match record.msg.to_frames_with_ack(&record.ack_ref(false)) {
+    match record
+        .msg
+        .as_ref()
+        .to_frames_with_ack(&record.ack_ref(false))
+    {
         Ok((frame, ack)) => (Some(frame), Some(ack)),
         // Each on its own then, so that one failing does not take the other with it.
         Err(_) => (message_frame(&record.msg), ack_frame(record, false)),

@@ -28,7 +28,7 @@ impl Hub {
             .limit
             .unwrap_or(self.config.history_on_join)
             .min(self.config.history_page) as usize;
-        let committed = self.rooms.get(&key).map_or(0, |r| r.last_seq());
+        let committed = self.rooms.get(&*key).map_or(0, |r| r.last_seq());
         let page = match (m.before, m.after) {
             (Some(before), _) => self.history.before(&key, before.min(committed + 1), n),
             (_, Some(after)) => self
@@ -37,7 +37,7 @@ impl Hub {
                 .map(|p| committed_only(p, committed)),
             _ => self.history.before(&key, committed + 1, n),
         };
-        let room = self.rooms.get(&key).map_or(m.room, |r| r.name.clone());
+        let room = self.rooms.get(&*key).map_or(m.room, |r| r.name.to_string());
         // A forward page keeps its oldest messages; the others keep the newest.
         let keep_newest = m.after.is_none();
         match page {
@@ -72,8 +72,8 @@ impl Hub {
             .limit
             .unwrap_or(self.config.history_on_join)
             .min(self.config.history_page) as usize;
-        let committed = self.rooms.get(&key).map_or(0, |r| r.last_seq());
-        let room = self.rooms.get(&key).map_or(m.room, |r| r.name.clone());
+        let committed = self.rooms.get(&*key).map_or(0, |r| r.last_seq());
+        let room = self.rooms.get(&*key).map_or(m.room, |r| r.name.to_string());
         match self.history.search(&key, &m.query, n) {
             Ok(mut page) => {
                 page.messages.retain(|msg| msg.seq <= committed);

@@ -33,7 +33,8 @@ impl Hub {
     /// Whether session `id` is an operator now.
     pub(super) fn is_admin(&self, id: SessionId) -> bool {
         self.conns.get(&id).is_some_and(|c| {
-            c.authed.contains(&c.fold) && self.config.admins.iter().any(|a| fold_nick(a) == c.fold)
+            c.authed.contains(&*c.fold)
+                && self.config.admins.iter().any(|a| *fold_nick(a) == *c.fold)
         })
     }
 
@@ -50,7 +51,7 @@ impl Hub {
     fn op_nick(&self, id: SessionId) -> String {
         self.conns
             .get(&id)
-            .map(|c| c.nick.clone())
+            .map(|c| c.nick.to_string())
             .unwrap_or_default()
     }
 
@@ -100,7 +101,7 @@ impl Hub {
         let nick = self
             .conns
             .get(&target)
-            .map(|c| c.nick.clone())
+            .map(|c| c.nick.to_string())
             .unwrap_or_default();
         let Some(room) = self.rooms.get_mut(&key) else {
             return;
@@ -110,8 +111,8 @@ impl Hub {
             None => format!("kicked by {by}"),
         };
         let event = ServerMsg::Parted(Parted {
-            room: room.name.clone(),
-            nick: nick.clone(),
+            room: room.name.to_string(),
+            nick: nick.to_string(),
             reason: Some(fit::clip(&reason, fit::MAX_REASON)),
             ts: now_ms(),
         });
@@ -139,7 +140,7 @@ impl Hub {
         let covers_self = self
             .conns
             .get(&id)
-            .is_some_and(|c| c.fold == key || c.peer.ip().to_string() == key);
+            .is_some_and(|c| *c.fold == *key || c.peer.ip().to_string() == key);
         if covers_self {
             let text = format!("{} is you: a ban would lock you out", m.target);
             return self.refuse(id, m.id, ErrorCode::BadRequest, text);
@@ -159,14 +160,14 @@ impl Hub {
         let victims: Vec<SessionId> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.fold == key || c.peer.ip().to_string() == key)
+            .filter(|(_, c)| *c.fold == *key || c.peer.ip().to_string() == key)
             .map(|(&s, _)| s)
             .collect();
         for victim in victims {
             let Some((mut conn, sharers)) = self.remove(victim) else {
                 continue;
             };
-            info!(session = victim, peer = %conn.peer, nick = conn.nick, "disconnecting a banned user");
+            info!(session = victim, peer = %conn.peer, nick = &*conn.nick, "disconnecting a banned user");
             // The session writes the `banned` error after what is queued, then closes.
             if let Some(kick) = conn.kick_tx.take() {
                 let _ = kick.send(super::Kick::Banned { text: text.clone() });

@@ -11,6 +11,7 @@
 //! member, so between the page and the live stream there is neither a gap nor an overlap.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use chat_proto::client::{Join, Part, Topic};
 use chat_proto::limits::MAX_TOPIC_LEN;
@@ -70,11 +71,11 @@ impl Hub {
         id: SessionId,
         req: &Option<String>,
         room: &str,
-    ) -> Option<String> {
+    ) -> Option<Arc<str>> {
         let conn = self.conns.get_mut(&id)?;
         let key = match &conn.last_room {
             Some((spelled, key)) if spelled == room => key.clone(),
-            _ => fold_room(room),
+            _ => Arc::from(fold_room(room)),
         };
         if conn.rooms.contains(&key) {
             if conn
@@ -157,8 +158,8 @@ impl Hub {
             return;
         };
         let joined = ServerMsg::Joined(Joined {
-            room: room.name.clone(),
-            nick: nick.clone(),
+            room: room.name.to_string(),
+            nick: nick.to_string(),
             ts: now_ms(),
         });
         if !already {
@@ -172,7 +173,7 @@ impl Hub {
         };
         let last_seq = room.last_seq();
         let topic = room.topic_info(None);
-        let room_name = room.name.clone();
+        let room_name = room.name.to_string();
         // Read in this same turn, bounded by what was broadcast: see the module docs.
         let page = match resume {
             Some(after) if after <= last_seq => {
@@ -261,14 +262,14 @@ impl Hub {
         let Some(key) = self.member_room(id, &m.id, &m.room) else {
             return;
         };
-        let Some(nick) = self.conns.get(&id).map(|c| c.nick.clone()) else {
+        let Some(nick) = self.conns.get(&id).map(|c| c.nick.to_string()) else {
             return;
         };
-        let Some(room) = self.rooms.get_mut(&key) else {
+        let Some(room) = self.rooms.get_mut(&*key) else {
             return;
         };
         let event = ServerMsg::Parted(Parted {
-            room: room.name.clone(),
+            room: room.name.to_string(),
             nick,
             reason: m.reason.map(|r| fit::clip(&r, fit::MAX_REASON)),
             ts: now_ms(),
@@ -281,7 +282,7 @@ impl Hub {
         };
         room.members.remove(&id);
         if room.is_idle() {
-            self.rooms.remove(&key);
+            self.rooms.remove(&*key);
         }
         if let Some(frame) = encode(&event) {
             self.deliver_after_pending(id, members, frame);
@@ -297,7 +298,7 @@ impl Hub {
             return self.refuse(id, req, ErrorCode::NickInvalid, text);
         }
         let fold = fold_nick(&new);
-        let same_person = self.conns.get(&id).is_some_and(|c| c.fold == fold);
+        let same_person = self.conns.get(&id).is_some_and(|c| *c.fold == *fold);
         if !same_person && self.muted_anywhere(id) {
             let text = "you are muted: your nick cannot change until the mute is lifted".to_owned();
             return self.refuse(id, req, ErrorCode::Forbidden, text);
@@ -317,15 +318,15 @@ impl Hub {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        let old = std::mem::replace(&mut conn.nick, new.clone());
-        let old_fold = std::mem::replace(&mut conn.fold, fold.clone());
+        let old = std::mem::replace(&mut conn.nick, Arc::from(new.as_str())).to_string();
+        let old_fold = std::mem::replace(&mut conn.fold, Arc::from(fold.as_str()));
         let peers: Vec<String> = conn.dm_peers.iter().cloned().collect();
-        self.nicks.remove(&old_fold);
+        self.nicks.remove(&*old_fold);
         self.nicks.insert(fold.clone(), id);
         // DM partners keep hearing about this user under its new name.
         for peer in peers {
             if let Some(p) = self.nicks.get(&peer).and_then(|s| self.conns.get_mut(s)) {
-                if let Some(slot) = p.dm_peers.iter_mut().find(|f| **f == old_fold) {
+                if let Some(slot) = p.dm_peers.iter_mut().find(|f| **f == *old_fold) {
                     slot.clone_from(&fold);
                 }
             }
@@ -348,7 +349,7 @@ impl Hub {
             return;
         };
         let admin = self.is_admin(id);
-        let locked = self.rooms.get(&key).is_some_and(|r| r.topic_locked);
+        let locked = self.rooms.get(&*key).is_some_and(|r| r.topic_locked);
         if m.lock.is_some() && !admin {
             let text = "only operators may lock a topic".to_owned();
             return self.refuse(id, m.id, ErrorCode::Forbidden, text);
@@ -365,13 +366,13 @@ impl Hub {
             return self.refuse(id, m.id, ErrorCode::Forbidden, text);
         }
         if let Some(lock) = m.lock {
-            if let Some(room) = self.rooms.get_mut(&key) {
+            if let Some(room) = self.rooms.get_mut(&*key) {
                 room.topic_locked = lock;
                 self.topics.save(&key, room);
             }
             if m.topic.is_none() {
                 // A lock change alone: everyone in the room sees the new state.
-                let Some(room) = self.rooms.get(&key) else {
+                let Some(room) = self.rooms.get(&*key) else {
                     return;
                 };
                 let event = ServerMsg::Topic(room.topic_info(None));
@@ -387,7 +388,7 @@ impl Hub {
             }
         }
         let Some(text) = m.topic else {
-            if let Some(info) = self.rooms.get(&key).map(|r| r.topic_info(m.id)) {
+            if let Some(info) = self.rooms.get(&*key).map(|r| r.topic_info(m.id)) {
                 self.reply(id, info);
             }
             return;
@@ -400,10 +401,10 @@ impl Hub {
             let why = "topic contains control or invisible characters".to_owned();
             return self.refuse(id, m.id, ErrorCode::BadRequest, why);
         }
-        let Some(setter) = self.conns.get(&id).map(|c| c.nick.clone()) else {
+        let Some(setter) = self.conns.get(&id).map(|c| c.nick.to_string()) else {
             return;
         };
-        let Some(room) = self.rooms.get_mut(&key) else {
+        let Some(room) = self.rooms.get_mut(&*key) else {
             return;
         };
         room.topic = text;
@@ -426,7 +427,7 @@ impl Hub {
             .rooms
             .values()
             .map(|r| RoomSummary {
-                name: r.name.clone(),
+                name: r.name.to_string(),
                 members: u32::try_from(r.members.len()).unwrap_or(u32::MAX),
                 topic: r.topic.clone(),
             })
@@ -447,7 +448,7 @@ impl Hub {
 
     fn names(&mut self, id: SessionId, req: Option<String>, room: &str) {
         let key = fold_room(room);
-        let Some(name) = self.rooms.get(&key).map(|r| r.name.clone()) else {
+        let Some(name) = self.rooms.get(&key).map(|r| r.name.to_string()) else {
             let text = format!("there is no room {room}");
             return self.refuse(id, req, ErrorCode::NotInRoom, text);
         };
@@ -514,7 +515,7 @@ impl Hub {
             .members
             .iter()
             .filter_map(|s| self.conns.get(s))
-            .map(|c| (c.fold.as_str(), c.nick.as_str()))
+            .map(|c| (&*c.fold, &*c.nick))
             .collect();
         members.sort_unstable();
         members.into_iter().map(|(_, n)| n.to_owned()).collect()

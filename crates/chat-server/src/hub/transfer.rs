@@ -167,7 +167,7 @@ impl Hub {
     fn who(&self, id: SessionId) -> Option<(String, String)> {
         self.conns
             .get(&id)
-            .map(|c| (c.nick.clone(), c.fold.clone()))
+            .map(|c| (c.nick.to_string(), c.fold.to_string()))
     }
 
     /// The session now holding a folded nick.
@@ -230,7 +230,7 @@ impl Hub {
             let Some(key) = self.member_room(id, &m.id, &m.to) else {
                 return;
             };
-            let members = self.rooms.get(&key).map(|r| {
+            let members = self.rooms.get(&*key).map(|r| {
                 r.members
                     .iter()
                     .copied()
@@ -241,7 +241,7 @@ impl Hub {
                 let text = format!("you are muted in {}", m.to);
                 return self.refuse(id, m.id, ErrorCode::Forbidden, text);
             }
-            (true, key, members.unwrap_or_default())
+            (true, key.to_string(), members.unwrap_or_default())
         } else {
             if self.muted(id, None) {
                 return self.refuse(id, m.id, ErrorCode::Forbidden, "you are muted".to_owned());

@@ -153,9 +153,9 @@ impl HistoryStore for SqliteStore {
         let mut stmt = self.read.prepare_cached(FIND_SENT).map_err(unavailable)?;
         stmt.query_row([sender_fold, client_id], |row| {
             Ok(Record {
-                msg: message_from_row(row)?,
-                conv: row.get(8)?,
-                sender_fold: sender_fold.to_owned(),
+                msg: message_from_row(row)?.into(),
+                conv: row.get::<_, String>(8)?.into(),
+                sender_fold: sender_fold.into(),
                 client_id: Some(client_id.to_owned()),
             })
         })

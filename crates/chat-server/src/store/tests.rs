@@ -31,7 +31,8 @@ fn record(conv: &str, seq: u64, text: &str) -> Record {
             ts: crate::hub::now_ms(),
             text: text.into(),
             ..ChatMessage::default()
-        },
+        }
+        .into(),
         sender_fold: "alice".into(),
         client_id: Some(format!("{conv}-{seq}")),
     }
@@ -445,7 +446,7 @@ fn a_version_5_store_keeps_its_messages_searchable_and_its_resends_found() {
     }
     let mut s = open(dir.path(), None);
     let sent = s.store.find_sent("alice", "c1").unwrap().unwrap();
-    assert_eq!((sent.conv.as_str(), sent.msg.seq), ("#r", 1));
+    assert_eq!((&*sent.conv, sent.msg.seq), ("#r", 1));
     assert_eq!(sent.msg.room.as_deref(), Some("#R"));
     assert!(s.store.find_sent("bob", "c1").unwrap().is_none());
     let plan: String = s
