@@ -182,7 +182,7 @@ pub struct Done {
 pub trait HistoryStore: Send {
     /// Hands over an accepted message; `epoch` is the hub's current epoch (see the module docs).
     /// `Err` means it was not taken at all (and no [`Done`] will report it).
-    fn append(&mut self, record: Record, epoch: u64) -> Result<Appended, HistoryError>;
+    fn append(&mut self, record: Arc<Record>, epoch: u64) -> Result<Appended, HistoryError>;
     /// The channel on which queued appends are reported; `None` for a store that never queues,
     /// and after the first call.
     fn completions(&mut self) -> Option<tokio::sync::mpsc::Receiver<Done>>;
@@ -196,7 +196,7 @@ pub trait HistoryStore: Send {
     /// cannot refuse overrides it, so that the hub keeps no copy of every id just in case.
     fn store_now(
         &mut self,
-        record: Record,
+        record: Arc<Record>,
         epoch: u64,
     ) -> Result<(), (HistoryError, Option<String>)> {
         let client_id = record.client_id.clone();

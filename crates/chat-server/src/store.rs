@@ -44,6 +44,7 @@ mod sent;
 mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -150,7 +151,7 @@ pub enum StoreError {
 /// What the writer thread is asked to do.
 enum Job {
     /// Store a record (epoch: see [`crate::history`]).
-    Append(Record, u64),
+    Append(Arc<Record>, u64),
     /// Set `PRAGMA max_page_count` on the write connection (tests: a full disk).
     MaxPageCount(u64),
     /// Enforce retention now, then report on the sender.

@@ -174,8 +174,7 @@ fn page<'a>(records: impl Iterator<Item = &'a Kept>, more: bool) -> Page {
 
 impl MemoryHistory {
     /// Keeps `record`: an append to memory cannot fail.
-    fn insert(&mut self, record: Record) {
-        let record = Arc::new(record);
+    fn insert(&mut self, record: Arc<Record>) {
         let cost = cost(&record);
         self.bytes += cost;
         self.last_mid = self.last_mid.max(record.msg.mid);
@@ -213,14 +212,14 @@ impl MemoryHistory {
 }
 
 impl HistoryStore for MemoryHistory {
-    fn append(&mut self, record: Record, _epoch: u64) -> Result<Appended, HistoryError> {
+    fn append(&mut self, record: Arc<Record>, _epoch: u64) -> Result<Appended, HistoryError> {
         self.insert(record);
         Ok(Appended::Stored)
     }
 
     fn store_now(
         &mut self,
-        record: Record,
+        record: Arc<Record>,
         _epoch: u64,
     ) -> Result<(), (HistoryError, Option<String>)> {
         self.insert(record);
@@ -327,7 +326,10 @@ mod tests {
     fn store(n: u64, keep: usize) -> MemoryHistory {
         let mut h = MemoryHistory::new(keep);
         for seq in 1..=n {
-            assert_eq!(h.append(record(seq), 0).unwrap(), Appended::Stored);
+            assert_eq!(
+                h.append(Arc::new(record(seq)), 0).unwrap(),
+                Appended::Stored
+            );
         }
         h
     }
@@ -341,7 +343,7 @@ mod tests {
                 r.conv = format!("#r{room}").into();
                 r.client_id = Some(format!("{room}-{seq}"));
                 r.msg.text = "x".repeat(16 * 1024);
-                h.append(r, 0).unwrap();
+                h.append(Arc::new(r), 0).unwrap();
             }
             let (bytes, convs) = h.usage();
             assert!(

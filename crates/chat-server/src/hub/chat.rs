@@ -46,7 +46,7 @@ pub(super) struct Pending {
     sender: SessionId,
     /// The hub's epoch when it was handed over.
     epoch: u64,
-    record: Record,
+    record: Arc<Record>,
     /// The `message` frame, encoded once when it was stamped (its size is checked then too).
     frame: Bytes,
     target: Target,
@@ -193,7 +193,7 @@ impl Hub {
             sender_fold: from_fold,
             client_id: m.id,
         };
-        self.submit(id, record, Target::Room(key));
+        self.submit(id, Arc::new(record), Target::Room(key));
     }
 
     fn send_direct(&mut self, id: SessionId, from: Arc<str>, from_fold: Arc<str>, m: Send) {
@@ -248,11 +248,11 @@ impl Hub {
             sender_fold: from_fold,
             client_id: m.id,
         };
-        self.submit(id, record, Target::Direct(target));
+        self.submit(id, Arc::new(record), Target::Direct(target));
     }
 
     /// Hands a stamped message to the store; it is acked and delivered when committed.
-    fn submit(&mut self, sender: SessionId, record: Record, target: Target) {
+    fn submit(&mut self, sender: SessionId, record: Arc<Record>, target: Target) {
         // Escaping can make a text within `max_text` a `message` over `max_body` (a control
         // character takes 6 bytes); such a frame would lock its readers out, so refuse it.
         // The headroom keeps every accepted message small enough for a history page too.
@@ -279,7 +279,12 @@ impl Hub {
                 "text too long once encoded: the relayed message would be {len} bytes, \
                  over the limit of {max} (control characters count 6 bytes each)"
             );
-            return self.refuse(sender, record.client_id, ErrorCode::TextInvalid, text);
+            return self.refuse(
+                sender,
+                record.client_id.clone(),
+                ErrorCode::TextInvalid,
+                text,
+            );
         };
         if at_once {
             return self.store_now(sender, record, frame, ack, target);
@@ -291,7 +296,12 @@ impl Hub {
                 self.give_back(record.msg.seq, &record.conv, &target, true);
                 warn!(error = %e, conv = &*record.conv, "store refused a message");
                 let text = e.to_string();
-                return self.refuse(sender, record.client_id, ErrorCode::StoreUnavailable, text);
+                return self.refuse(
+                    sender,
+                    record.client_id.clone(),
+                    ErrorCode::StoreUnavailable,
+                    text,
+                );
             }
         };
         if let Some(req) = &record.client_id {
@@ -318,7 +328,7 @@ impl Hub {
     /// The memory store's path for a room message, with nothing pending: stored as it is
     /// handed over, so acked and delivered at once, without a copy of it or a pending entry;
     /// its frames join the sender's run into the room (see [`super::run`]).
-    fn store_in_run(&mut self, sender: SessionId, record: Record, key: Arc<str>) {
+    fn store_in_run(&mut self, sender: SessionId, record: Arc<Record>, key: Arc<str>) {
         let max = (self.config.max_body as usize).saturating_sub(fit::PAGE_HEADROOM);
         let run = self.run_for(sender, &key);
         let mark = run.mark();
@@ -344,7 +354,12 @@ impl Hub {
                 "text too long once encoded: the relayed message would be {len} bytes, \
                  over the limit of {max} (control characters count 6 bytes each)"
             );
-            return self.refuse(sender, record.client_id, ErrorCode::TextInvalid, text);
+            return self.refuse(
+                sender,
+                record.client_id.clone(),
+                ErrorCode::TextInvalid,
+                text,
+            );
         }
         // The store takes the record; a refusal gives back its client id.
         match self.history.store_now(record, self.epoch) {
@@ -375,7 +390,7 @@ impl Hub {
     fn store_now(
         &mut self,
         sender: SessionId,
-        record: Record,
+        record: Arc<Record>,
         frame: Bytes,
         ack: Option<Bytes>,
         target: Target,
@@ -420,7 +435,7 @@ impl Hub {
                     rewound |= rewind;
                     self.give_back(p.record.msg.seq, &p.record.conv, &p.target, rewind);
                     let text = e.to_string();
-                    let req = p.record.client_id;
+                    let req = p.record.client_id.clone();
                     for s in std::iter::once(p.sender).chain(p.waiters) {
                         let code = ErrorCode::StoreUnavailable;
                         self.refuse(s, req.clone(), code, text.clone());

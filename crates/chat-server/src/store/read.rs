@@ -4,6 +4,7 @@
 //! and never wait for the writer). All are indexed and bounded; search also has a time budget.
 
 use chat_proto::server::ChatMessage;
+use std::sync::Arc;
 use std::sync::mpsc::TrySendError;
 
 use rusqlite::{OptionalExtension, Row, params};
@@ -79,7 +80,7 @@ impl HistoryStore for SqliteStore {
         Some(self.path().to_owned())
     }
 
-    fn append(&mut self, record: Record, epoch: u64) -> Result<Appended, HistoryError> {
+    fn append(&mut self, record: Arc<Record>, epoch: u64) -> Result<Appended, HistoryError> {
         let Some(jobs) = &self.jobs else {
             return Err(HistoryError::Unavailable("the store is closed".into()));
         };

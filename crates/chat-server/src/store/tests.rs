@@ -52,7 +52,10 @@ fn open(dir: &Path, opts: Option<StoreOptions>) -> Open {
 impl Open {
     /// Appends and waits for the report covering it.
     fn append(&mut self, r: Record, epoch: u64) -> Result<(), HistoryError> {
-        assert_eq!(self.store.append(r, epoch).unwrap(), Appended::Queued);
+        assert_eq!(
+            self.store.append(Arc::new(r), epoch).unwrap(),
+            Appended::Queued
+        );
         let done = self.done.blocking_recv().unwrap();
         assert_eq!(done.count, 1);
         done.result
@@ -101,7 +104,7 @@ fn many_queued_appends_are_committed_in_few_batches() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = open(dir.path(), None);
     for seq in 1..=3000 {
-        s.store.append(record("#r", seq, "x"), 0).unwrap();
+        s.store.append(Arc::new(record("#r", seq, "x")), 0).unwrap();
     }
     let (mut reported, mut batches) = (0, 0);
     while reported < 3000 {
@@ -266,7 +269,7 @@ fn a_damaged_database_fails_the_integrity_check() {
         let mut s = open(dir.path(), None);
         for seq in 1..=400 {
             s.store
-                .append(record("#r", seq, &"z".repeat(500)), 0)
+                .append(Arc::new(record("#r", seq, &"z".repeat(500))), 0)
                 .unwrap();
         }
         let mut n = 0;
@@ -314,7 +317,7 @@ fn search_returns_the_newest_matches_of_its_room_among_many_of_others() {
         let mut r = record(conv, seq, "common words here");
         r.msg.mid = i;
         r.client_id = Some(format!("c{i}"));
-        s.store.append(r, 0).unwrap();
+        s.store.append(Arc::new(r), 0).unwrap();
     }
     let mut n = 0;
     while n < 3000 {
@@ -535,7 +538,7 @@ fn a_batch_of_several_rooms_is_indexed_once_each_and_counts_every_room() {
     for seq in 1..=20 {
         for room in ["#a", "#b"] {
             let r = record(room, seq, &format!("word{seq} in {}", &room[1..]));
-            assert_eq!(s.store.append(r, 0).unwrap(), Appended::Queued);
+            assert_eq!(s.store.append(Arc::new(r), 0).unwrap(), Appended::Queued);
         }
     }
     let mut reported = 0;
@@ -559,7 +562,7 @@ fn a_batch_goes_in_by_multi_row_statements_and_a_bad_row_refuses_all_of_it() {
     let hold = control.hold();
     for seq in 1..=103 {
         let r = record("#r", seq, &format!("row{seq} text"));
-        assert_eq!(s.store.append(r, 0).unwrap(), Appended::Queued);
+        assert_eq!(s.store.append(Arc::new(r), 0).unwrap(), Appended::Queued);
     }
     drop(hold);
     let done = s.done.blocking_recv().unwrap();
@@ -579,7 +582,7 @@ fn a_batch_goes_in_by_multi_row_statements_and_a_bad_row_refuses_all_of_it() {
         let mut r = record("#r", if seq == 140 { 50 } else { seq }, "late");
         r.msg.mid += 1000;
         r.client_id = Some(format!("late-{seq}"));
-        s.store.append(r, 0).unwrap();
+        s.store.append(Arc::new(r), 0).unwrap();
     }
     drop(hold);
     let done = s.done.blocking_recv().unwrap();
@@ -627,7 +630,7 @@ fn gapless_and_gapped_batches_are_both_found_by_search_in_full() {
             seq += 1;
             let mut r = record("#r", seq, &format!("word{mid} shared"));
             r.msg.mid = mid;
-            s.store.append(r, 0).unwrap();
+            s.store.append(Arc::new(r), 0).unwrap();
         }
         drop(hold);
         let done = s.done.blocking_recv().unwrap();
@@ -700,7 +703,7 @@ fn appends_queued_while_the_writer_is_held_commit_as_one_batch() {
             r.client_id = Some(seq.to_string());
             // The hub looks every new client id up before appending (a resend?).
             assert!(s.store.find_sent("p", &seq.to_string()).unwrap().is_none());
-            s.store.append(r, 0).unwrap();
+            s.store.append(Arc::new(r), 0).unwrap();
             queued += 1;
         }
         drop(hold);

@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -97,7 +98,7 @@ impl Writer {
     }
 
     /// Control jobs are carried out at once; appends join the batch. True for [`Job::Stop`].
-    fn take(&mut self, job: Job, batch: &mut Vec<(Record, u64)>) -> bool {
+    fn take(&mut self, job: Job, batch: &mut Vec<(Arc<Record>, u64)>) -> bool {
         match job {
             Job::Stop => return true,
             Job::Append(record, epoch) => batch.push((record, epoch)),
@@ -132,7 +133,7 @@ impl Writer {
 
     /// Writes one batch and reports it: first the stale appends (refused unwritten), then the
     /// rest in one transaction.
-    fn write(&mut self, batch: Vec<(Record, u64)>, done: &mpsc::Sender<Done>) {
+    fn write(&mut self, batch: Vec<(Arc<Record>, u64)>, done: &mpsc::Sender<Done>) {
         if batch.is_empty() {
             return;
         }
@@ -171,7 +172,7 @@ impl Writer {
         );
     }
 
-    fn commit(&mut self, batch: &[(Record, u64)]) -> rusqlite::Result<()> {
+    fn commit(&mut self, batch: &[(Arc<Record>, u64)]) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         {
             let mut counter = tx.prepare_cached(
@@ -249,7 +250,7 @@ impl Writer {
 /// read by a range of the table's own key, with nothing to build or parse. Otherwise (a gap
 /// left by a refused batch, a test) the list of mids is walked (CROSS JOIN fixes that order:
 /// `mid IN (list)` made SQLite copy the list into a temporary B-tree first).
-fn index_texts(tx: &Connection, batch: &[(Record, u64)]) -> rusqlite::Result<()> {
+fn index_texts(tx: &Connection, batch: &[(Arc<Record>, u64)]) -> rusqlite::Result<()> {
     let (Some((first, _)), Some((last, _))) = (batch.first(), batch.last()) else {
         return Ok(());
     };
@@ -281,7 +282,7 @@ fn index_texts(tx: &Connection, batch: &[(Record, u64)]) -> rusqlite::Result<()>
 
 /// True when the batch's mids are consecutive and increasing: then `BETWEEN first AND last`
 /// selects exactly its rows (mids are unique, and every one of the range is in the batch).
-fn gapless(batch: &[(Record, u64)]) -> bool {
+fn gapless(batch: &[(Arc<Record>, u64)]) -> bool {
     let Some((first, _)) = batch.first() else {
         return true;
     };
@@ -314,7 +315,7 @@ fn insert_sql(rows: usize) -> String {
 }
 
 /// Binds and runs one multi-row INSERT (see [`insert_sql`]).
-fn insert_rows(tx: &Connection, sql: &str, chunk: &[(Record, u64)]) -> rusqlite::Result<()> {
+fn insert_rows(tx: &Connection, sql: &str, chunk: &[(Arc<Record>, u64)]) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached(sql)?;
     let mut i = 0;
     let mut bind = |stmt: &mut rusqlite::CachedStatement<'_>, v: &dyn rusqlite::ToSql| {
