@@ -47,6 +47,15 @@ fn plain(s: &str) -> bool {
     })
 }
 
+/// Whether two optional strings are equal; the same string (the usual case: a message and its
+/// ack both borrow the stored room name) without comparing its bytes.
+fn same_str(a: Option<&str>, b: Option<&str>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => std::ptr::eq(a, b) || a == b,
+        (a, b) => a.is_none() && b.is_none(),
+    }
+}
+
 /// The frame header for a body of `body_len` bytes (`TooLarge` beyond the 32-bit field).
 fn header(kind: u32, body_len: usize) -> Result<[u8; HEADER_LEN], EncodeError> {
     let body_len = u32::try_from(body_len).map_err(|_| EncodeError::TooLarge)?;
@@ -210,8 +219,8 @@ impl MessageRef<'_> {
         let same = ack.mid == self.mid
             && ack.seq == self.seq
             && ack.ts == self.ts
-            && ack.room == self.room
-            && ack.to == self.to;
+            && same_str(ack.room, self.room)
+            && same_str(ack.to, self.to);
         if !(same && self.is_plain() && ack.id.is_none_or(plain)) {
             self.append_message_frame(messages)?;
             return ack.append_frame(acks);

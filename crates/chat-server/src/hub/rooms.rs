@@ -73,18 +73,14 @@ impl Hub {
         room: &str,
     ) -> Option<Arc<str>> {
         let conn = self.conns.get_mut(&id)?;
-        let key = match &conn.last_room {
-            Some((spelled, key)) if spelled == room => key.clone(),
-            _ => Arc::from(fold_room(room)),
-        };
-        if conn.rooms.contains(&key) {
-            if conn
-                .last_room
-                .as_ref()
-                .is_none_or(|(spelled, _)| spelled != room)
-            {
-                conn.last_room = Some((room.to_owned(), key.clone()));
+        if let Some((spelled, key)) = &conn.last_room {
+            if spelled == room && conn.rooms.contains(key) {
+                return Some(Arc::clone(key));
             }
+        }
+        let key: Arc<str> = Arc::from(fold_room(room));
+        if conn.rooms.contains(&key) {
+            conn.last_room = Some((room.to_owned(), Arc::clone(&key)));
             Some(key)
         } else {
             let text = format!("you are not in {room}");

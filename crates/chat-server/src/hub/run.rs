@@ -14,6 +14,8 @@
 //! recipients, the room's members when it is delivered, are the members each of its messages
 //! went to. The lag bound still counts frames: a run of 30 is 30 frames in a queue.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use chat_proto::frame::HEADER_LEN;
 
@@ -28,7 +30,7 @@ const MAX_RUN: usize = MAX_ITEM / 2;
 pub(super) struct Run {
     sender: SessionId,
     /// The room's folded name.
-    key: String,
+    key: Arc<str>,
     /// The last message's `seq`.
     seq: u64,
     /// The `message` frames, back to back.
@@ -51,10 +53,10 @@ pub(super) struct Mark {
 impl Run {
     /// An empty run, with room for about `hint` (the last run's sizes, so a busy sender's
     /// buffers are allocated once per run instead of growing by doubling).
-    fn new(sender: SessionId, key: &str, hint: (usize, usize)) -> Self {
+    fn new(sender: SessionId, key: &Arc<str>, hint: (usize, usize)) -> Self {
         Run {
             sender,
-            key: key.to_owned(),
+            key: Arc::clone(key),
             seq: 0,
             messages: Vec::with_capacity(hint.0.min(MAX_ITEM)),
             message_frames: 0,
@@ -109,11 +111,11 @@ fn tight(mut buf: Vec<u8>) -> Bytes {
 impl Hub {
     /// The run of `sender` into room `key`, begun now if the current run is another's (which is
     /// delivered first).
-    pub(super) fn run_for(&mut self, sender: SessionId, key: &str) -> &mut Run {
+    pub(super) fn run_for(&mut self, sender: SessionId, key: &Arc<str>) -> &mut Run {
         let same = self
             .run
             .as_ref()
-            .is_some_and(|r| r.sender == sender && r.key == key);
+            .is_some_and(|r| r.sender == sender && (Arc::ptr_eq(&r.key, key) || r.key == *key));
         if !same {
             self.deliver_run();
         }
@@ -135,7 +137,7 @@ impl Hub {
             return;
         };
         self.run_hint = (run.messages.len(), run.acks.len());
-        let seq = Some((run.key.as_str(), run.seq));
+        let seq = Some((&*run.key, run.seq));
         if run.ack_frames > 0 {
             let acks = tight(run.acks);
             self.deliver_frames(run.sender, &acks, run.ack_frames, seq);
@@ -143,7 +145,7 @@ impl Hub {
         if run.message_frames == 0 {
             return;
         }
-        let Some(room) = self.rooms.get(&run.key) else {
+        let Some(room) = self.rooms.get(&*run.key) else {
             return;
         };
         // A reused list: no allocation per run.
@@ -151,7 +153,7 @@ impl Hub {
         others.clear();
         others.extend(room.members.iter().copied().filter(|&s| s != run.sender));
         if room.is_idle() {
-            self.rooms.remove(&run.key);
+            self.rooms.remove(&*run.key);
         }
         let messages = tight(run.messages);
         for &to in &others {
