@@ -60,6 +60,10 @@ impl TokenBucket {
     }
 
     fn refill(&mut self, now: Instant) {
+        // The frames of one read share one clock reading: nothing to add after the first.
+        if now == self.updated {
+            return;
+        }
         let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.per_sec).min(self.capacity);
         self.updated = now;
