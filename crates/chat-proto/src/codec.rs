@@ -9,12 +9,12 @@
 
 use std::marker::PhantomData;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::client::ClientMsg;
 use crate::error::{EncodeError, FrameError, MessageError};
-use crate::frame::FrameDecoder;
+use crate::frame::{FrameDecoder, HEADER_LEN};
 use crate::message::WireMessage;
 use crate::server::ServerMsg;
 
@@ -64,6 +64,18 @@ impl<In: WireMessage, Out> Decoder for MessageCodec<In, Out> {
     type Error = FrameError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Self::Item>, FrameError> {
+        let Some(header) = self.frames.whole_frame(src)? else {
+            return Ok(None);
+        };
+        // Nearly every body is read where it lies; only a binary one is cut off as `Bytes`.
+        let end = HEADER_LEN + header.body_len as usize;
+        let in_place = src
+            .get(HEADER_LEN..end)
+            .and_then(|body| In::decode_in_place(header.kind, body));
+        if let Some(msg) = in_place {
+            src.advance(end);
+            return Ok(Some(msg));
+        }
         Ok(self
             .frames
             .decode(src)?

@@ -108,13 +108,11 @@ impl FrameDecoder {
     pub fn set_max_body(&mut self, max_body: u32) {
         self.max_body = max_body;
     }
-}
 
-impl Decoder for FrameDecoder {
-    type Item = Frame;
-    type Error = FrameError;
-
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+    /// The header of the frame at the start of `src` once the whole frame is there (`src`
+    /// holds at least [`HEADER_LEN`] + `body_len` bytes), `None` before; the same checks as
+    /// [`Decoder::decode`], which is this plus cutting the frame off.
+    pub fn whole_frame(&self, src: &[u8]) -> Result<Option<Header>, FrameError> {
         let Some(header) = Header::parse(src) else {
             return Ok(None);
         };
@@ -130,14 +128,25 @@ impl Decoder for FrameDecoder {
             });
         }
         // Widening u32 -> usize cannot fail on the 32/64-bit targets we support.
-        let body_len = header.body_len as usize;
-        if src.len() < HEADER_LEN + body_len {
+        if src.len() < HEADER_LEN + header.body_len as usize {
             // Deliberately no `reserve(body_len)`: a peer that announces 64 KiB and sends nothing
             // must not cost us 64 KiB. The buffer grows with the bytes that really arrive.
             return Ok(None);
         }
+        Ok(Some(header))
+    }
+}
+
+impl Decoder for FrameDecoder {
+    type Item = Frame;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        let Some(header) = self.whole_frame(src)? else {
+            return Ok(None);
+        };
         src.advance(HEADER_LEN);
-        let body = src.split_to(body_len).freeze();
+        let body = src.split_to(header.body_len as usize).freeze();
         Ok(Some(Frame {
             kind: header.kind,
             body,

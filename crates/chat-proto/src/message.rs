@@ -17,6 +17,15 @@ pub trait Body: Sized {
     fn encode_body(&self, dst: &mut BytesMut) -> Result<(), EncodeError>;
     /// Parses a body that arrived in a frame of `kind`.
     fn decode_body(kind: u32, body: Bytes) -> Result<Self, MessageError>;
+
+    /// Parses a body still in the read buffer, if this type keeps nothing of it: every JSON
+    /// body. `None` (the default) asks for the body as [`Bytes`], which a binary kind keeps
+    /// without copying. Reading in place spares the read buffer's shared count an update per
+    /// frame and lets the buffer be reused, since no frame holds a piece of it.
+    fn decode_in_place(kind: u32, body: &[u8]) -> Option<Result<Self, MessageError>> {
+        let _ = (kind, body);
+        None
+    }
 }
 
 /// One direction's message enum: each variant has a kind number and a [`Body`].
@@ -27,6 +36,9 @@ pub trait WireMessage: Sized {
     fn encode_body(&self, dst: &mut BytesMut) -> Result<(), EncodeError>;
     /// Parses the body of a frame of `kind`.
     fn decode(kind: u32, body: Bytes) -> Result<Self, MessageError>;
+    /// Parses the body of a frame of `kind` in place, if its type allows (see
+    /// [`Body::decode_in_place`]); `None` means: call [`WireMessage::decode`].
+    fn decode_in_place(kind: u32, body: &[u8]) -> Option<Result<Self, MessageError>>;
 
     /// Appends the whole frame (header and body) to `dst`.
     fn encode_frame(&self, dst: &mut BytesMut) -> Result<(), EncodeError> {
@@ -131,6 +143,12 @@ macro_rules! json_body {
             ) -> Result<Self, $crate::error::MessageError> {
                 $crate::message::decode_json(kind, &body)
             }
+            fn decode_in_place(
+                kind: u32,
+                body: &[u8],
+            ) -> Option<Result<Self, $crate::error::MessageError>> {
+                Some($crate::message::decode_json(kind, body))
+            }
         }
     )*};
 }
@@ -168,6 +186,18 @@ macro_rules! wire_enum {
                         <$ty as $crate::message::Body>::decode_body(kind, body)?,
                     )), )*
                     _ => Err($crate::error::MessageError::UnknownKind { kind }),
+                }
+            }
+            fn decode_in_place(
+                kind: u32,
+                body: &[u8],
+            ) -> Option<Result<Self, $crate::error::MessageError>> {
+                match kind {
+                    $( $kind => Some(
+                        <$ty as $crate::message::Body>::decode_in_place(kind, body)?
+                            .map($name::$variant),
+                    ), )*
+                    _ => Some(Err($crate::error::MessageError::UnknownKind { kind })),
                 }
             }
         }

@@ -51,6 +51,33 @@ fn every_client_message_round_trips_through_the_codec() {
 }
 
 #[test]
+fn no_decoded_json_message_holds_the_read_buffer_and_a_chunk_keeps_its_bytes_uncopied() {
+    let mut codec = ClientCodec::new(MAX);
+    let mut server = ServerCodec::new(MAX);
+    for msg in client_samples() {
+        let mut buf = BytesMut::with_capacity(8192);
+        codec.encode(&msg, &mut buf).unwrap();
+        let back = server.decode(&mut buf).unwrap().unwrap().unwrap();
+        // The read buffer can take the next read into its own space only if no decoded
+        // message still holds a piece of it.
+        let reusable = buf.try_reclaim(8192);
+        if let ClientMsg::FileChunk(chunk) = &back {
+            assert!(
+                !reusable,
+                "a chunk's data is a view of the read buffer, not a copy"
+            );
+            assert!(!chunk.data.is_empty());
+        } else {
+            assert!(
+                reusable,
+                "kind {}: nothing holds the read buffer",
+                msg.kind()
+            );
+        }
+    }
+}
+
+#[test]
 fn every_server_message_round_trips_through_the_codec() {
     let mut codec = ServerCodec::new(MAX);
     let mut client = ClientCodec::new(MAX);
@@ -281,6 +308,42 @@ proptest! {
         for (f, (k, b)) in got.iter().zip(&frames) {
             prop_assert_eq!(f.kind, *k);
             prop_assert_eq!(&f.body[..], &b[..]);
+        }
+    }
+
+    /// Reading a body in place makes of it what reading it as `Bytes` makes, error and all.
+    #[test]
+    fn in_place_and_owned_decoding_agree(
+        pick in any::<prop::sample::Index>(),
+        body in body_strategy(),
+        json in "\\{[ -~]{0,60}\\}",
+    ) {
+        let kind = ClientMsg::KINDS[pick.index(ClientMsg::KINDS.len())];
+        for body in [&body[..], json.as_bytes()] {
+            let owned = ClientMsg::decode(kind, Bytes::copy_from_slice(body));
+            if let Some(in_place) = ClientMsg::decode_in_place(kind, body) {
+                prop_assert_eq!(format!("{in_place:?}"), format!("{owned:?}"));
+            } else {
+                prop_assert_eq!(kind, kind::FILE_CHUNK);
+            }
+        }
+    }
+
+    /// The same for what the server sends.
+    #[test]
+    fn in_place_and_owned_decoding_agree_for_server_kinds(
+        pick in any::<prop::sample::Index>(),
+        body in body_strategy(),
+        json in "\\{[ -~]{0,60}\\}",
+    ) {
+        let kind = ServerMsg::KINDS[pick.index(ServerMsg::KINDS.len())];
+        for body in [&body[..], json.as_bytes()] {
+            let owned = ServerMsg::decode(kind, Bytes::copy_from_slice(body));
+            if let Some(in_place) = ServerMsg::decode_in_place(kind, body) {
+                prop_assert_eq!(format!("{in_place:?}"), format!("{owned:?}"));
+            } else {
+                prop_assert_eq!(kind, kind::FILE_CHUNK);
+            }
         }
     }
 

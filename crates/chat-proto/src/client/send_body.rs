@@ -24,11 +24,19 @@ impl Body for Send {
     }
 
     fn decode_body(kind: u32, body: Bytes) -> Result<Self, MessageError> {
-        if let Some(send) = std::str::from_utf8(&body).ok().and_then(fast) {
-            return Ok(send);
-        }
-        decode_json(kind, &body)
+        decode_send(kind, &body)
     }
+
+    fn decode_in_place(kind: u32, body: &[u8]) -> Option<Result<Self, MessageError>> {
+        Some(decode_send(kind, body))
+    }
+}
+
+fn decode_send(kind: u32, body: &[u8]) -> Result<Send, MessageError> {
+    if let Some(send) = std::str::from_utf8(body).ok().and_then(fast) {
+        return Ok(send);
+    }
+    decode_json(kind, body)
 }
 
 /// The `send` in `json` if it has the usual form (see the module docs); `None` leaves the

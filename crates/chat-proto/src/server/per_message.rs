@@ -383,6 +383,10 @@ impl Body for ChatMessage {
     fn decode_body(kind: u32, body: Bytes) -> Result<Self, MessageError> {
         decode_json(kind, &body)
     }
+
+    fn decode_in_place(kind: u32, body: &[u8]) -> Option<Result<Self, MessageError>> {
+        Some(decode_json(kind, body))
+    }
 }
 
 /// An `ack` by reference: what the server sends the sender of every message, encoded from the
@@ -555,6 +559,10 @@ impl Body for Ack {
 
     fn decode_body(kind: u32, body: Bytes) -> Result<Self, MessageError> {
         decode_json(kind, &body)
+    }
+
+    fn decode_in_place(kind: u32, body: &[u8]) -> Option<Result<Self, MessageError>> {
+        Some(decode_json(kind, body))
     }
 }
 

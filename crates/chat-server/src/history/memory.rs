@@ -147,9 +147,13 @@ impl MemoryHistory {
         }
     }
 
+    fn over_budget(&self) -> bool {
+        self.bytes > self.max_bytes || self.convs.len() > self.max_convs
+    }
+
     /// Forgets the least recently appended conversations but `keep_conv` until within budget.
     fn evict(&mut self, keep_conv: &str) {
-        while self.bytes > self.max_bytes || self.convs.len() > self.max_convs {
+        while self.over_budget() {
             let victim = self.lru.values().find(|c| &***c != keep_conv).cloned();
             let Some(victim) = victim else {
                 return;
@@ -198,7 +202,6 @@ impl MemoryHistory {
         } else {
             None
         };
-        let name = Arc::clone(&record.conv);
         conv.log.push_back(Kept {
             record,
             cost,
@@ -207,7 +210,13 @@ impl MemoryHistory {
         if let Some(old) = old {
             self.forget(&old);
         }
-        self.evict(&name);
+        // The name is only needed past the budget: not cloning it saves two atomic updates of
+        // a shared count per message. This conversation is the last one touched.
+        if self.over_budget() {
+            if let Some(name) = self.lru.get(&self.tick).cloned() {
+                self.evict(&name);
+            }
+        }
     }
 }
 
