@@ -48,21 +48,33 @@ pub enum HistoryError {
     Unavailable(String),
 }
 
-/// A message as delivered (`mid`, `seq`, `ts`, `from` set by the server): a [`ChatMessage`]
-/// whose names are shared. The sender's nick and the room's name are the same for many
-/// messages, so every message points at one copy instead of allocating its own (four
-/// allocations a message, and as many frees when the store forgets it, were a sixth of the
-/// hub's time).
+/// Who sent a message and where: the names every message one sender sends into one
+/// conversation carries, kept once and shared by all of those records.
+///
+/// Why: with the names as separate shared strings, every message took four reference counts
+/// (nick, folded nick, room name, conversation) and gave four back when the store forgot it;
+/// those atomic updates were a sixth of the server's time per message. The hub keeps the
+/// origin of a session's last message and reuses it while the names are the same ones
+/// (compared by pointer), so a message costs one count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The conversation: a folded room name (`#lobby`) or [`dm_conv`] of two folded nicks.
+    pub conv: Arc<str>,
+    /// See [`ChatMessage::room`]: the room's name as created, for a room message.
+    pub room: Option<Arc<str>>,
+    /// See [`ChatMessage::to`]: the recipient's nick, for a direct message.
+    pub to: Option<Arc<str>>,
+    /// See [`ChatMessage::from`].
+    pub from: Arc<str>,
+    /// The sender's folded nick: with a client id, unique in the store.
+    pub sender_fold: Arc<str>,
+}
+
+/// What is a message's own besides its names: the numbers the server gave it and the text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
     /// See [`ChatMessage::mid`].
     pub mid: u64,
-    /// See [`ChatMessage::room`].
-    pub room: Option<Arc<str>>,
-    /// See [`ChatMessage::to`].
-    pub to: Option<Arc<str>>,
-    /// See [`ChatMessage::from`].
-    pub from: Arc<str>,
     /// See [`ChatMessage::seq`].
     pub seq: u64,
     /// See [`ChatMessage::ts`].
@@ -73,64 +85,82 @@ pub struct StoredMessage {
     pub action: bool,
 }
 
-impl StoredMessage {
-    /// The message by reference, to encode.
-    pub fn as_ref(&self) -> MessageRef<'_> {
-        MessageRef {
-            mid: self.mid,
-            room: self.room.as_deref(),
-            to: self.to.as_deref(),
-            from: &self.from,
-            seq: self.seq,
-            ts: self.ts,
-            text: &self.text,
-            action: self.action,
-        }
-    }
-
-    /// The message as the protocol type, for a page of history.
-    pub fn to_message(&self) -> ChatMessage {
-        self.as_ref().to_message()
-    }
-}
-
-impl From<ChatMessage> for StoredMessage {
-    fn from(m: ChatMessage) -> Self {
-        StoredMessage {
-            mid: m.mid,
-            room: m.room.map(Arc::from),
-            to: m.to.map(Arc::from),
-            from: Arc::from(m.from),
-            seq: m.seq,
-            ts: m.ts,
-            text: m.text,
-            action: m.action,
-        }
-    }
-}
-
-/// One stored message and what identifies it besides its place in the conversation.
+/// One stored message as delivered (`mid`, `seq`, `ts`, `from` set by the server) and what
+/// identifies it besides its place in the conversation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
-    /// The conversation: a folded room name (`#lobby`) or [`dm_conv`] of two folded nicks.
-    pub conv: Arc<str>,
-    /// The message as delivered.
+    /// Its names, shared with the sender's other messages into the same conversation.
+    pub origin: Arc<Origin>,
+    /// Its numbers and text.
     pub msg: StoredMessage,
-    /// The sender's folded nick: with `client_id`, unique in the store.
-    pub sender_fold: Arc<str>,
     /// The client message id of the `send`, if it had one.
     pub client_id: Option<String>,
 }
 
 impl Record {
+    /// A record of `msg` in `conv`, with names of its own (a message read back from disk).
+    pub fn new(
+        conv: &str,
+        msg: ChatMessage,
+        sender_fold: &str,
+        client_id: Option<String>,
+    ) -> Record {
+        Record {
+            origin: Arc::new(Origin {
+                conv: Arc::from(conv),
+                room: msg.room.map(Arc::from),
+                to: msg.to.map(Arc::from),
+                from: Arc::from(msg.from),
+                sender_fold: Arc::from(sender_fold),
+            }),
+            msg: StoredMessage {
+                mid: msg.mid,
+                seq: msg.seq,
+                ts: msg.ts,
+                text: msg.text,
+                action: msg.action,
+            },
+            client_id,
+        }
+    }
+
+    /// See [`Origin::conv`].
+    pub fn conv(&self) -> &Arc<str> {
+        &self.origin.conv
+    }
+
+    /// See [`Origin::sender_fold`].
+    pub fn sender_fold(&self) -> &Arc<str> {
+        &self.origin.sender_fold
+    }
+
+    /// The message by reference, to encode.
+    pub fn message_ref(&self) -> MessageRef<'_> {
+        MessageRef {
+            mid: self.msg.mid,
+            room: self.origin.room.as_deref(),
+            to: self.origin.to.as_deref(),
+            from: &self.origin.from,
+            seq: self.msg.seq,
+            ts: self.msg.ts,
+            text: &self.msg.text,
+            action: self.msg.action,
+        }
+    }
+
+    /// The message as the protocol type, for a page of history.
+    pub fn to_message(&self) -> ChatMessage {
+        self.message_ref().to_message()
+    }
+
     /// The `ack` this message earned (or earns again, with `duplicate`), by reference: what the
     /// hub encodes for every message, without copying the fields.
     pub fn ack_ref(&self, duplicate: bool) -> AckRef<'_> {
         AckRef {
             id: self.client_id.as_deref(),
             mid: self.msg.mid,
-            room: self.msg.room.as_deref(),
-            to: self.msg.to.as_deref(),
+            room: self.origin.room.as_deref(),
+            to: self.origin.to.as_deref(),
             seq: self.msg.seq,
             ts: self.msg.ts,
             duplicate,
@@ -142,8 +172,8 @@ impl Record {
         Ack {
             id: self.client_id.clone(),
             mid: self.msg.mid,
-            room: self.msg.room.as_deref().map(str::to_owned),
-            to: self.msg.to.as_deref().map(str::to_owned),
+            room: self.origin.room.as_deref().map(str::to_owned),
+            to: self.origin.to.as_deref().map(str::to_owned),
             seq: self.msg.seq,
             ts: self.msg.ts,
             duplicate,

@@ -332,6 +332,9 @@ struct Conn {
     /// The room name it last sent to, as it spelled it, and its fold: a client repeats the same
     /// spelling, and folding (NFKC) on every `send` was a tenth of the hub's time.
     last_room: Option<(String, Arc<str>)>,
+    /// The names of its last message, which its next one reuses while they are the same (see
+    /// [`crate::history::Origin`]).
+    origin: Option<Arc<crate::history::Origin>>,
     /// Folded nicks it exchanged direct messages with in this run, most recent last (at most
     /// [`MAX_DM_PEERS`]): they hear its nick changes and its quit, so their DM buffers stay true.
     dm_peers: VecDeque<String>,
@@ -601,6 +604,7 @@ impl Hub {
                 outbox: outbox::Outbox::default(),
                 batches: info.batches,
                 last_room: None,
+                origin: None,
                 authed: authed.into_iter().collect(),
                 dm_peers: VecDeque::new(),
             },

@@ -194,7 +194,7 @@ pub struct StoreControl {
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Job::Append(r, e) => write!(f, "Append({}#{}, epoch {e})", r.conv, r.msg.seq),
+            Job::Append(r, e) => write!(f, "Append({}#{}, epoch {e})", r.conv(), r.msg.seq),
             Job::MaxPageCount(n) => write!(f, "MaxPageCount({n})"),
             Job::Retention(_) => f.write_str("Retention"),
             #[cfg(test)]

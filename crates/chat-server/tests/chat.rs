@@ -599,6 +599,89 @@ async fn nick_changes_reach_everyone_sharing_a_room() {
 }
 
 #[tokio::test]
+async fn each_message_carries_the_names_it_was_sent_under() {
+    // The server shares one copy of a sender's names among its messages: a rename or a
+    // re-created room must still show in the very next message, and history keeps the old.
+    bounded(10, async {
+        let server = TestServer::start(test_config()).await;
+        let mut a = Client::login(server.addr, "amy").await;
+        let mut b = Client::login(server.addr, "ben").await;
+        a.chat_with(&mut b, "before").await;
+        a.send(Nick {
+            id: None,
+            nick: "amelia".into(),
+        })
+        .await;
+        b.recv_until(|m| matches!(m, ServerMsg::NickChanged(_)).then_some(()))
+            .await;
+        a.nick = "amelia".into();
+        a.chat_with(&mut b, "after").await;
+
+        for c in [&mut a, &mut b] {
+            c.send(Join {
+                id: None,
+                room: "#tmp".into(),
+            })
+            .await;
+            c.expect_burst("#tmp").await;
+        }
+        a.say("#tmp", "first", "t1").await;
+        a.recv_ack().await;
+        assert_eq!(b.recv_message().await.room.as_deref(), Some("#tmp"));
+        for c in [&mut a, &mut b] {
+            c.send(Part {
+                id: None,
+                room: "#tmp".into(),
+                reason: None,
+            })
+            .await;
+            let me = c.nick.clone();
+            c.recv_until(|m| matches!(m, ServerMsg::Parted(p) if p.nick == me).then_some(()))
+                .await;
+        }
+        // Emptied, the room is gone; joined again under another spelling, it is that room.
+        for c in [&mut a, &mut b] {
+            c.send(Join {
+                id: None,
+                room: "#TMP".into(),
+            })
+            .await;
+            c.expect_burst("#TMP").await;
+        }
+        a.say("#tmp", "second", "t2").await;
+        let ack = a.recv_ack().await;
+        assert_eq!((ack.room.as_deref(), ack.seq), (Some("#TMP"), 2));
+        let m = b.recv_message().await;
+        assert_eq!(
+            (m.room.as_deref(), m.from.as_str(), m.text.as_str()),
+            (Some("#TMP"), "amelia", "second")
+        );
+
+        b.send(History {
+            id: None,
+            room: "#lobby".into(),
+            before: None,
+            after: None,
+            limit: Some(10),
+        })
+        .await;
+        let page = b
+            .recv_until(|m| match m {
+                ServerMsg::History(p) => Some(p),
+                _ => None,
+            })
+            .await;
+        let said: Vec<(&str, &str)> = page
+            .messages
+            .iter()
+            .map(|m| (m.from.as_str(), m.text.as_str()))
+            .collect();
+        assert_eq!(said, [("amy", "before"), ("amelia", "after")]);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn joining_sends_recent_history_and_older_pages_on_request() {
     bounded(15, async {
         let mut config = test_config();

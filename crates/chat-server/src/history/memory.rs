@@ -81,12 +81,12 @@ fn cost(r: &Record) -> usize {
     const PER_RECORD: usize = 160;
     PER_RECORD
         + r.msg.text.len()
-        + r.msg.from.len()
-        + r.conv.len()
-        + r.sender_fold.len()
+        + r.origin.from.len()
+        + r.conv().len()
+        + r.sender_fold().len()
         + r.client_id.as_ref().map_or(0, String::len)
-        + r.msg.room.as_deref().map_or(0, str::len)
-        + r.msg.to.as_deref().map_or(0, str::len)
+        + r.origin.room.as_deref().map_or(0, str::len)
+        + r.origin.to.as_deref().map_or(0, str::len)
 }
 
 impl MemoryHistory {
@@ -129,10 +129,10 @@ impl MemoryHistory {
     /// Indexes a record by its client id, if it has one; returns the hash it is indexed by.
     fn index(&mut self, record: &Arc<Record>) -> Option<u64> {
         let id = record.client_id.as_deref()?;
-        let hash = self.sent_hash(&record.sender_fold, id);
+        let hash = self.sent_hash(record.sender_fold(), id);
         let hasher = self.sent_hasher.clone();
         self.sent.insert_unique(hash, Arc::clone(record), move |r| {
-            hasher.hash_one((&*r.sender_fold, r.client_id.as_deref().unwrap_or("")))
+            hasher.hash_one((&**r.sender_fold(), r.client_id.as_deref().unwrap_or("")))
         });
         Some(hash)
     }
@@ -171,7 +171,7 @@ impl MemoryHistory {
 
 fn page<'a>(records: impl Iterator<Item = &'a Kept>, more: bool) -> Page {
     Page {
-        messages: records.map(|k| k.record.msg.to_message()).collect(),
+        messages: records.map(|k| k.record.to_message()).collect(),
         more,
     }
 }
@@ -183,9 +183,9 @@ impl MemoryHistory {
         self.bytes += cost;
         self.last_mid = self.last_mid.max(record.msg.mid);
         let sent_hash = self.index(&record);
-        let conv = match self.convs.get_mut(&*record.conv) {
+        let conv = match self.convs.get_mut(&**record.conv()) {
             Some(conv) => conv,
-            None => self.convs.entry(Arc::clone(&record.conv)).or_default(),
+            None => self.convs.entry(Arc::clone(record.conv())).or_default(),
         };
         conv.last_seq = record.msg.seq;
         // The most recent conversation stays where it is in `lru` (the common case: one busy
@@ -195,7 +195,7 @@ impl MemoryHistory {
             self.tick += 1;
             conv.touched = self.tick;
             self.lru
-                .insert(self.tick, name.unwrap_or_else(|| Arc::clone(&record.conv)));
+                .insert(self.tick, name.unwrap_or_else(|| Arc::clone(record.conv())));
         }
         let old = if conv.log.len() >= self.keep {
             conv.log.pop_front()
@@ -276,7 +276,7 @@ impl HistoryStore for MemoryHistory {
     ) -> Result<Option<Record>, HistoryError> {
         let hash = self.sent_hash(sender_fold, client_id);
         let found = self.sent.find(hash, |r| {
-            *r.sender_fold == *sender_fold && r.client_id.as_deref() == Some(client_id)
+            **r.sender_fold() == *sender_fold && r.client_id.as_deref() == Some(client_id)
         });
         Ok(found.map(|r| Record::clone(r)))
     }
@@ -316,20 +316,15 @@ mod tests {
     use super::*;
 
     fn record(seq: u64) -> Record {
-        Record {
-            conv: "#r".into(),
-            msg: ChatMessage {
-                mid: seq,
-                room: Some("#r".into()),
-                from: "alice".into(),
-                seq,
-                text: format!("m{seq}"),
-                ..ChatMessage::default()
-            }
-            .into(),
-            sender_fold: "alice".into(),
-            client_id: Some(format!("c{seq}")),
-        }
+        let msg = ChatMessage {
+            mid: seq,
+            room: Some("#r".into()),
+            from: "alice".into(),
+            seq,
+            text: format!("m{seq}"),
+            ..ChatMessage::default()
+        };
+        Record::new("#r", msg, "alice", Some(format!("c{seq}")))
     }
 
     fn store(n: u64, keep: usize) -> MemoryHistory {
@@ -349,7 +344,7 @@ mod tests {
         for room in 0..500 {
             for seq in 1..=10 {
                 let mut r = record(seq);
-                r.conv = format!("#r{room}").into();
+                Arc::make_mut(&mut r.origin).conv = format!("#r{room}").into();
                 r.client_id = Some(format!("{room}-{seq}"));
                 r.msg.text = "x".repeat(16 * 1024);
                 h.append(Arc::new(r), 0).unwrap();

@@ -26,7 +26,7 @@ use chat_proto::{ErrorCode, ServerMsg};
 use tracing::{error, warn};
 
 use super::{Hub, SessionId, encode, fit};
-use crate::history::{Appended, Done, HistoryError, Record, StoredMessage, dm_conv};
+use crate::history::{Appended, Done, HistoryError, Origin, Record, StoredMessage, dm_conv};
 use chat_proto::nick::fold_nick;
 
 /// Direct conversations whose last `seq` the hub caches, at most; beyond it the cache is
@@ -35,8 +35,8 @@ const MAX_DM_SEQS: usize = 10_000;
 
 /// Where a pending message goes once committed.
 pub(super) enum Target {
-    /// To the members of the room with this folded name.
-    Room(Arc<str>),
+    /// To the members of the record's room ([`Record::conv`]).
+    Room,
     /// To one session (the recipient when it was sent).
     Direct(SessionId),
 }
@@ -113,26 +113,25 @@ impl Hub {
             let text = format!("text must be 1 to {max_text} bytes");
             return self.refuse(id, m.id, ErrorCode::TextInvalid, text);
         }
-        let Some(conn) = self.conns.get(&id) else {
-            return;
-        };
-        let from = conn.nick.clone();
-        let from_fold = conn.fold.clone();
         if let Some(req) = &m.id {
-            if self.answer_resend(id, &from_fold, req) {
+            if self.answer_resend(id, req) {
                 return;
             }
         }
         if m.to.starts_with('#') {
-            self.send_to_room(id, from, from_fold, m);
+            self.send_to_room(id, m);
         } else {
-            self.send_direct(id, from, from_fold, m);
+            self.send_direct(id, m);
         }
     }
 
-    /// If `req` was already accepted from this nick, answers with the original ack (now, or
-    /// when it is committed) and returns true.
-    fn answer_resend(&mut self, id: SessionId, fold: &str, req: &str) -> bool {
+    /// If `req` was already accepted from this session's nick, answers with the original ack
+    /// (now, or when it is committed) and returns true.
+    fn answer_resend(&mut self, id: SessionId, req: &str) -> bool {
+        let Some(conn) = self.conns.get(&id) else {
+            return true;
+        };
+        let fold: &str = &conn.fold;
         // Only a store that queues has pending messages: with none (always, in memory mode)
         // the owned key is not even built.
         if !self.pending_ids.is_empty() {
@@ -164,39 +163,49 @@ impl Hub {
         }
     }
 
-    fn send_to_room(&mut self, id: SessionId, from: Arc<str>, from_fold: Arc<str>, m: Send) {
-        let Some(key) = self.member_room(id, &m.id, &m.to) else {
+    fn send_to_room(&mut self, id: SessionId, m: Send) {
+        if !self.in_room(id, &m.id, &m.to) {
+            return;
+        }
+        let ts = self.stamp();
+        let mid = self.next_mid;
+        let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        if self.muted(id, Some(&key)) {
+        let Some((_, key)) = &conn.last_room else {
+            return;
+        };
+        if self.mutes.applies(&conn.fold, Some(key)) {
             let text = format!("you are muted in {}", m.to);
             return self.refuse(id, m.id, ErrorCode::Forbidden, text);
         }
-        let ts = self.stamp();
-        let Some(room) = self.rooms.get_mut(&*key) else {
+        let Some(room) = self.rooms.get_mut(&**key) else {
             return;
         };
-        let msg = StoredMessage {
-            mid: self.next_mid,
-            room: Some(Arc::clone(&room.name)),
-            to: None,
-            from,
-            seq: room.take_seq(),
-            ts,
-            text: m.text,
-            action: m.action,
-        };
-        self.next_mid += 1;
+        let origin = reuse_origin(
+            &mut conn.origin,
+            key,
+            Some(&room.name),
+            None,
+            &conn.nick,
+            &conn.fold,
+        );
         let record = Record {
-            conv: key.clone(),
-            msg,
-            sender_fold: from_fold,
+            origin,
+            msg: StoredMessage {
+                mid,
+                seq: room.take_seq(),
+                ts,
+                text: m.text,
+                action: m.action,
+            },
             client_id: m.id,
         };
-        self.submit(id, Arc::new(record), Target::Room(key));
+        self.next_mid += 1;
+        self.submit(id, Arc::new(record), Target::Room);
     }
 
-    fn send_direct(&mut self, id: SessionId, from: Arc<str>, from_fold: Arc<str>, m: Send) {
+    fn send_direct(&mut self, id: SessionId, m: Send) {
         if self.muted(id, None) {
             let text = "you are muted".to_owned();
             return self.refuse(id, m.id, ErrorCode::Forbidden, text);
@@ -206,7 +215,10 @@ impl Hub {
             let text = format!("nobody called {:?} is online", m.to);
             return self.refuse(id, m.id, ErrorCode::NoSuchNick, text);
         };
-        let Some(to_nick) = self.conns.get(&target).map(|c| c.nick.clone()) else {
+        let Some(to_nick) = self.conns.get(&target).map(|c| Arc::clone(&c.nick)) else {
+            return;
+        };
+        let Some(from_fold) = self.conns.get(&id).map(|c| Arc::clone(&c.fold)) else {
             return;
         };
         let conv = dm_conv(&from_fold, &to_fold);
@@ -226,28 +238,36 @@ impl Hub {
             let in_flight: std::collections::HashSet<&str> = self
                 .pending
                 .iter()
-                .map(|p| p.record.conv.as_ref())
+                .map(|p| p.record.conv().as_ref())
                 .collect();
             self.dm_seqs.retain(|c, _| in_flight.contains(c.as_str()));
         }
         self.dm_seqs.insert(conv.clone(), last + 1);
-        let msg = StoredMessage {
-            mid: self.next_mid,
-            room: None,
-            to: Some(to_nick),
-            from,
-            seq: last + 1,
-            ts: self.stamp(),
-            text: m.text,
-            action: m.action,
+        let ts = self.stamp();
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
         };
-        self.next_mid += 1;
+        let conv: Arc<str> = conv.into();
+        let origin = reuse_origin(
+            &mut conn.origin,
+            &conv,
+            None,
+            Some(&to_nick),
+            &conn.nick,
+            &from_fold,
+        );
         let record = Record {
-            conv: conv.into(),
-            msg,
-            sender_fold: from_fold,
+            origin,
+            msg: StoredMessage {
+                mid: self.next_mid,
+                seq: last + 1,
+                ts,
+                text: m.text,
+                action: m.action,
+            },
             client_id: m.id,
         };
+        self.next_mid += 1;
         self.submit(id, Arc::new(record), Target::Direct(target));
     }
 
@@ -258,8 +278,8 @@ impl Hub {
         // The headroom keeps every accepted message small enough for a history page too.
         let at_once = self.pending.is_empty() && self.history.stores_at_once();
         if at_once {
-            if let Target::Room(key) = target {
-                return self.store_in_run(sender, record, key);
+            if let Target::Room = target {
+                return self.store_in_run(sender, record);
             }
         }
         // Stored at once, the message is acked at once: its ack is encoded with its frame (they
@@ -267,14 +287,14 @@ impl Hub {
         let (frame, ack) = if at_once {
             frames_with_ack(&record)
         } else {
-            (message_frame(&record.msg), None)
+            (message_frame(&record), None)
         };
         let len = frame
             .as_ref()
             .map_or(usize::MAX, |f| f.len().saturating_sub(HEADER_LEN));
         let max = (self.config.max_body as usize).saturating_sub(fit::PAGE_HEADROOM);
         let Some(frame) = frame.filter(|_| len <= max) else {
-            self.give_back(record.msg.seq, &record.conv, &target, true);
+            self.give_back(record.msg.seq, record.conv(), &target, true);
             let text = format!(
                 "text too long once encoded: the relayed message would be {len} bytes, \
                  over the limit of {max} (control characters count 6 bytes each)"
@@ -293,8 +313,8 @@ impl Hub {
             Ok(appended) => appended,
             Err(e) => {
                 // Nothing after it was handed over: its seq is simply given back.
-                self.give_back(record.msg.seq, &record.conv, &target, true);
-                warn!(error = %e, conv = &*record.conv, "store refused a message");
+                self.give_back(record.msg.seq, record.conv(), &target, true);
+                warn!(error = %e, conv = &**record.conv(), "store refused a message");
                 let text = e.to_string();
                 return self.refuse(
                     sender,
@@ -307,7 +327,7 @@ impl Hub {
         if let Some(req) = &record.client_id {
             let pos = self.pending_base + self.pending.len() as u64;
             self.pending_ids
-                .insert((record.sender_fold.to_string(), req.clone()), pos);
+                .insert((record.sender_fold().to_string(), req.clone()), pos);
         }
         self.pending.push_back(Pending {
             sender,
@@ -328,15 +348,14 @@ impl Hub {
     /// The memory store's path for a room message, with nothing pending: stored as it is
     /// handed over, so acked and delivered at once, without a copy of it or a pending entry;
     /// its frames join the sender's run into the room (see [`super::run`]).
-    fn store_in_run(&mut self, sender: SessionId, record: Arc<Record>, key: Arc<str>) {
+    fn store_in_run(&mut self, sender: SessionId, record: Arc<Record>) {
         let max = (self.config.max_body as usize).saturating_sub(fit::PAGE_HEADROOM);
-        let run = self.run_for(sender, &key);
+        let run = self.run_for(sender, record.conv());
         let mark = run.mark();
         let ack = record.ack_ref(false);
         let encoded =
             record
-                .msg
-                .as_ref()
+                .message_ref()
                 .append_frames_with_ack(&ack, &mut run.messages, &mut run.acks);
         let len = match encoded {
             Ok(()) => run.body_len_since(mark),
@@ -348,8 +367,7 @@ impl Hub {
         let seq = record.msg.seq;
         if len > max {
             run.undo(mark);
-            let target = Target::Room(key);
-            self.give_back(seq, &record.conv, &target, true);
+            self.give_back(seq, record.conv(), &Target::Room, true);
             let text = format!(
                 "text too long once encoded: the relayed message would be {len} bytes, \
                  over the limit of {max} (control characters count 6 bytes each)"
@@ -361,22 +379,28 @@ impl Hub {
                 text,
             );
         }
+        // Looked up before the store takes the record (and its name with it).
+        let room = self.rooms.get_mut(&**record.conv());
         // The store takes the record; a refusal gives back its client id.
         match self.history.store_now(record, self.epoch) {
             Ok(()) => {
                 if let Some(run) = self.run.as_mut() {
                     run.add(mark, seq);
                 }
-                if let Some(room) = self.rooms.get_mut(&*key) {
+                if let Some(room) = room {
                     room.commit(seq);
                 }
                 self.end_run_if_full();
             }
             Err((e, client_id)) => {
-                if let Some(run) = self.run.as_mut() {
+                // The run is into this room: its key is the room's.
+                let key = self.run.as_mut().map(|run| {
                     run.undo(mark);
+                    Arc::clone(run.key())
+                });
+                if let Some(key) = key {
+                    self.give_back(seq, &key, &Target::Room, true);
                 }
-                self.give_back(seq, "", &Target::Room(key), true);
                 warn!(error = %e, "store refused a message");
                 let text = e.to_string();
                 self.refuse(sender, client_id, ErrorCode::StoreUnavailable, text);
@@ -396,12 +420,11 @@ impl Hub {
         target: Target,
     ) {
         let seq = record.msg.seq;
-        let dm_conv = matches!(target, Target::Direct(_)).then(|| record.conv.clone());
+        let conv = Arc::clone(record.conv());
         // The store takes the record; a refusal gives back its client id.
         match self.history.store_now(record, self.epoch) {
-            Ok(()) => self.fan_out(sender, ack, None, &[], target, &frame, seq),
+            Ok(()) => self.fan_out(sender, ack, None, &[], target, &conv, &frame, seq),
             Err((e, client_id)) => {
-                let conv = dm_conv.unwrap_or_default();
                 self.give_back(seq, &conv, &target, true);
                 warn!(error = %e, "store refused a message");
                 let text = e.to_string();
@@ -424,7 +447,7 @@ impl Hub {
             self.pending_base += 1;
             if let Some(req) = &p.record.client_id {
                 self.pending_ids
-                    .remove(&(p.record.sender_fold.to_string(), req.clone()));
+                    .remove(&(p.record.sender_fold().to_string(), req.clone()));
             }
             match &done.result {
                 Ok(()) => self.committed(p),
@@ -433,7 +456,7 @@ impl Hub {
                     // it were refused unwritten and their seqs are above the rewind point.
                     let rewind = p.epoch == self.epoch;
                     rewound |= rewind;
-                    self.give_back(p.record.msg.seq, &p.record.conv, &p.target, rewind);
+                    self.give_back(p.record.msg.seq, p.record.conv(), &p.target, rewind);
                     let text = e.to_string();
                     let req = p.record.client_id.clone();
                     for s in std::iter::once(p.sender).chain(p.waiters) {
@@ -466,11 +489,11 @@ impl Hub {
     /// `conv` is its conversation (used for a direct one).
     fn give_back(&mut self, seq: u64, conv: &str, target: &Target, rewind: bool) {
         match target {
-            Target::Room(key) => {
-                if let Some(room) = self.rooms.get_mut(&**key) {
+            Target::Room => {
+                if let Some(room) = self.rooms.get_mut(conv) {
                     room.refuse(seq, rewind);
                     if room.is_idle() {
-                        self.rooms.remove(&**key);
+                        self.rooms.remove(conv);
                     }
                 }
             }
@@ -486,8 +509,9 @@ impl Hub {
     /// A message is on disk: ack the sender (and any resender), then deliver it. A room
     /// message nobody resent joins its sender's run into the room (see [`super::run`]).
     fn committed(&mut self, p: Pending) {
-        if let (Target::Room(key), true) = (&p.target, p.waiters.is_empty()) {
+        if let (Target::Room, true) = (&p.target, p.waiters.is_empty()) {
             let seq = p.record.msg.seq;
+            let key = p.record.conv();
             let run = self.run_for(p.sender, key);
             let mark = run.mark();
             run.messages.extend_from_slice(&p.frame);
@@ -508,11 +532,14 @@ impl Hub {
             ack_frame(&p.record, true)
         };
         let seq = p.record.msg.seq;
-        self.fan_out(p.sender, ack, dup, &p.waiters, p.target, &p.frame, seq);
+        let conv = p.record.conv();
+        self.fan_out(
+            p.sender, ack, dup, &p.waiters, p.target, conv, &p.frame, seq,
+        );
     }
 
     /// Acks a stored message to its sender (`dup` to those who resent it), then delivers its
-    /// `frame` to the target.
+    /// `frame` to the target; `conv` is its conversation.
     #[allow(clippy::too_many_arguments)]
     fn fan_out(
         &mut self,
@@ -521,11 +548,12 @@ impl Hub {
         dup: Option<Bytes>,
         waiters: &[SessionId],
         target: Target,
+        conv: &str,
         frame: &Bytes,
         seq: u64,
     ) {
         let room_key = match &target {
-            Target::Room(key) => Some(&**key),
+            Target::Room => Some(conv),
             Target::Direct(_) => None,
         };
         if let Some(ack) = &ack {
@@ -537,8 +565,9 @@ impl Hub {
             }
         }
         match target {
-            Target::Room(key) => {
-                let Some(room) = self.rooms.get_mut(&*key) else {
+            Target::Room => {
+                let key = conv;
+                let Some(room) = self.rooms.get_mut(key) else {
                     return;
                 };
                 room.commit(seq);
@@ -547,10 +576,10 @@ impl Hub {
                 others.clear();
                 others.extend(room.members.iter().copied().filter(|&s| s != sender));
                 if room.is_idle() {
-                    self.rooms.remove(&*key);
+                    self.rooms.remove(key);
                 }
                 for &to in &others {
-                    self.deliver(to, frame, Some((&key, seq)));
+                    self.deliver(to, frame, Some((key, seq)));
                 }
                 self.recipients = others;
             }
@@ -615,9 +644,48 @@ impl Hub {
     }
 }
 
+/// The names of a session's next message: those of its last one (`cached`) if they are the
+/// same, else new ones, which `cached` then keeps. The usual case is the very same shared
+/// strings, so they are compared by pointer first; a nick change or a re-created room brings
+/// new ones.
+fn reuse_origin(
+    cached: &mut Option<Arc<Origin>>,
+    conv: &Arc<str>,
+    room: Option<&Arc<str>>,
+    to: Option<&Arc<str>>,
+    from: &Arc<str>,
+    sender_fold: &Arc<str>,
+) -> Arc<Origin> {
+    let same = |a: &Arc<str>, b: &Arc<str>| Arc::ptr_eq(a, b) || **a == **b;
+    let same_opt = |a: Option<&Arc<str>>, b: Option<&Arc<str>>| match (a, b) {
+        (Some(a), Some(b)) => same(a, b),
+        (None, None) => true,
+        _ => false,
+    };
+    if let Some(o) = cached.as_ref().filter(|o| {
+        same(&o.conv, conv)
+            && same_opt(o.room.as_ref(), room)
+            && same_opt(o.to.as_ref(), to)
+            && same(&o.from, from)
+            && same(&o.sender_fold, sender_fold)
+    }) {
+        return Arc::clone(o);
+    }
+    let o = Arc::new(Origin {
+        conv: Arc::clone(conv),
+        room: room.cloned(),
+        to: to.cloned(),
+        from: Arc::clone(from),
+        sender_fold: Arc::clone(sender_fold),
+    });
+    *cached = Some(Arc::clone(&o));
+    o
+}
+
 /// A `message` frame, encoded from the stamped message without a copy of it.
-fn message_frame(msg: &StoredMessage) -> Option<Bytes> {
-    msg.as_ref()
+fn message_frame(record: &Record) -> Option<Bytes> {
+    record
+        .message_ref()
         .to_message_frame()
         .map_err(|e| error!(error = %e, "cannot encode a message"))
         .ok()
@@ -626,13 +694,12 @@ fn message_frame(msg: &StoredMessage) -> Option<Bytes> {
 /// A message's `message` frame and its sender's `ack`, encoded together.
 fn frames_with_ack(record: &Record) -> (Option<Bytes>, Option<Bytes>) {
     match record
-        .msg
-        .as_ref()
+        .message_ref()
         .to_frames_with_ack(&record.ack_ref(false))
     {
         Ok((frame, ack)) => (Some(frame), Some(ack)),
         // Each on its own then, so that one failing does not take the other with it.
-        Err(_) => (message_frame(&record.msg), ack_frame(record, false)),
+        Err(_) => (message_frame(record), ack_frame(record, false)),
     }
 }
 

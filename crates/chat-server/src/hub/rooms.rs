@@ -72,20 +72,33 @@ impl Hub {
         req: &Option<String>,
         room: &str,
     ) -> Option<Arc<str>> {
-        let conn = self.conns.get_mut(&id)?;
+        if !self.in_room(id, req, room) {
+            return None;
+        }
+        let (_, key) = self.conns.get(&id)?.last_room.as_ref()?;
+        Some(Arc::clone(key))
+    }
+
+    /// Whether the session is in that room (its folded key then in the session's
+    /// `last_room`), else a `not_in_room` refusal: [`Hub::member_room`] without taking a
+    /// count of the key, for a `send`.
+    pub(super) fn in_room(&mut self, id: SessionId, req: &Option<String>, room: &str) -> bool {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return false;
+        };
         if let Some((spelled, key)) = &conn.last_room {
             if spelled == room && conn.rooms.contains(key) {
-                return Some(Arc::clone(key));
+                return true;
             }
         }
         let key: Arc<str> = Arc::from(fold_room(room));
         if conn.rooms.contains(&key) {
-            conn.last_room = Some((room.to_owned(), Arc::clone(&key)));
-            Some(key)
+            conn.last_room = Some((room.to_owned(), key));
+            true
         } else {
             let text = format!("you are not in {room}");
             self.refuse(id, req.clone(), ErrorCode::NotInRoom, text);
-            None
+            false
         }
     }
 

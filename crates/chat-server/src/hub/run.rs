@@ -65,6 +65,11 @@ impl Run {
         }
     }
 
+    /// The room's folded name.
+    pub(super) fn key(&self) -> &Arc<str> {
+        &self.key
+    }
+
     pub(super) fn mark(&self) -> Mark {
         Mark {
             messages: self.messages.len(),

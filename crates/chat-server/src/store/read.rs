@@ -86,7 +86,7 @@ impl HistoryStore for SqliteStore {
         };
         // Into the filter before the writer can commit it, so a look-up never misses it.
         if let (Some(sent), Some(id)) = (&mut self.sent, &record.client_id) {
-            sent.insert(&record.sender_fold, id);
+            sent.insert(record.sender_fold(), id);
         }
         match jobs.try_send(Job::Append(record, epoch)) {
             Ok(()) => Ok(Appended::Queued),
@@ -153,12 +153,14 @@ impl HistoryStore for SqliteStore {
         }
         let mut stmt = self.read.prepare_cached(FIND_SENT).map_err(unavailable)?;
         stmt.query_row([sender_fold, client_id], |row| {
-            Ok(Record {
-                msg: message_from_row(row)?.into(),
-                conv: row.get::<_, String>(8)?.into(),
-                sender_fold: sender_fold.into(),
-                client_id: Some(client_id.to_owned()),
-            })
+            let msg = message_from_row(row)?;
+            let conv: String = row.get(8)?;
+            Ok(Record::new(
+                &conv,
+                msg,
+                sender_fold,
+                Some(client_id.to_owned()),
+            ))
         })
         .optional()
         .map_err(unavailable)

@@ -21,21 +21,16 @@ fn options(dir: &Path) -> StoreOptions {
 }
 
 fn record(conv: &str, seq: u64, text: &str) -> Record {
-    Record {
-        conv: conv.into(),
-        msg: ChatMessage {
-            mid: seq + 1000 * conv.bytes().map(u64::from).sum::<u64>(),
-            room: Some(conv.into()),
-            from: "Alice".into(),
-            seq,
-            ts: crate::hub::now_ms(),
-            text: text.into(),
-            ..ChatMessage::default()
-        }
-        .into(),
-        sender_fold: "alice".into(),
-        client_id: Some(format!("{conv}-{seq}")),
-    }
+    let msg = ChatMessage {
+        mid: seq + 1000 * conv.bytes().map(u64::from).sum::<u64>(),
+        room: Some(conv.into()),
+        from: "Alice".into(),
+        seq,
+        ts: crate::hub::now_ms(),
+        text: text.into(),
+        ..ChatMessage::default()
+    };
+    Record::new(conv, msg, "alice", Some(format!("{conv}-{seq}")))
 }
 
 struct Open {
@@ -449,8 +444,8 @@ fn a_version_5_store_keeps_its_messages_searchable_and_its_resends_found() {
     }
     let mut s = open(dir.path(), None);
     let sent = s.store.find_sent("alice", "c1").unwrap().unwrap();
-    assert_eq!((&*sent.conv, sent.msg.seq), ("#r", 1));
-    assert_eq!(sent.msg.room.as_deref(), Some("#R"));
+    assert_eq!((&**sent.conv(), sent.msg.seq), ("#r", 1));
+    assert_eq!(sent.origin.room.as_deref(), Some("#R"));
     assert!(s.store.find_sent("bob", "c1").unwrap().is_none());
     let plan: String = s
         .store
@@ -698,8 +693,9 @@ fn appends_queued_while_the_writer_is_held_commit_as_one_batch() {
             };
             let mut r = record("#bench", seq, &text);
             r.msg.mid = seq;
-            r.msg.from = "p".into();
-            r.sender_fold = "p".into();
+            let origin = Arc::make_mut(&mut r.origin);
+            origin.from = "p".into();
+            origin.sender_fold = "p".into();
             r.client_id = Some(seq.to_string());
             // The hub looks every new client id up before appending (a resend?).
             assert!(s.store.find_sent("p", &seq.to_string()).unwrap().is_none());

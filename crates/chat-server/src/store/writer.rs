@@ -195,7 +195,7 @@ impl Writer {
             let mut last: HashMap<&str, (u64, u64)> = HashMap::new();
             for (r, _) in batch {
                 let m = &r.msg;
-                let entry = last.entry(&r.conv).or_insert((m.seq, m.mid));
+                let entry = last.entry(r.conv()).or_insert((m.seq, m.mid));
                 *entry = (entry.0.max(m.seq), entry.1.max(m.mid));
             }
             for (conv, (seq, mid)) in last {
@@ -323,16 +323,16 @@ fn insert_rows(tx: &Connection, sql: &str, chunk: &[(Arc<Record>, u64)]) -> rusq
         stmt.raw_bind_parameter(i, v)
     };
     for (r, _) in chunk {
-        let m = &r.msg;
+        let (m, o) = (&r.msg, &*r.origin);
         bind(&mut stmt, &m.mid)?;
-        bind(&mut stmt, &r.conv)?;
+        bind(&mut stmt, &o.conv)?;
         bind(&mut stmt, &m.seq)?;
         bind(&mut stmt, &m.ts)?;
-        bind(&mut stmt, &m.from)?;
-        bind(&mut stmt, &r.sender_fold)?;
+        bind(&mut stmt, &o.from)?;
+        bind(&mut stmt, &o.sender_fold)?;
         bind(&mut stmt, &r.client_id)?;
-        bind(&mut stmt, &m.room)?;
-        bind(&mut stmt, &m.to)?;
+        bind(&mut stmt, &o.room)?;
+        bind(&mut stmt, &o.to)?;
         bind(&mut stmt, &m.text)?;
         bind(&mut stmt, &m.action)?;
     }
