@@ -29,7 +29,9 @@ pub const MAX_CONVS: usize = 20_000;
 ///
 /// An append is the server's hot path in memory mode, so it allocates nothing but the record's
 /// shared box: one map entry per conversation holds its log, last `seq` and age, and the index
-/// of client ids points at the records themselves.
+/// of client ids says where a record is (conversation number and `seq`) rather than holding
+/// it: a count of the record per entry was two atomic updates per message, and comparing
+/// entries read the forgotten record back from cold memory.
 #[derive(Debug)]
 pub struct MemoryHistory {
     /// Most messages kept per conversation; older ones are forgotten.
@@ -42,11 +44,15 @@ pub struct MemoryHistory {
     bytes: usize,
     /// The conversations kept.
     convs: HashMap<Arc<str>, Conv, RandomState>,
+    /// The name of each kept conversation by its number ([`Conv::id`]).
+    conv_names: HashMap<u64, Arc<str>, RandomState>,
+    /// The number the next new conversation gets.
+    next_conv_id: u64,
     /// Per tick of a last append, its conversation: oldest first.
     lru: BTreeMap<u64, Arc<str>>,
     tick: u64,
-    /// The kept records that had a client id, found by (sender fold, client id).
-    sent: HashTable<Arc<Record>>,
+    /// Where the kept records that had a client id are, found by (sender fold, client id).
+    sent: HashTable<Sent>,
     /// Seeds the hash of `sent`'s keys.
     sent_hasher: RandomState,
     last_mid: u64,
@@ -55,6 +61,8 @@ pub struct MemoryHistory {
 /// One conversation's messages and bookkeeping.
 #[derive(Debug, Default)]
 struct Conv {
+    /// Its number, never reused: what the index of client ids knows it by.
+    id: u64,
     /// Records in increasing `seq`.
     log: VecDeque<Kept>,
     /// The highest `seq` ever stored (it outlives forgotten messages, not an evicted
@@ -70,10 +78,22 @@ struct Conv {
 #[derive(Debug)]
 struct Kept {
     record: Arc<Record>,
+    /// Its `seq`, beside it for the same reason.
+    seq: u64,
     /// Its [`cost`].
     cost: usize,
     /// The hash of its key in `sent`, if it has a client id.
     sent_hash: Option<u64>,
+}
+
+/// An entry of the index of client ids: where a record with one is.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    /// The hash of its (sender fold, client id).
+    hash: u64,
+    /// Its conversation's [`Conv::id`].
+    conv: u64,
+    seq: u64,
 }
 
 /// What a record costs in [`MemoryHistory::bytes`].
@@ -105,6 +125,8 @@ impl MemoryHistory {
             max_convs: max_convs.max(1),
             bytes: 0,
             convs: HashMap::default(),
+            conv_names: HashMap::default(),
+            next_conv_id: 0,
             lru: BTreeMap::new(),
             tick: 0,
             sent: HashTable::new(),
@@ -126,25 +148,42 @@ impl MemoryHistory {
         self.sent_hasher.hash_one((sender_fold, client_id))
     }
 
-    /// Indexes a record by its client id, if it has one; returns the hash it is indexed by.
-    fn index(&mut self, record: &Arc<Record>) -> Option<u64> {
+    /// Indexes a record of conversation `conv` in `sent` by its client id, if it has one;
+    /// returns the hash it is indexed by. (Not a method: the caller holds the conversation.)
+    fn index(
+        sent: &mut HashTable<Sent>,
+        hasher: &RandomState,
+        conv: u64,
+        record: &Record,
+    ) -> Option<u64> {
         let id = record.client_id.as_deref()?;
-        let hash = self.sent_hash(record.sender_fold(), id);
-        let hasher = self.sent_hasher.clone();
-        self.sent.insert_unique(hash, Arc::clone(record), move |r| {
-            hasher.hash_one((&**r.sender_fold(), r.client_id.as_deref().unwrap_or("")))
-        });
+        let hash = hasher.hash_one((&**record.sender_fold(), id));
+        let entry = Sent {
+            hash,
+            conv,
+            seq: record.msg.seq,
+        };
+        sent.insert_unique(hash, entry, |e| e.hash);
         Some(hash)
     }
 
-    /// Forgets a record that leaves the store: its bytes and its index entry.
-    fn forget(&mut self, old: &Kept) {
+    /// Forgets a record of conversation `conv` that leaves the store: its bytes and its index
+    /// entry.
+    fn forget(&mut self, conv: u64, old: &Kept) {
         self.bytes = self.bytes.saturating_sub(old.cost);
         if let Some(hash) = old.sent_hash {
-            if let Ok(entry) = self.sent.find_entry(hash, |r| Arc::ptr_eq(r, &old.record)) {
+            let at = |e: &Sent| e.conv == conv && e.seq == old.seq;
+            if let Ok(entry) = self.sent.find_entry(hash, at) {
                 entry.remove();
             }
         }
+    }
+
+    /// The kept record of conversation number `conv` with `seq`.
+    fn record_at(&self, conv: u64, seq: u64) -> Option<&Record> {
+        let log = self.log(self.conv_names.get(&conv)?)?;
+        let i = log.binary_search_by_key(&seq, |k| k.seq).ok()?;
+        log.get(i).map(|k| &*k.record)
     }
 
     fn over_budget(&self) -> bool {
@@ -162,8 +201,9 @@ impl MemoryHistory {
                 return;
             };
             self.lru.remove(&conv.touched);
+            self.conv_names.remove(&conv.id);
             for old in &conv.log {
-                self.forget(old);
+                self.forget(conv.id, old);
             }
         }
     }
@@ -182,11 +222,21 @@ impl MemoryHistory {
         let cost = cost(&record);
         self.bytes += cost;
         self.last_mid = self.last_mid.max(record.msg.mid);
-        let sent_hash = self.index(&record);
         let conv = match self.convs.get_mut(&**record.conv()) {
             Some(conv) => conv,
-            None => self.convs.entry(Arc::clone(record.conv())).or_default(),
+            None => {
+                let id = self.next_conv_id;
+                self.next_conv_id += 1;
+                self.conv_names.insert(id, Arc::clone(record.conv()));
+                let conv = Conv {
+                    id,
+                    ..Conv::default()
+                };
+                self.convs.entry(Arc::clone(record.conv())).or_insert(conv)
+            }
         };
+        let conv_id = conv.id;
+        let sent_hash = Self::index(&mut self.sent, &self.sent_hasher, conv_id, &record);
         conv.last_seq = record.msg.seq;
         // The most recent conversation stays where it is in `lru` (the common case: one busy
         // room), so that costs nothing.
@@ -202,13 +252,15 @@ impl MemoryHistory {
         } else {
             None
         };
+        let seq = record.msg.seq;
         conv.log.push_back(Kept {
             record,
+            seq,
             cost,
             sent_hash,
         });
         if let Some(old) = old {
-            self.forget(&old);
+            self.forget(conv_id, &old);
         }
         // The name is only needed past the budget: not cloning it saves two atomic updates of
         // a shared count per message. This conversation is the last one touched.
@@ -275,10 +327,15 @@ impl HistoryStore for MemoryHistory {
         client_id: &str,
     ) -> Result<Option<Record>, HistoryError> {
         let hash = self.sent_hash(sender_fold, client_id);
-        let found = self.sent.find(hash, |r| {
-            **r.sender_fold() == *sender_fold && r.client_id.as_deref() == Some(client_id)
-        });
-        Ok(found.map(|r| Record::clone(r)))
+        let found = self
+            .sent
+            .find(hash, |e| {
+                self.record_at(e.conv, e.seq).is_some_and(|r| {
+                    **r.sender_fold() == *sender_fold && r.client_id.as_deref() == Some(client_id)
+                })
+            })
+            .and_then(|e| self.record_at(e.conv, e.seq));
+        Ok(found.cloned())
     }
 
     fn search(&self, conv: &str, query: &str, n: usize) -> Result<Page, HistoryError> {
@@ -336,6 +393,59 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn a_resend_finds_its_own_record_after_other_conversations_come_and_go() {
+        let mut h = MemoryHistory::with_budget(10, MAX_BYTES, 2);
+        let put = |h: &mut MemoryHistory, conv: &str, seq: u64, id: &str| {
+            let mut r = record(seq);
+            Arc::make_mut(&mut r.origin).conv = conv.into();
+            r.client_id = Some(id.into());
+            h.append(Arc::new(r), 0).unwrap();
+        };
+        put(&mut h, "#a", 1, "a1");
+        put(&mut h, "#b", 1, "b1");
+        put(&mut h, "#b", 2, "b2");
+        // A third conversation: #a, appended to least recently, goes with its index entries.
+        put(&mut h, "#c", 1, "c1");
+        assert!(h.find_sent("alice", "a1").unwrap().is_none());
+        // #a again, from seq 1: a new conversation, whose entries are not the old one's.
+        put(&mut h, "#a", 1, "a1-again");
+        let found = |h: &MemoryHistory, id: &str| {
+            h.find_sent("alice", id)
+                .unwrap()
+                .map(|r| (r.conv().to_string(), r.msg.seq))
+        };
+        assert_eq!(found(&h, "a1-again"), Some(("#a".into(), 1)));
+        assert_eq!(found(&h, "a1"), None);
+        assert_eq!(found(&h, "b2"), None, "#b went when #a came back");
+        assert_eq!(found(&h, "c1"), Some(("#c".into(), 1)));
+        assert!(
+            h.find_sent("bob", "c1").unwrap().is_none(),
+            "another sender's id"
+        );
+        assert_eq!(h.sent.len(), 2);
+    }
+
+    #[test]
+    fn over_the_budget_the_conversation_just_written_to_keeps_its_message() {
+        let mut h = MemoryHistory::with_budget(1000, 1000, 100);
+        let big = |conv: &str| {
+            let mut r = record(1);
+            Arc::make_mut(&mut r.origin).conv = conv.into();
+            r.msg.text = "x".repeat(2000);
+            Arc::new(r)
+        };
+        let kept = |h: &MemoryHistory, conv: &str| h.after(conv, 0, 10).unwrap().messages.len();
+        h.append(big("#a"), 0).unwrap();
+        assert_eq!(kept(&h, "#a"), 1, "alone over budget, it stays");
+        h.append(big("#b"), 0).unwrap();
+        assert_eq!(
+            (kept(&h, "#a"), kept(&h, "#b")),
+            (0, 1),
+            "the older room goes"
+        );
     }
 
     #[test]
