@@ -50,6 +50,11 @@ fn every_client_message_round_trips_through_the_codec() {
     }
 }
 
+/// A guard on memory, not on speed: a JSON message that kept a piece of the read buffer would
+/// pin a whole read's allocation for as long as it lives (a stored message, for hours), and a
+/// chunk that copied its data would cost a copy per chunk relayed. (Whether a body is read in
+/// place or cut off and dropped at once is not visible here; the proptests below hold the two
+/// decoders to the same results.)
 #[test]
 fn no_decoded_json_message_holds_the_read_buffer_and_a_chunk_keeps_its_bytes_uncopied() {
     let mut codec = ClientCodec::new(MAX);

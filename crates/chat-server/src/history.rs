@@ -54,8 +54,8 @@ pub enum HistoryError {
 /// Why: with the names as separate shared strings, every message took four reference counts
 /// (nick, folded nick, room name, conversation) and gave four back when the store forgot it;
 /// those atomic updates were a sixth of the server's time per message. The hub keeps the
-/// origin of a session's last message and reuses it while the names are the same ones
-/// (compared by pointer), so a message costs one count.
+/// origin of a session's last message and reuses it while the names are the same (compared
+/// by pointer first, then by content), so a message costs one count.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
     /// The conversation: a folded room name (`#lobby`) or [`dm_conv`] of two folded nicks.

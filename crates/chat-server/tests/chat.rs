@@ -682,6 +682,46 @@ async fn each_message_carries_the_names_it_was_sent_under() {
 }
 
 #[tokio::test]
+async fn case_only_renames_and_renamed_recipients_show_in_the_next_message() {
+    bounded(10, async {
+        let server = TestServer::start(test_config()).await;
+        let mut a = Client::login(server.addr, "amelia").await;
+        let mut b = Client::login(server.addr, "ben").await;
+        a.chat_with(&mut b, "lower").await;
+        // A rename in case only keeps the folded nick: the spelling still changes.
+        a.send(Nick {
+            id: None,
+            nick: "Amelia".into(),
+        })
+        .await;
+        b.recv_until(|m| matches!(m, ServerMsg::NickChanged(_)).then_some(()))
+            .await;
+        a.nick = "Amelia".into();
+        a.chat_with(&mut b, "capital").await;
+
+        // A direct message names its recipient as they are called now.
+        a.say("ben", "psst", "d1").await;
+        assert_eq!(a.recv_ack().await.to.as_deref(), Some("ben"));
+        b.recv_message().await;
+        b.send(Nick {
+            id: None,
+            nick: "Ben".into(),
+        })
+        .await;
+        a.recv_until(|m| matches!(m, ServerMsg::NickChanged(_)).then_some(()))
+            .await;
+        a.say("ben", "psst again", "d2").await;
+        assert_eq!(a.recv_ack().await.to.as_deref(), Some("Ben"));
+        let m = b.recv_message().await;
+        assert_eq!(
+            (m.from.as_str(), m.to.as_deref(), m.text.as_str()),
+            ("Amelia", Some("Ben"), "psst again")
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn joining_sends_recent_history_and_older_pages_on_request() {
     bounded(15, async {
         let mut config = test_config();

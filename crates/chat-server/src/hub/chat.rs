@@ -242,11 +242,11 @@ impl Hub {
                 .collect();
             self.dm_seqs.retain(|c, _| in_flight.contains(c.as_str()));
         }
-        self.dm_seqs.insert(conv.clone(), last + 1);
         let ts = self.stamp();
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
+        self.dm_seqs.insert(conv.clone(), last + 1);
         let conv: Arc<str> = conv.into();
         let origin = reuse_origin(
             &mut conn.origin,
@@ -393,7 +393,9 @@ impl Hub {
                 self.end_run_if_full();
             }
             Err((e, client_id)) => {
-                // The run is into this room: its key is the room's.
+                // The run is into this room (`run_for` made it above and the store cannot end
+                // it), so its key is the room's: taking it here spares every stored message a
+                // count of the key.
                 let key = self.run.as_mut().map(|run| {
                     run.undo(mark);
                     Arc::clone(run.key())
