@@ -76,10 +76,9 @@ impl<In: WireMessage, Out> Decoder for MessageCodec<In, Out> {
             src.advance(end);
             return Ok(Some(msg));
         }
-        Ok(self
-            .frames
-            .decode(src)?
-            .map(|frame| In::decode(frame.kind, frame.body)))
+        src.advance(HEADER_LEN);
+        let body = src.split_to(header.body_len as usize).freeze();
+        Ok(Some(In::decode(header.kind, body)))
     }
 }
 

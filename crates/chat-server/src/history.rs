@@ -70,6 +70,12 @@ pub struct Origin {
     pub sender_fold: Arc<str>,
 }
 
+/// Whether two shared names are the same: by pointer first (the usual case, one shared
+/// string), then by content.
+pub fn same_name(a: &Arc<str>, b: &Arc<str>) -> bool {
+    Arc::ptr_eq(a, b) || **a == **b
+}
+
 /// What is a message's own besides its names: the numbers the server gave it and the text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {

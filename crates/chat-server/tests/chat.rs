@@ -607,14 +607,7 @@ async fn each_message_carries_the_names_it_was_sent_under() {
         let mut a = Client::login(server.addr, "amy").await;
         let mut b = Client::login(server.addr, "ben").await;
         a.chat_with(&mut b, "before").await;
-        a.send(Nick {
-            id: None,
-            nick: "amelia".into(),
-        })
-        .await;
-        b.recv_until(|m| matches!(m, ServerMsg::NickChanged(_)).then_some(()))
-            .await;
-        a.nick = "amelia".into();
+        a.rename("amelia").await;
         a.chat_with(&mut b, "after").await;
 
         for c in [&mut a, &mut b] {
@@ -689,27 +682,14 @@ async fn case_only_renames_and_renamed_recipients_show_in_the_next_message() {
         let mut b = Client::login(server.addr, "ben").await;
         a.chat_with(&mut b, "lower").await;
         // A rename in case only keeps the folded nick: the spelling still changes.
-        a.send(Nick {
-            id: None,
-            nick: "Amelia".into(),
-        })
-        .await;
-        b.recv_until(|m| matches!(m, ServerMsg::NickChanged(_)).then_some(()))
-            .await;
-        a.nick = "Amelia".into();
+        a.rename("Amelia").await;
         a.chat_with(&mut b, "capital").await;
 
         // A direct message names its recipient as they are called now.
         a.say("ben", "psst", "d1").await;
         assert_eq!(a.recv_ack().await.to.as_deref(), Some("ben"));
         b.recv_message().await;
-        b.send(Nick {
-            id: None,
-            nick: "Ben".into(),
-        })
-        .await;
-        a.recv_until(|m| matches!(m, ServerMsg::NickChanged(_)).then_some(()))
-            .await;
+        b.rename("Ben").await;
         a.say("ben", "psst again", "d2").await;
         assert_eq!(a.recv_ack().await.to.as_deref(), Some("Ben"));
         let m = b.recv_message().await;

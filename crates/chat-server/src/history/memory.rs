@@ -96,6 +96,11 @@ struct Sent {
     seq: u64,
 }
 
+/// The hash of a key of the index of client ids.
+fn sent_hash(hasher: &RandomState, sender_fold: &str, client_id: &str) -> u64 {
+    hasher.hash_one((sender_fold, client_id))
+}
+
 /// What a record costs in [`MemoryHistory::bytes`].
 fn cost(r: &Record) -> usize {
     const PER_RECORD: usize = 160;
@@ -145,7 +150,7 @@ impl MemoryHistory {
     }
 
     fn sent_hash(&self, sender_fold: &str, client_id: &str) -> u64 {
-        self.sent_hasher.hash_one((sender_fold, client_id))
+        sent_hash(&self.sent_hasher, sender_fold, client_id)
     }
 
     /// Indexes a record of conversation `conv` in `sent` by its client id, if it has one;
@@ -157,7 +162,7 @@ impl MemoryHistory {
         record: &Record,
     ) -> Option<u64> {
         let id = record.client_id.as_deref()?;
-        let hash = hasher.hash_one((&**record.sender_fold(), id));
+        let hash = sent_hash(hasher, record.sender_fold(), id);
         let entry = Sent {
             hash,
             conv,
@@ -327,14 +332,14 @@ impl HistoryStore for MemoryHistory {
         client_id: &str,
     ) -> Result<Option<Record>, HistoryError> {
         let hash = self.sent_hash(sender_fold, client_id);
-        let found = self
-            .sent
-            .find(hash, |e| {
-                self.record_at(e.conv, e.seq).is_some_and(|r| {
-                    **r.sender_fold() == *sender_fold && r.client_id.as_deref() == Some(client_id)
-                })
-            })
-            .and_then(|e| self.record_at(e.conv, e.seq));
+        // The matching entry's record, kept as it is found (not looked up twice).
+        let mut found = None;
+        self.sent.find(hash, |e| {
+            found = self.record_at(e.conv, e.seq).filter(|r| {
+                **r.sender_fold() == *sender_fold && r.client_id.as_deref() == Some(client_id)
+            });
+            found.is_some()
+        });
         Ok(found.cloned())
     }
 

@@ -26,7 +26,9 @@ use chat_proto::{ErrorCode, ServerMsg};
 use tracing::{error, warn};
 
 use super::{Hub, SessionId, encode, fit};
-use crate::history::{Appended, Done, HistoryError, Origin, Record, StoredMessage, dm_conv};
+use crate::history::{
+    Appended, Done, HistoryError, Origin, Record, StoredMessage, dm_conv, same_name,
+};
 use chat_proto::nick::fold_nick;
 
 /// Direct conversations whose last `seq` the hub caches, at most; beyond it the cache is
@@ -658,18 +660,16 @@ fn reuse_origin(
     from: &Arc<str>,
     sender_fold: &Arc<str>,
 ) -> Arc<Origin> {
-    let same = |a: &Arc<str>, b: &Arc<str>| Arc::ptr_eq(a, b) || **a == **b;
     let same_opt = |a: Option<&Arc<str>>, b: Option<&Arc<str>>| match (a, b) {
-        (Some(a), Some(b)) => same(a, b),
-        (None, None) => true,
-        _ => false,
+        (Some(a), Some(b)) => same_name(a, b),
+        (a, b) => a.is_none() && b.is_none(),
     };
     if let Some(o) = cached.as_ref().filter(|o| {
-        same(&o.conv, conv)
+        same_name(&o.conv, conv)
             && same_opt(o.room.as_ref(), room)
             && same_opt(o.to.as_ref(), to)
-            && same(&o.from, from)
-            && same(&o.sender_fold, sender_fold)
+            && same_name(&o.from, from)
+            && same_name(&o.sender_fold, sender_fold)
     }) {
         return Arc::clone(o);
     }

@@ -21,6 +21,7 @@ use chat_proto::frame::HEADER_LEN;
 
 use super::outbox::MAX_ITEM;
 use super::{Hub, SessionId, settle};
+use crate::history::same_name;
 use crate::writer::split_frames;
 
 /// A run delivers itself once its messages reach this many bytes (one item's worth).
@@ -120,7 +121,7 @@ impl Hub {
         let same = self
             .run
             .as_ref()
-            .is_some_and(|r| r.sender == sender && (Arc::ptr_eq(&r.key, key) || r.key == *key));
+            .is_some_and(|r| r.sender == sender && same_name(&r.key, key));
         if !same {
             self.deliver_run();
         }

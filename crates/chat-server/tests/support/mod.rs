@@ -205,6 +205,19 @@ impl Client {
     }
 
     /// Sends a chat message with a client id.
+    /// Changes nick and waits until the server has carried it out (its own `nick_changed`).
+    pub async fn rename(&mut self, nick: &str) {
+        self.send(chat_proto::client::Nick {
+            id: None,
+            nick: nick.into(),
+        })
+        .await;
+        let new = nick.to_owned();
+        self.recv_until(|m| matches!(m, ServerMsg::NickChanged(n) if n.new == new).then_some(()))
+            .await;
+        self.nick = new;
+    }
+
     pub async fn say(&mut self, to: &str, text: &str, id: &str) {
         self.send(Send {
             id: Some(id.into()),
